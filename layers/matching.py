@@ -1,0 +1,59 @@
+"""Matching priors to ground truth (paper section 2.2), batched over images."""
+import torch
+
+from .box_utils import batched_box_iou, cxcywh_to_xyxy
+
+
+def pad_targets(targets, device=None):
+    """List of [n_i, 5] (x1, y1, x2, y2, label) -> padded [B, N, 5] with label -1 in the padding rows.
+
+    An already padded [B, N, 5] tensor passes through.
+    """
+    if torch.is_tensor(targets):
+        return targets if device is None else targets.to(device)
+    max_len = max([len(t) for t in targets] + [1])
+    padded = torch.zeros(len(targets), max_len, 5, device=device)
+    padded[..., 4] = -1
+    for i, t in enumerate(targets):
+        padded[i, : len(t)] = t.to(padded)
+    return padded
+
+
+def match_priors(gt_boxes: torch.Tensor, gt_labels: torch.Tensor, priors_cxcywh: torch.Tensor,
+                 threshold: float = 0.5):
+    """Assign ground truth to priors for a whole batch.
+
+    gt_boxes [B, N, 4] (x1, y1, x2, y2), gt_labels [B, N] int (0..C-2, negative = padding), priors [P, 4]
+    -> matched boxes [B, P, 4] and matched labels [B, P] (0 = background, else class + 1).
+
+    First the bipartite step of the paper (as Caffe SSD's greedy MatchBBox): repeatedly the highest-IoU
+    (ground truth, prior) pair among those not yet taken is matched, so every ground truth owns one prior,
+    distinct from the others', whatever its IoU. Then every other prior takes the ground truth it overlaps
+    most if that IoU >= threshold. The loop runs over the padded number of ground truths, not over images.
+    """
+    batch, num_gt = gt_labels.shape
+    valid = gt_labels >= 0
+    iou = batched_box_iou(gt_boxes, cxcywh_to_xyxy(priors_cxcywh))  # [B, N, P]
+    iou = iou.masked_fill(~valid[..., None], -1.0)
+
+    num_priors = iou.shape[2]
+    rows = torch.arange(batch, device=iou.device)
+    forced_gt = torch.full((batch, num_priors), -1, dtype=torch.long, device=iou.device)
+    free = iou.clone()
+    for _ in range(num_gt):
+        best, flat = free.view(batch, -1).max(dim=1)
+        gt_idx, prior_idx = flat // num_priors, flat % num_priors
+        taken = best > 0
+        current = forced_gt[rows, prior_idx]
+        forced_gt[rows, prior_idx] = torch.where(taken, gt_idx, current)
+        free[rows, gt_idx, :] = -1.0
+        free[rows, :, prior_idx] = -1.0
+
+    best_iou, best_gt = iou.max(dim=1)  # [B, P]
+    forced = forced_gt >= 0
+    matched_gt = torch.where(forced, forced_gt, best_gt)
+    positive = forced | (best_iou >= threshold)
+    labels = gt_labels.long().gather(1, matched_gt) + 1
+    labels = torch.where(positive, labels, torch.zeros_like(labels))
+    boxes = gt_boxes.gather(1, matched_gt[..., None].expand(-1, -1, 4))
+    return boxes, labels

@@ -1,0 +1,51 @@
+"""SSD's MultiBox objective (paper eq. 1) with hard negative mining, batched over images."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .box_utils import encode
+from .matching import match_priors, pad_targets
+
+
+class MultiBoxLoss(nn.Module):
+    """`loss_l, loss_c = criterion((loc [B,P,4], conf [B,P,C], priors [P,4]), targets)`.
+
+    `targets`: list of [n_i, 5] float tensors (x1, y1, x2, y2 in [0, 1], class 0..C-2), or the padded
+    [B, N, 5] tensor of `pad_targets` (label -1 in padding rows). Smooth L1 over positives; cross-entropy over
+    positives plus, per image, the `neg_pos` x positives negatives with the highest background cross-entropy;
+    both summed and divided by the batch's number of positives N (a batch with N = 0 gives 0, not NaN).
+    """
+
+    def __init__(self, num_classes: int, overlap_thresh: float = 0.5, neg_pos: int = 3,
+                 variance=(0.1, 0.2)):
+        super().__init__()
+        self.num_classes = num_classes
+        self.overlap_thresh = overlap_thresh
+        self.neg_pos = neg_pos
+        self.variance = tuple(variance)
+
+    def forward(self, predictions, targets):
+        loc, conf, priors = predictions
+        priors = priors.to(loc.device, torch.float32)
+        targets = pad_targets(targets, loc.device)
+        with torch.no_grad():
+            matched_boxes, labels = match_priors(targets[..., :4].float(), targets[..., 4].round().long(),
+                                                 priors, self.overlap_thresh)
+            loc_targets = encode(matched_boxes, priors, self.variance)
+        positive = labels > 0  # [B, P]
+        num_pos = positive.sum(dim=1, keepdim=True)
+
+        loc_loss = F.smooth_l1_loss(loc.float(), loc_targets, reduction="none").sum(dim=-1)
+        loss_l = (loc_loss * positive).sum()
+
+        ce = F.cross_entropy(conf.float().flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
+        with torch.no_grad():
+            # Positives are ranked last (CE >= 0), so at most P - num_pos negatives can be picked.
+            mining = ce.masked_fill(positive, -1.0)
+            rank = mining.argsort(dim=1, descending=True).argsort(dim=1)
+            num_neg = (self.neg_pos * num_pos).clamp(max=labels.shape[1] - num_pos)
+            negative = rank < num_neg
+        loss_c = (ce * (positive | negative)).sum()
+
+        total_pos = num_pos.sum().clamp(min=1).float()
+        return loss_l / total_pos, loss_c / total_pos

@@ -1,0 +1,5 @@
+from .ssd import SSD, L2Norm, build_ssd, build_ssd_from_config, extra_layers, vgg_reduced_fc
+from .weights import WeightsError, load_basenet, load_ssd_weights
+
+__all__ = ["SSD", "L2Norm", "build_ssd", "build_ssd_from_config", "vgg_reduced_fc", "extra_layers",
+           "load_basenet", "load_ssd_weights", "WeightsError"]

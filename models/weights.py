@@ -1,0 +1,175 @@
+"""Loading weights: our checkpoints, ssd.pytorch SSD checkpoints, VGG16 reduced-fc and torchvision VGG16.
+
+Every file is read with `torch.load(..., weights_only=True)`; its format is recognised by its keys, and a file
+that fits none of them, or does not fit the model, is a one-line error naming the file and the problem.
+"""
+import os
+
+import torch
+import torch.nn as nn
+
+from .ssd import vgg_reduced_fc
+
+# The SHA-256 of the published files, so that a user can check a download.
+KNOWN_FILES = {
+    "vgg16_reducedfc.pth": "633cb3a85c60f76737114bf41c8f8a7c8d23cc1215e4b44812fb068a09022d5f",
+    "ssd300_mAP_77.43_v2.pth": "3d147eb48c8f3771101e12ff14d8105b935d2e4e08fa471e2ee5a2426c20d61e",
+}
+VGG_WEIGHTS_HELP = (
+    "get it with `bash scripts/get_weights.sh` (ssd.pytorch's vgg16_reducedfc.pth), or convert torchvision's "
+    "ImageNet VGG16 with `python scripts/convert_vgg16.py`, or pass `--basenet none` to train from scratch")
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be used, with a message naming the file and the problem."""
+
+
+def read_state(path: str) -> dict:
+    path = os.path.expanduser(str(path))
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated download, a pickle with code in it, not a torch file at all
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
+    return state
+
+
+def strip_prefix(state: dict, prefix: str = "module.") -> dict:
+    """Weights saved from DataParallel/DDP carry a `module.` prefix."""
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def weights_format(state: dict) -> str:
+    """'checkpoint' | 'ssd' (ours) | 'ssd.pytorch' | 'vgg16_reducedfc' | 'torchvision_vgg16' | 'unknown'."""
+    if "model" in state and "config" in state:
+        return "checkpoint"
+    keys = set(strip_prefix(state))
+    if "L2Norm.weight" in keys and any(k.startswith("vgg.") for k in keys):
+        return "ssd.pytorch"
+    if "l2norm.weight" in keys and any(k.startswith("vgg.") for k in keys):
+        return "ssd"
+    if "features.0.weight" in keys and "classifier.0.weight" in keys:
+        return "torchvision_vgg16"
+    if keys and all(k.split(".")[0].isdigit() for k in keys):
+        return "vgg16_reducedfc"
+    return "unknown"
+
+
+def _conv_layers(vgg: nn.ModuleList):
+    return [m for m in vgg if isinstance(m, nn.Conv2d)]
+
+
+def _copy_convs(path: str, convs, weights, biases):
+    if len(weights) != len(convs):
+        raise WeightsError(f"{path}: has {len(weights)} conv layers, the VGG16 reduced-fc backbone has {len(convs)}")
+    for i, (conv, w, b) in enumerate(zip(convs, weights, biases)):
+        if w.shape != conv.weight.shape or b.shape != conv.bias.shape:
+            raise WeightsError(f"{path}: conv layer {i} has weight {tuple(w.shape)}, the backbone expects "
+                               f"{tuple(conv.weight.shape)}")
+        with torch.no_grad():
+            conv.weight.copy_(w)
+            conv.bias.copy_(b)
+
+
+def decimate_torchvision_vgg16(state: dict) -> dict:
+    """torchvision VGG16 (ImageNet) -> ssd.pytorch's reduced-fc state dict (keys 0.weight .. 33.bias).
+
+    fc6 [4096, 25088] is viewed as a 7x7 conv [4096, 512, 7, 7] and subsampled every 4th filter and every 3rd
+    tap ([1024, 512, 3, 3], used with dilation 6); fc7 [4096, 4096] keeps every 4th row and column
+    ([1024, 1024, 1, 1]); biases every 4th (paper section 3, "atrous" fc layers, as the Caffe model).
+    """
+    conv_keys = sorted({int(k.split(".")[1]) for k in state if k.startswith("features.") and k.endswith("weight")})
+    if len(conv_keys) != 13:
+        raise WeightsError(f"torchvision VGG16 has 13 conv layers, this state dict has {len(conv_keys)}")
+    fc6_w, fc6_b = state["classifier.0.weight"], state["classifier.0.bias"]
+    fc7_w, fc7_b = state["classifier.3.weight"], state["classifier.3.bias"]
+    if fc6_w.shape != (4096, 25088) or fc7_w.shape != (4096, 4096):
+        raise WeightsError(f"torchvision VGG16 fc6/fc7 should be [4096, 25088]/[4096, 4096], "
+                           f"found {list(fc6_w.shape)}/{list(fc7_w.shape)}")
+    weights = [state[f"features.{i}.weight"] for i in conv_keys]
+    biases = [state[f"features.{i}.bias"] for i in conv_keys]
+    weights.append(fc6_w.view(4096, 512, 7, 7)[::4, :, ::3, ::3].contiguous())
+    biases.append(fc6_b[::4].contiguous())
+    weights.append(fc7_w[::4, ::4].reshape(1024, 1024, 1, 1).contiguous())
+    biases.append(fc7_b[::4].contiguous())
+    reference, _ = vgg_reduced_fc(False)
+    indices = [i for i, m in enumerate(reference) if isinstance(m, nn.Conv2d)]
+    out = {}
+    for index, w, b in zip(indices, weights, biases):
+        out[f"{index}.weight"], out[f"{index}.bias"] = w, b
+    return out
+
+
+def load_basenet(model, path: str) -> str:
+    """Load VGG16 weights into `model.vgg`; returns the pixel format those weights expect.
+
+    Accepts ssd.pytorch's `vgg16_reducedfc.pth` (keys 0.weight .. 33.bias) and torchvision's ImageNet VGG16
+    state dict (`vgg16-397923af.pth`, converted on the fly). Works for the BatchNorm variant too (convs only).
+    """
+    path = os.path.expanduser(str(path))
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: base network weights not found; {VGG_WEIGHTS_HELP}")
+    state = strip_prefix(read_state(path))
+    kind = weights_format(state)
+    if kind == "torchvision_vgg16":
+        state, pixel_format = decimate_torchvision_vgg16(state), "torchvision"
+    elif kind == "vgg16_reducedfc":
+        pixel_format = "caffe"
+    else:
+        raise WeightsError(f"{path}: not a VGG16 backbone (recognised as {kind}); expected vgg16_reducedfc.pth "
+                           f"or torchvision's vgg16 state dict")
+    indices = sorted({int(k.split(".")[0]) for k in state if k.endswith("weight")})
+    _copy_convs(path, _conv_layers(model.vgg), [state[f"{i}.weight"] for i in indices],
+                [state[f"{i}.bias"] for i in indices])
+    return pixel_format
+
+
+def ssd_pytorch_to_ours(state: dict) -> dict:
+    """ssd.pytorch SSD keys (vgg.*, L2Norm.weight, extras.*, loc.*, conf.*) -> this repo's keys."""
+    return {("l2norm.weight" if k == "L2Norm.weight" else k): v for k, v in strip_prefix(state).items()}
+
+
+def load_ssd_weights(model, path: str) -> dict:
+    """Load complete SSD weights into `model`: a checkpoint of train.py, our plain weights, or ssd.pytorch's.
+
+    Returns the checkpoint dict (or {} for plain weights). ssd.pytorch weights are trained on caffe-format
+    input (BGR minus mean), which the model's normaliser must match.
+    """
+    path = os.path.expanduser(str(path))
+    state = read_state(path)
+    kind = weights_format(state)
+    checkpoint = {}
+    if kind == "checkpoint":
+        checkpoint, state = state, state["model"]
+    elif kind == "ssd.pytorch":
+        state = ssd_pytorch_to_ours(state)
+        if model.pixel_format != "caffe":
+            raise WeightsError(f"{path}: ssd.pytorch weights expect caffe-format input, the model uses "
+                               f"{model.pixel_format}")
+    elif kind == "ssd":
+        state = strip_prefix(state)
+    else:
+        raise WeightsError(f"{path}: not SSD weights (recognised as {kind}); for a backbone use --basenet")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        hint = " (BatchNorm variant vs plain?)" if any("running_mean" in k for k in missing + unexpected) else ""
+        raise WeightsError(f"{path}: keys do not match the model{hint}: missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]}")
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            detail = ""
+            if key.startswith("conf."):
+                anchors = model.conf[int(key.split(".")[1])].out_channels // model.num_classes
+                detail = (f": the file has {value.shape[0] // anchors} classes (background included), "
+                          f"the model {model.num_classes}; pass the matching --labels")
+            raise WeightsError(f"{path}: {key} has shape {tuple(value.shape)}, the model expects "
+                               f"{tuple(expected[key].shape)}{detail}")
+    model.load_state_dict(state)
+    return checkpoint

@@ -1,0 +1,75 @@
+import math
+
+import pytest
+import torch
+
+from layers import PostProcessor, postprocess, soft_nms, xyxy_to_cxcywh
+
+
+def log_probs(rows):
+    """Logits whose softmax is exactly the given probabilities."""
+    return torch.log(torch.tensor(rows, dtype=torch.float32))
+
+
+def test_nms_suppresses_within_a_class_and_keeps_the_same_box_for_two_classes():
+    priors = xyxy_to_cxcywh(torch.tensor([[0.1, 0.1, 0.5, 0.5],     # A
+                                          [0.12, 0.1, 0.52, 0.5],   # B, IoU(A, B) = 0.38/0.42 > 0.45
+                                          [0.6, 0.6, 0.9, 0.9],     # C, far away
+                                          [0.0, 0.0, 0.05, 0.05]]))  # D, low scores everywhere
+    # classes: background, cat(0), dog(1)
+    conf = log_probs([[[0.05, 0.55, 0.40],
+                       [0.20, 0.50, 0.30],
+                       [0.30, 0.70, 1e-6],
+                       [0.99, 0.005, 0.005]]])
+    loc = torch.zeros(1, 4, 4)  # boxes = priors
+    (det,) = postprocess(loc, conf, priors, conf_thresh=0.01, nms_thresh=0.45, top_k=200)
+    got = sorted(zip(det["labels"].tolist(), [round(s, 4) for s in det["scores"].tolist()]))
+    # cat: A (0.55) suppresses B (0.50); C (0.70) kept; D (0.005) below threshold.
+    # dog: A (0.40) suppresses B (0.30); C below threshold.
+    assert got == [(0, 0.55), (0, 0.7), (1, 0.4)]
+    assert torch.allclose(det["boxes"][det["scores"].argmax()], torch.tensor([0.6, 0.6, 0.9, 0.9]), atol=1e-6)
+    assert det["scores"].tolist() == sorted(det["scores"].tolist(), reverse=True)
+
+
+def test_top_k_per_image_and_batching():
+    torch.manual_seed(0)
+    priors = torch.rand(300, 4) * torch.tensor([1, 1, 0.1, 0.1]) + torch.tensor([0, 0, 0.02, 0.02])
+    conf = torch.randn(3, 300, 5) * 3
+    loc = torch.zeros(3, 300, 4)
+    batched = postprocess(loc, conf, priors, top_k=7)
+    assert len(batched) == 3
+    for b in range(3):
+        single = postprocess(loc[b:b + 1], conf[b:b + 1], priors, top_k=7)[0]
+        assert len(batched[b]["scores"]) == 7
+        assert torch.allclose(batched[b]["scores"], single["scores"])
+        assert torch.equal(batched[b]["labels"], single["labels"])
+
+
+def test_empty_image():
+    priors = xyxy_to_cxcywh(torch.tensor([[0.1, 0.1, 0.5, 0.5]]))
+    conf = log_probs([[[0.999, 0.0005, 0.0005]]])
+    (det,) = PostProcessor()(torch.zeros(1, 1, 4), conf, priors)
+    assert det["boxes"].shape == (0, 4) and det["scores"].shape == (0,)
+
+
+def test_soft_nms_rescoring_follows_the_paper():
+    boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0], [0.5, 0.0, 1.5, 1.0], [3.0, 3.0, 4.0, 4.0]]])
+    scores = torch.tensor([[0.9, 0.8, 0.7]])
+    iou = 0.5 / 1.5
+    kept, index = soft_nms(boxes, scores, 3, "gaussian", sigma=0.5, score_thresh=0.01)
+    assert index.tolist() == [[0, 2, 1]]
+    assert kept[0].tolist() == pytest.approx([0.9, 0.7, 0.8 * math.exp(-iou ** 2 / 0.5)], rel=1e-5)
+    kept, index = soft_nms(boxes, scores, 3, "linear", iou_thresh=0.3, score_thresh=0.01)
+    assert index.tolist() == [[0, 2, 1]]
+    assert kept[0].tolist() == pytest.approx([0.9, 0.7, 0.8 * (1 - iou)], rel=1e-5)
+    # below the linear threshold nothing changes
+    kept, _ = soft_nms(boxes, scores, 3, "linear", iou_thresh=0.5, score_thresh=0.01)
+    assert sorted(kept[0].tolist(), reverse=True) == pytest.approx([0.9, 0.8, 0.7])
+
+
+def test_soft_nms_through_postprocess():
+    priors = xyxy_to_cxcywh(torch.tensor([[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.52, 0.5]]))
+    conf = log_probs([[[0.05, 0.95], [0.2, 0.8]]])
+    (det,) = postprocess(torch.zeros(1, 2, 4), conf, priors, nms="soft", soft_method="linear", nms_thresh=0.3)
+    iou = (0.38 * 0.4) / (2 * 0.16 - 0.38 * 0.4)
+    assert det["scores"].tolist() == pytest.approx([0.95, 0.8 * (1 - iou)], rel=1e-4)
