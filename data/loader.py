@@ -1,0 +1,102 @@
+"""From a dataset source to batches: the per-sample transform, collate, the training sampler and loaders."""
+import itertools
+import logging
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+log = logging.getLogger("ssd.data")
+
+
+class SSDDataset(Dataset):
+    """source + transform -> (image uint8 [3, S, S] BGR, target float32 [n, 5] (x1, y1, x2, y2 in [0, 1], label),
+    index). An int key gives the untransformed-by-chance sample (evaluation); an (index, seed) key from
+    `TrainSampler` seeds the augmentation, so a sample depends only on the run seed, the epoch and the index.
+    An image that cannot be read is logged (naming the file) and replaced by the next readable one."""
+
+    def __init__(self, source, transform, use_difficult: bool = True, max_substitutions: int = 20):
+        self.source, self.transform, self.use_difficult = source, transform, use_difficult
+        self.max_substitutions = max_substitutions
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, key):
+        index, seed = key if isinstance(key, tuple) else (key, (0, key))
+        rng = np.random.default_rng(seed)
+        for attempt in range(self.max_substitutions):
+            try:
+                image, boxes, labels, difficult = self.source.load(index)
+                break
+            except ValueError as exc:
+                log.warning("%s; using another image instead", exc)
+                index = (index + 1) % len(self.source)
+        else:
+            raise RuntimeError(f"{self.max_substitutions} unreadable images in a row in {self.source.name}; "
+                               f"run `python -m data.check` on the dataset")
+        if not self.use_difficult and len(labels):
+            boxes, labels = boxes[~difficult], labels[~difficult]
+        image, boxes, labels = self.transform(image, boxes, labels, rng)
+        target = np.concatenate([boxes, labels[:, None].astype(np.float32)], 1) if len(labels) else \
+            np.zeros((0, 5), np.float32)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(target), index
+
+
+def collate(batch):
+    """-> images uint8 [B, 3, S, S], targets [B, N, 5] padded with label -1, indices [B]."""
+    images, targets, indices = zip(*batch)
+    padded = torch.zeros(len(targets), max([len(t) for t in targets] + [1]), 5)
+    padded[..., 4] = -1
+    for i, t in enumerate(targets):
+        padded[i, : len(t)] = t
+    return torch.stack(images), padded, torch.tensor(indices)
+
+
+class TrainSampler(Sampler):
+    """An endless stream of (index, augmentation seed) for iteration-based training.
+
+    Epoch e shuffles with seed (seed, e); with `world_size` > 1 each rank takes every world_size-th index of the
+    padded permutation (DistributedSampler's sharding). `start_sample` skips that many samples of this rank's
+    stream without loading them, which is how `--resume` continues exactly.
+    """
+
+    def __init__(self, length: int, seed: int = 0, rank: int = 0, world_size: int = 1, start_sample: int = 0):
+        self.length, self.seed, self.rank, self.world_size = length, seed, rank, world_size
+        self.start_sample = start_sample
+        self.per_rank = -(-length // world_size)
+
+    def _stream(self):
+        for epoch in itertools.count(self.start_sample // self.per_rank):
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+            order += order[: self.per_rank * self.world_size - self.length]
+            for position, index in enumerate(order[self.rank::self.world_size]):
+                yield epoch * self.per_rank + position, index, epoch
+
+    def __iter__(self):
+        for sample, index, epoch in self._stream():
+            if sample >= self.start_sample:
+                yield index, (self.seed, epoch, index)
+
+
+def seed_worker(worker_id: int):
+    """Seed numpy/random in each worker from torch's per-worker seed (augmentation uses its own per-sample rng)."""
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def train_loader(dataset, batch_size: int, workers: int, seed: int, rank: int = 0, world_size: int = 1,
+                 start_iteration: int = 0, pin_memory: bool = True):
+    sampler = TrainSampler(len(dataset), seed, rank, world_size, start_iteration * batch_size)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+                      pin_memory=pin_memory, drop_last=True, worker_init_fn=seed_worker,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+
+
+def eval_loader(dataset, batch_size: int, workers: int, pin_memory: bool = True, indices=None):
+    subset = dataset if indices is None else torch.utils.data.Subset(dataset, indices)
+    return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
+                      pin_memory=pin_memory, worker_init_fn=seed_worker)

@@ -1,0 +1,152 @@
+"""The SSD augmentation of the paper (sections 2.2 and 3.6), on uint8 images, fast.
+
+Geometry (zoom-out/expand, random crop, flip, resize) is composed into one affine map and applied in a single
+`cv2.warpAffine` that only computes the S x S output pixels; the area outside the image is filled with the
+mean. Photometric distortions then work on the small output through lookup tables and OpenCV's HSV
+conversion. Output: uint8 S x S x 3 BGR and boxes normalised to [0, 1]; normalisation for the backbone is the
+model's first step (on the GPU).
+
+Note on order: Caffe SSD distorts colours before expanding, so its mean-filled border is never distorted; here
+photometric distortion runs after the warp (4x fewer pixels at VOC sizes), so the border is distorted too. The
+object pixels see the same distribution of distortions either way.
+"""
+import cv2
+import numpy as np
+
+# Caffe SSD's batch samplers: min IoU of the patch with some object; None = any patch.
+CROP_MIN_IOUS = (None, 0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def iou_patches_boxes(patches: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """[M, 4] x [n, 4] -> [M, n] IoU."""
+    lt = np.maximum(patches[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(patches[:, None, 2:], boxes[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_p = (patches[:, 2:] - patches[:, :2]).prod(-1)[:, None]
+    area_b = (boxes[:, 2:] - boxes[:, :2]).prod(-1)[None]
+    return inter / (area_p + area_b - inter)
+
+
+def sample_crop(rng, width: float, height: float, boxes: np.ndarray, trials: int = 50,
+                min_scale: float = 0.3, aspect_range=(0.5, 2.0)):
+    """Pick a patch (x1, y1, x2, y2) of a width x height canvas as Caffe SSD's batch sampler does: for the
+    whole image and for each min IoU in CROP_MIN_IOUS, draw `trials` patches (scale in [min_scale, 1], aspect in
+    aspect_range) and keep the first that overlaps some object by >= min IoU and holds an object centre; then
+    choose uniformly among the samplers that found one. All trials are drawn and tested at once."""
+    count = len(CROP_MIN_IOUS) * trials
+    scale = rng.uniform(min_scale, 1.0, count)
+    aspect = np.exp(rng.uniform(np.log(aspect_range[0]), np.log(aspect_range[1]), count))
+    w, h = scale * np.sqrt(aspect), scale / np.sqrt(aspect)
+    fits = (w <= 1) & (h <= 1)
+    w, h = np.minimum(w, 1) * width, np.minimum(h, 1) * height
+    x1, y1 = rng.uniform(0, 1, count) * (width - w), rng.uniform(0, 1, count) * (height - h)
+    patches = np.stack([x1, y1, x1 + w, y1 + h], 1)
+    ok = fits
+    if len(boxes):
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        inside = ((centres[None, :, 0] > patches[:, None, 0]) & (centres[None, :, 0] < patches[:, None, 2]) &
+                  (centres[None, :, 1] > patches[:, None, 1]) & (centres[None, :, 1] < patches[:, None, 3]))
+        best_iou = iou_patches_boxes(patches, boxes).max(1)
+        thresholds = np.repeat([-1.0 if t is None else t for t in CROP_MIN_IOUS], trials)
+        ok = ok & inside.any(1) & (best_iou >= thresholds)
+    ok = ok.reshape(len(CROP_MIN_IOUS), trials)
+    choices = [np.array([0, 0, width, height])]  # the whole image is always a candidate
+    for sampler in range(len(CROP_MIN_IOUS)):
+        hits = np.flatnonzero(ok[sampler])
+        if len(hits):
+            choices.append(patches[sampler * trials + hits[0]])
+    return choices[rng.integers(len(choices))]
+
+
+def photometric_distort(image: np.ndarray, rng) -> np.ndarray:
+    """Brightness (+-32), contrast (x0.5..1.5), saturation (x0.5..1.5), hue (+-18 degrees), each with p = 0.5,
+    contrast before or after the HSV part at random, then a random channel swap with p = 0.5 (ssd.pytorch's
+    PhotometricDistort + RandomLightingNoise). uint8 in, uint8 out."""
+    levels = np.arange(256, dtype=np.float32)
+    delta = rng.uniform(-32, 32) if rng.random() < 0.5 else 0.0
+    alpha = rng.uniform(0.5, 1.5) if rng.random() < 0.5 else 1.0
+    contrast_first = rng.random() < 0.5
+    saturation = rng.uniform(0.5, 1.5) if rng.random() < 0.5 else 1.0
+    hue = rng.uniform(-18, 18) if rng.random() < 0.5 else 0.0
+    swap = rng.permutation(3) if rng.random() < 0.5 else None
+
+    first = levels + delta
+    if contrast_first:
+        first = first * alpha
+    if delta or (contrast_first and alpha != 1.0):
+        image = cv2.LUT(image, np.clip(first, 0, 255).astype(np.uint8))
+    if saturation != 1.0 or hue:
+        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)  # uint8 H in 0..179 (2 degrees per step)
+        table = np.stack([np.mod(levels + hue / 2, 180), np.clip(levels * saturation, 0, 255), levels], -1)
+        hsv = cv2.LUT(hsv, np.round(table).astype(np.uint8).reshape(256, 1, 3))
+        image = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    if not contrast_first and alpha != 1.0:
+        image = cv2.LUT(image, np.clip(levels * alpha, 0, 255).astype(np.uint8))
+    if swap is not None:
+        image = np.ascontiguousarray(image[..., swap])
+    return image
+
+
+class SSDAugmentation:
+    """Training transform: (image uint8 HxWx3, boxes [n, 4] pixels, labels [n], rng) ->
+    (image uint8 SxSx3, boxes [m, 4] in [0, 1], labels [m])."""
+
+    def __init__(self, size: int, mean_bgr=(104, 117, 123), expand_max_ratio: float = 4.0,
+                 photometric: bool = True):
+        self.size = size
+        self.mean_bgr = tuple(float(m) for m in mean_bgr)
+        self.expand_max_ratio = expand_max_ratio
+        self.photometric = photometric
+
+    def __call__(self, image, boxes, labels, rng):
+        height, width = image.shape[:2]
+        boxes = boxes.astype(np.float32)
+        # zoom out: the image sits at (left, top) of a canvas up to expand_max_ratio times larger
+        left = top = 0.0
+        canvas_w, canvas_h = float(width), float(height)
+        if self.expand_max_ratio > 1 and rng.random() < 0.5:
+            ratio = rng.uniform(1, self.expand_max_ratio)
+            canvas_w, canvas_h = width * ratio, height * ratio
+            left, top = rng.uniform(0, canvas_w - width), rng.uniform(0, canvas_h - height)
+        canvas_boxes = boxes + np.array([left, top, left, top], np.float32)
+        px1, py1, px2, py2 = sample_crop(rng, canvas_w, canvas_h, canvas_boxes)
+        if len(boxes):
+            centres = (canvas_boxes[:, :2] + canvas_boxes[:, 2:]) / 2
+            keep = (centres[:, 0] > px1) & (centres[:, 0] < px2) & (centres[:, 1] > py1) & (centres[:, 1] < py2)
+            canvas_boxes, labels = canvas_boxes[keep], labels[keep]
+        pw, ph = px2 - px1, py2 - py1
+        out = (canvas_boxes - np.array([px1, py1, px1, py1], np.float32)) / np.array([pw, ph, pw, ph], np.float32)
+        out = out.clip(0, 1)
+        flip = rng.random() < 0.5
+        if flip:
+            out = np.stack([1 - out[:, 2], out[:, 1], 1 - out[:, 0], out[:, 3]], 1)
+        valid = (out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])
+        out, labels = out[valid], labels[valid]
+
+        # output pixel u (centre u + 0.5) <- canvas x = px1 + (u + 0.5) * pw / S <- image x = that - left
+        sx, sy = pw / self.size, ph / self.size
+        x0 = px1 - left + 0.5 * sx - 0.5
+        y0 = py1 - top + 0.5 * sy - 0.5
+        if flip:
+            matrix = np.array([[-sx, 0, x0 + (self.size - 1) * sx], [0, sy, y0]], np.float64)
+        else:
+            matrix = np.array([[sx, 0, x0], [0, sy, y0]], np.float64)
+        warped = cv2.warpAffine(image, matrix, (self.size, self.size),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=self.mean_bgr)
+        if self.photometric:
+            warped = photometric_distort(warped, rng)
+        return warped, out.astype(np.float32), labels
+
+
+class BaseTransform:
+    """Evaluation transform: resize to S x S only; boxes normalised to [0, 1]."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, image, boxes, labels, rng=None):
+        height, width = image.shape[:2]
+        resized = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        scale = np.array([width, height, width, height], np.float32)
+        return resized, (boxes / scale).astype(np.float32), labels

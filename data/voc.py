@@ -1,0 +1,127 @@
+"""PASCAL VOC 2007/2012 and VOC-style folders with your own classes.
+
+Two layouts for `root`:
+- a VOCdevkit folder holding VOC2007/, VOC2012/ ...; sets are named "2007:trainval", "2012:trainval", "2007:test";
+- one VOC-style folder holding Annotations/, JPEGImages/, ImageSets/Main/<set>.txt; sets are named "trainval", ...
+
+Coordinates: VOC files hold 1-based inclusive pixels. `parse_voc_xml` converts them once to continuous corners
+(x1 - 1, y1 - 1, x2, y2), so that x2 - x1 equals the devkit's width x2 - x1 + 1; utils/voc_eval.py writes
+results with the exact inverse. No other place adds or subtracts a pixel.
+"""
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from .common import DatasetError, Record, RecordSource, clean_boxes, exists, log, report_problems
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
+
+
+def parse_voc_xml(path: str, class_to_index: dict, problems: list):
+    """-> (boxes [n, 4] float32, labels [n] int64, difficult [n] bool, width, height, filename), or None when
+    the file is unusable (a line in `problems` says why). Objects of unknown classes are skipped and reported."""
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        problems.append(f"{path}: malformed XML ({exc}), image skipped")
+        return None
+    if root.tag != "annotation":
+        problems.append(f"{path}: not a VOC annotation (root <{root.tag}>), image skipped")
+        return None
+    size = root.find("size")
+    try:
+        width = int(float(size.findtext("width"))) if size is not None else 0
+        height = int(float(size.findtext("height"))) if size is not None else 0
+    except (TypeError, ValueError):
+        width = height = 0
+    boxes, labels, difficult, unknown = [], [], [], {}
+    for obj in root.iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        if name not in class_to_index:
+            unknown[name] = unknown.get(name, 0) + 1
+            continue
+        bndbox = obj.find("bndbox")
+        try:
+            x1, y1, x2, y2 = (float(bndbox.findtext(tag)) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        except (AttributeError, TypeError, ValueError):
+            problems.append(f"{path}: object '{name}' has a missing or non-numeric <bndbox>, object skipped")
+            continue
+        if x2 <= x1 or y2 <= y1:  # judged on the file's own corners: xmax == xmin is a degenerate annotation
+            problems.append(f"{path}: object '{name}' has a zero-area or inverted box "
+                            f"({x1:g}, {y1:g}, {x2:g}, {y2:g}), dropped")
+            continue
+        boxes.append((x1 - 1, y1 - 1, x2, y2))
+        labels.append(class_to_index[name])
+        difficult.append((obj.findtext("difficult") or "0").strip() == "1")
+    for name, count in unknown.items():
+        problems.append(f"{path}: {count} object(s) of class '{name}' not in the class list, skipped")
+    boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
+    keep = clean_boxes(boxes, width, height, path, problems)
+    filename = (root.findtext("filename") or "").strip()
+    return (boxes[keep], np.array(labels, dtype=np.int64)[keep], np.array(difficult, dtype=bool)[keep],
+            width, height, filename)
+
+
+def _find_image(folder: str, image_id: str, filename: str):
+    candidates = ([os.path.join(folder, filename)] if filename else []) + \
+                 [os.path.join(folder, image_id + ext) for ext in IMAGE_EXTENSIONS]
+    return next((c for c in candidates if exists(c)), None)
+
+
+def resolve_set(root: str, image_set: str):
+    """'2007:trainval' under a VOCdevkit, or 'trainval' in a single VOC-style folder -> (folder, set name)."""
+    if ":" in image_set:
+        year, name = image_set.split(":", 1)
+        folder = os.path.join(root, f"VOC{year}")
+        if not os.path.isdir(folder):
+            raise DatasetError(f"{folder}: not found (image set '{image_set}' needs a VOCdevkit root holding "
+                               f"VOC{year}/; for a single VOC-style folder name the set without a year)")
+        return folder, name
+    return root, image_set
+
+
+class VOCDetection(RecordSource):
+    """Parses and validates every annotation of the given image sets at construction (several sets concatenate).
+
+    `records[i]` holds image path, boxes (continuous pixel corners), labels and difficult flags; problems found
+    are logged (one line each, naming the file) and kept in `problems`; unusable images are skipped.
+    """
+
+    def __init__(self, root: str, image_sets, class_names, name: str = "VOC"):
+        self.root = os.path.expanduser(root)
+        self.class_names = list(class_names)
+        self.name = name
+        if not os.path.isdir(self.root):
+            raise DatasetError(f"{self.root}: dataset root not found (see README: Datasets)")
+        class_to_index = {c: i for i, c in enumerate(self.class_names)}
+        self.records, self.problems = [], []
+        for image_set in ([image_sets] if isinstance(image_sets, str) else image_sets):
+            folder, set_name = resolve_set(self.root, image_set)
+            list_file = os.path.join(folder, "ImageSets", "Main", f"{set_name}.txt")
+            if not exists(list_file):
+                raise DatasetError(f"{list_file}: image set '{image_set}' not found")
+            with open(list_file) as f:
+                ids = [line.split()[0] for line in f if line.strip()]
+            for image_id in ids:
+                xml_path = os.path.join(folder, "Annotations", f"{image_id}.xml")
+                if not exists(xml_path):
+                    self.problems.append(f"{list_file}: lists '{image_id}' but {xml_path} does not exist, skipped")
+                    continue
+                parsed = parse_voc_xml(xml_path, class_to_index, self.problems)
+                if parsed is None:
+                    continue
+                boxes, labels, difficult, width, height, filename = parsed
+                image_path = _find_image(os.path.join(folder, "JPEGImages"), image_id, filename)
+                if image_path is None:
+                    self.problems.append(f"{xml_path}: no image {image_id}.jpg/.png in "
+                                         f"{os.path.join(folder, 'JPEGImages')}, skipped")
+                    continue
+                self.records.append(Record(image_id, image_path, boxes, labels, difficult, width, height))
+        report_problems(self.problems, name)
+        if not self.records:
+            raise DatasetError(f"{self.root}: image set(s) {image_sets} hold no usable image"
+                               + (f" ({len(self.problems)} problem(s), first: {self.problems[0]})"
+                                  if self.problems else ""))
+        log.info("%s %s: %d images, %d objects", name, image_sets, len(self.records),
+                 sum(len(r.labels) for r in self.records))
