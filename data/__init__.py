@@ -24,7 +24,7 @@ def build_source(cfg, train: bool):
 
 
 def build_dataset(cfg, train: bool, source=None):
-    source = source or build_source(cfg, train)
+    source = build_source(cfg, train) if source is None else source
     if train and cfg.augment:
         spec = PIXEL_FORMATS[cfg.pixel_format]
         mean_bgr = spec["mean"][::-1] if spec["rgb"] else spec["mean"]

@@ -12,7 +12,7 @@ log = logging.getLogger("ssd.data")
 
 class SSDDataset(Dataset):
     """source + transform -> (image uint8 [3, S, S] BGR, target float32 [n, 5] (x1, y1, x2, y2 in [0, 1], label),
-    index). An int key gives the untransformed-by-chance sample (evaluation); an (index, seed) key from
+    index, original (height, width)). An int key gives the untransformed-by-chance sample (evaluation); an (index, seed) key from
     `TrainSampler` seeds the augmentation, so a sample depends only on the run seed, the epoch and the index.
     An image that cannot be read is logged (naming the file) and replaced by the next readable one."""
 
@@ -36,22 +36,25 @@ class SSDDataset(Dataset):
         else:
             raise RuntimeError(f"{self.max_substitutions} unreadable images in a row in {self.source.name}; "
                                f"run `python -m data.check` on the dataset")
+        original_size = image.shape[:2]
         if not self.use_difficult and len(labels):
             boxes, labels = boxes[~difficult], labels[~difficult]
         image, boxes, labels = self.transform(image, boxes, labels, rng)
         target = np.concatenate([boxes, labels[:, None].astype(np.float32)], 1) if len(labels) else \
             np.zeros((0, 5), np.float32)
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(target), index
+        height, width = original_size
+        return (torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(target), index,
+                (height, width))
 
 
 def collate(batch):
-    """-> images uint8 [B, 3, S, S], targets [B, N, 5] padded with label -1, indices [B]."""
-    images, targets, indices = zip(*batch)
+    """-> images uint8 [B, 3, S, S], targets [B, N, 5] padded with label -1, indices [B], sizes [B, 2] (h, w)."""
+    images, targets, indices, sizes = zip(*batch)
     padded = torch.zeros(len(targets), max([len(t) for t in targets] + [1]), 5)
     padded[..., 4] = -1
     for i, t in enumerate(targets):
         padded[i, : len(t)] = t
-    return torch.stack(images), padded, torch.tensor(indices)
+    return torch.stack(images), padded, torch.tensor(indices), torch.tensor(sizes)
 
 
 class TrainSampler(Sampler):

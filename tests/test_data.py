@@ -89,7 +89,7 @@ def test_bad_data_is_reported_and_skipped(tmp_path, caplog):
     # training substitutes the next readable image and logs the file
     dataset = SSDDataset(ds, BaseTransform(32))
     with caplog.at_level(logging.WARNING):
-        image, target, index = dataset[ids.index("corrupt")]
+        image, target, index, size = dataset[ids.index("corrupt")]
     assert index == ids.index("gray") and image.shape == (3, 32, 32)
     assert any("corrupt.jpg" in r.getMessage() for r in caplog.records)
     lines, count = check(ds)
@@ -189,7 +189,7 @@ def test_shapes_is_deterministic_and_boxes_are_tight():
 def test_collate_pads_targets_and_sampler_resumes_exactly():
     cfg = config_for("shapes", shapes_train_images=12, size=300)
     dataset = build_dataset(cfg, train=True)
-    images, targets, indices = collate([dataset[(0, (0, 0, 0))], dataset[(1, (0, 0, 1))]])
+    images, targets, indices, sizes = collate([dataset[(0, (0, 0, 0))], dataset[(1, (0, 0, 1))]])
     assert images.dtype == torch.uint8 and images.shape == (2, 3, 300, 300)
     assert targets.shape[0] == 2 and targets.shape[2] == 5 and (targets[..., 4] >= -1).all()
     full = [k for _, k in zip(range(30), TrainSampler(12, seed=3))]

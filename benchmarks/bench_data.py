@@ -1,0 +1,94 @@
+"""Decode + augmentation throughput (images/s) for one worker and for N DataLoader workers.
+
+    python benchmarks/bench_data.py [--images 400] [--workers 1 2 4] [--size 300]
+
+Writes VOC-sized (500x375) JPEGs with random boxes to a temporary VOC-style folder, then times
+(a) OpenCV decode + resize alone, (b) the full training augmentation (decode + expand/crop/flip/resize warp +
+photometric), (c) the evaluation transform, each in this process, and (d) the training pipeline through the
+DataLoader (collate and uint8 batches included) with each worker count.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from config import config_for  # noqa: E402
+from data import build_dataset, train_loader  # noqa: E402
+
+
+def write_dataset(folder, count):
+    rng = np.random.default_rng(0)
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    ids = [f"{i:06d}" for i in range(count)]
+    for image_id in ids:
+        image = cv2.GaussianBlur(rng.integers(0, 255, (375, 500, 3), dtype=np.uint8), (0, 0), 3)
+        cv2.imwrite(os.path.join(folder, "JPEGImages", f"{image_id}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        objects = []
+        for _ in range(rng.integers(1, 6)):
+            x1, y1 = rng.integers(1, 350), rng.integers(1, 250)
+            objects.append(f"<object><name>cat</name><difficult>0</difficult><bndbox><xmin>{x1}</xmin>"
+                           f"<ymin>{y1}</ymin><xmax>{x1 + rng.integers(20, 150)}</xmax>"
+                           f"<ymax>{y1 + rng.integers(20, 125)}</ymax></bndbox></object>")
+        with open(os.path.join(folder, "Annotations", f"{image_id}.xml"), "w") as f:
+            f.write("<annotation><size><width>500</width><height>375</height></size>" + "".join(objects) +
+                    "</annotation>")
+    with open(os.path.join(folder, "ImageSets", "Main", "trainval.txt"), "w") as f:
+        f.write("\n".join(ids))
+
+
+def rate(fn, count):
+    start = time.perf_counter()
+    for i in range(count):
+        fn(i)
+    return count / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--size", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as folder:
+        write_dataset(folder, args.images)
+        cfg = config_for("VOC", dataset_root=folder, sets=["trainval"], test_sets=["trainval"], labels=["cat"],
+                         size=args.size)
+        train = build_dataset(cfg, train=True)
+        evaluation = build_dataset(cfg, train=False, source=train.source)
+        paths = [r.image_path for r in train.source.records]
+        rows = [
+            ("OpenCV decode + resize", 1, rate(lambda i: cv2.resize(cv2.imread(paths[i % len(paths)]),
+                                                                  (args.size, args.size)), args.images)),
+            ("train augmentation (decode incl.)", 1, rate(lambda i: train[(i % len(train), (0, 0, i))], args.images)),
+            ("eval transform (decode incl.)", 1, rate(lambda i: evaluation[i % len(evaluation)], args.images)),
+        ]
+        for workers in args.workers:
+            loader = train_loader(train, args.batch_size, workers, seed=0, pin_memory=torch.cuda.is_available())
+            iterator = iter(loader)
+            next(iterator)  # start-up
+            batches = max(2, args.images // args.batch_size)
+            start = time.perf_counter()
+            for _ in range(batches):
+                next(iterator)
+            rows.append((f"train DataLoader, batch {args.batch_size}", workers,
+                         batches * args.batch_size / (time.perf_counter() - start)))
+            del iterator, loader
+    cpu = f"{os.cpu_count()} CPUs"
+    print(f"\nData pipeline throughput, {args.size}x{args.size} output, 500x375 JPEG input ({cpu})")
+    print(f"| {'pipeline':<36} | workers | images/s |\n|{'-' * 38}|---------|----------|")
+    for name, workers, value in rows:
+        print(f"| {name:<36} | {workers:>7} | {value:>8.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""One SSD300 training step (forward, matching + loss, backward, SGD) and torchvision's ssd300_vgg16 in the
+same run, as the reference ratio.
+
+    python benchmarks/bench_train_step.py [--batch-size 32] [--steps 10] [--amp bf16] [--channels-last]
+
+Prints images/s for the full step and the time split into network (forward + backward) and matching + loss.
+On CPU use a small batch (e.g. --batch-size 4 --steps 3).
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+import torchvision
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from layers import MultiBoxLoss  # noqa: E402
+from models import build_ssd  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def random_targets(batch, device, generator):
+    targets = []
+    for _ in range(batch):
+        n = int(torch.randint(1, 8, (1,), generator=generator))
+        xy = torch.rand(n, 2, generator=generator) * 0.7
+        wh = torch.rand(n, 2, generator=generator) * 0.3 + 0.02
+        labels = torch.randint(0, 20, (n, 1), generator=generator).float()
+        targets.append(torch.cat([xy, xy + wh, labels], 1).to(device))
+    return targets
+
+
+def bench_ours(args, device, images, targets):
+    model = build_ssd(300, 21).to(device).train()
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    criterion = MultiBoxLoss(21)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    amp = dict(device_type=device.type, dtype=torch.bfloat16 if args.amp == "bf16" else torch.float16,
+               enabled=args.amp != "off")
+    net_time = loss_time = 0.0
+    for step in range(args.warmup + args.steps):
+        sync(device)
+        t0 = time.perf_counter()
+        with torch.autocast(**amp):
+            loc, conf = model(images)
+        sync(device)
+        t1 = time.perf_counter()
+        loss_l, loss_c = criterion((loc, conf, model.priors), targets)
+        sync(device)
+        t2 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        (loss_l + loss_c).backward()
+        optimizer.step()
+        sync(device)
+        t3 = time.perf_counter()
+        if step >= args.warmup:
+            net_time += (t1 - t0) + (t3 - t2)
+            loss_time += t2 - t1
+    return net_time / args.steps, loss_time / args.steps
+
+
+def bench_torchvision(args, device, images, targets):
+    model = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21)
+    model = model.to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    tv_images = [img.float() / 255 for img in images]
+    tv_targets = [dict(boxes=t[:, :4] * 300, labels=t[:, 4].long() + 1) for t in targets]
+    amp = dict(device_type=device.type, dtype=torch.bfloat16 if args.amp == "bf16" else torch.float16,
+               enabled=args.amp != "off")
+    total = 0.0
+    for step in range(args.warmup + args.steps):
+        sync(device)
+        t0 = time.perf_counter()
+        with torch.autocast(**amp):
+            losses = model(tv_images, tv_targets)
+        optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        optimizer.step()
+        sync(device)
+        if step >= args.warmup:
+            total += time.perf_counter() - t0
+    return total / args.steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-torchvision", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (args.batch_size, 3, 300, 300), dtype=torch.uint8, generator=generator)
+    images = images.to(device)
+    targets = random_targets(args.batch_size, device, generator)
+    net, loss = bench_ours(args, device, images, targets)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    print(f"\nSSD300 training step, batch {args.batch_size}, amp {args.amp}, "
+          f"channels-last {args.channels_last}, {name}")
+    print("| model | step ms | img/s | network ms | matching+loss ms |\n|---|---|---|---|---|")
+    step = net + loss
+    print(f"| ours | {step * 1e3:.1f} | {args.batch_size / step:.1f} | {net * 1e3:.1f} | {loss * 1e3:.1f} |")
+    if not args.skip_torchvision:
+        tv = bench_torchvision(args, device, images, targets)
+        print(f"| torchvision ssd300_vgg16 | {tv * 1e3:.1f} | {args.batch_size / tv:.1f} | - | - |")
+        print(f"\nspeed-up over torchvision: {tv / step:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Evaluate SSD weights: VOC mAP exactly as the official devkit, or COCO AP through pycocotools.
+
+    python eval.py --weights weights/run/final.pth                  # settings come from the checkpoint
+    python eval.py --dataset VOC --dataset-root ~/data/VOCdevkit --sets 2007:test \
+        --weights weights/ssd300_mAP_77.43_v2.pth --size 300        # plain weights (e.g. ssd.pytorch's)
+    python eval.py --dataset VOC --dataset-root R --sets test --labels A B --from-results results/  # score files
+"""
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+
+import torch
+from tqdm import tqdm
+
+from config import DATASET_DEFAULTS, Config, config_for
+from data import DatasetError, build_source
+from layers import PostProcessor
+from models import WeightsError, build_ssd_from_config, load_ssd_weights
+from models.weights import read_state, weights_format
+from utils.distributed import resolve_device
+from utils.evaluation import evaluate, format_ap_table
+from utils.voc_eval import evaluate_detections, read_results, to_devkit
+
+log = logging.getLogger("ssd")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--weights", help="a train.py checkpoint/final.pth (carries its settings) or plain SSD weights")
+    a("--dataset", choices=sorted(DATASET_DEFAULTS), help="default: the checkpoint's, else VOC")
+    a("--dataset-root", help="VOCdevkit folder, a single VOC-style folder, or the COCO root")
+    a("--sets", nargs="+", help="image sets to evaluate, e.g. 2007:test | test | val2017")
+    a("--labels", nargs="+", help="class names (plain weights of a custom dataset)")
+    a("--size", type=int, choices=[300, 512], help="input size for plain weights (default 300)")
+    a("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="plain weights: BN variant")
+    a("--metric", choices=["voc07", "voc12"], help="VOC07 11-point AP (default) or VOC2010+ area")
+    a("--from-results", help="score saved comp4_det_test_<class>.txt files from this folder, no network")
+    a("--output", help="folder for results files, metrics.json and plots (default: results/)")
+    a("--limit", type=int, default=0, help="evaluate only the first N images of the set")
+    a("--conf-thresh", type=float, help="per-class score threshold (default 0.01)")
+    a("--nms-thresh", type=float, help="NMS IoU threshold (default 0.45)")
+    a("--top-k", type=int, help="detections kept per image (default 200)")
+    a("--nms", choices=["hard", "soft"], help="hard NMS (default) or Soft-NMS")
+    a("--soft-nms-method", choices=["linear", "gaussian"], help="Soft-NMS rescoring (default gaussian)")
+    a("--soft-nms-sigma", type=float, help="Gaussian Soft-NMS sigma (default 0.5)")
+    a("--device", help="cuda, cpu (default: cuda when available)")
+    a("--batch-size", type=int, default=32)
+    a("--workers", type=int, default=4)
+    a("--amp", choices=["off", "bf16", "fp16"], default="off")
+    a("--channels-last", action="store_true")
+    return p.parse_args(argv)
+
+
+def build_config(args) -> Config:
+    """The checkpoint's config (if the weights carry one), then the flags given."""
+    saved = {}
+    if args.weights:
+        state = read_state(args.weights)
+        if weights_format(state) == "checkpoint":
+            saved = dict(state["config"])
+    dataset = args.dataset or saved.get("dataset", "VOC")
+    values = config_for(dataset).to_dict()
+    if saved.get("dataset") == dataset:
+        values.update(saved)
+    else:  # evaluating on another dataset: keep only what defines the model
+        values.update({k: saved[k] for k in ("size", "batch_norm", "labels", "pixel_format") if k in saved})
+    flags = {"dataset_root": args.dataset_root, "test_sets": args.sets, "labels": args.labels, "size": args.size,
+             "batch_norm": args.batch_norm, "metric": args.metric, "conf_thresh": args.conf_thresh,
+             "nms_thresh": args.nms_thresh, "top_k": args.top_k, "nms": args.nms,
+             "soft_nms_method": args.soft_nms_method, "soft_nms_sigma": args.soft_nms_sigma,
+             "channels_last": args.channels_last or None}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return Config.from_dict(values)
+
+
+def print_metrics(metrics: dict, output: str = None):
+    print(format_ap_table(metrics))
+    speed = metrics.get("speed")
+    if speed:
+        print(f"{speed['images']} images in {speed['total_s']:.1f} s: end to end {speed['end_to_end_img_s']:.1f} "
+              f"img/s; network {speed['network_img_s']:.1f} img/s; post-processing "
+              f"{speed['postprocess_img_s']:.1f} img/s")
+    if output:
+        print(f"results and metrics.json in {output}")
+
+
+def score_saved_results(cfg: Config, folder: str, limit: int, output: str) -> dict:
+    source = build_source(cfg, train=False)
+    count = min(limit, len(source)) if limit > 0 else len(source)
+    ground_truth = {}
+    for i in range(count):
+        boxes, labels, difficult = source.annotation(i)
+        ground_truth[source.image_id(i)] = (to_devkit(boxes), labels, difficult)
+    detections = read_results(folder, source.class_names)
+    detections = {c: [d for d in dets if d[0] in ground_truth] for c, dets in detections.items()}
+    metrics = evaluate_detections(detections, ground_truth, source.class_names, cfg.metric)
+    if output:
+        os.makedirs(output, exist_ok=True)
+        with open(os.path.join(output, "metrics.json"), "w") as f:
+            json.dump({"metric": metrics["metric"], "mAP": metrics["mAP"], "AP": metrics["AP"]}, f, indent=2,
+                      default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
+    return metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        cfg = build_config(args)
+        output = args.output or "results"
+        if args.from_results:
+            metrics = score_saved_results(cfg, args.from_results, args.limit, output)
+            print_metrics(metrics, output)
+            return 0
+        if not args.weights:
+            print("error: give --weights (or --from-results to score saved files)", file=sys.stderr)
+            return 2
+        device = resolve_device(args.device)
+        model = build_ssd_from_config(cfg)
+        load_ssd_weights(model, args.weights)
+        model.to(device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        source = build_source(cfg, train=False)
+        if cfg.dataset != "COCO" and source.class_names != list(cfg.labels):
+            raise DatasetError(f"dataset classes {source.class_names} differ from the model's {cfg.labels}")
+        metrics = evaluate(model, cfg, source, device, args.batch_size, args.workers, args.amp, args.limit,
+                           output, PostProcessor.from_config(cfg), progress=lambda it: tqdm(it, desc="detect"))
+    except (DatasetError, WeightsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_metrics(metrics, output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Train SSD300/SSD512 on VOC, COCO, your own VOC-style data or the built-in `shapes` set.
+
+    python train.py --dataset shapes                        # built-in data, no download
+    python train.py --dataset VOC --dataset-root ~/data/VOCdevkit --amp bf16
+    torchrun --nproc_per_node=4 train.py --dataset VOC ...  # multi-GPU (DistributedDataParallel)
+
+Every default lives in config.py; flags override it. See README.md for the full manual.
+"""
+import argparse
+import logging
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from config import DATASET_DEFAULTS, Config, config_for
+from data import DatasetError, build_dataset, build_source, train_loader
+from layers import MultiBoxLoss
+from models import WeightsError, build_ssd_from_config, load_basenet
+from models.ssd import InputNormalizer
+from utils.checkpoint import (atomic_save, check_compatible, latest_checkpoint, load_checkpoint, rng_state,
+                              save_checkpoint, set_rng_state)
+from utils.distributed import cleanup, init_distributed
+from utils.evaluation import AMP_DTYPES, evaluate, format_ap_table
+from utils.logger import MetricsLogger
+
+log = logging.getLogger("ssd")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--dataset", default="shapes", choices=sorted(DATASET_DEFAULTS), help="dataset (default: shapes)")
+    a("--dataset-root", help="VOCdevkit folder, a single VOC-style folder, or the COCO root")
+    a("--sets", nargs="+", help="training image sets, e.g. 2007:trainval 2012:trainval | trainval | train2017")
+    a("--test-sets", nargs="+", help="evaluation image sets, e.g. 2007:test | test | val2017")
+    a("--labels", nargs="+", help="class names of a custom VOC-style dataset (default: the 20 VOC classes)")
+    a("--size", type=int, choices=[300, 512], help="input size: SSD300 or SSD512 (default 300)")
+    a("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
+      help="BatchNorm variant (default: off, on for shapes); use it when training from scratch")
+    a("--basenet", help="VGG16 weights: vgg16_reducedfc.pth or torchvision's vgg16 state dict; 'none' = scratch "
+                        "(default weights/vgg16_reducedfc.pth)")
+    a("--batch-size", type=int, help="images per step per GPU (default 32)")
+    a("--lr", type=float, help="learning rate (default 1e-3; scale it with the total batch when using more GPUs)")
+    a("--momentum", type=float, help="SGD momentum (default 0.9)")
+    a("--weight-decay", type=float, help="weight decay (default 5e-4)")
+    a("--lr-steps", type=int, nargs="+", help="iterations where the LR is multiplied by --gamma (80000 100000)")
+    a("--gamma", type=float, help="LR decay factor (default 0.1)")
+    a("--warmup-iters", type=int, help="linear LR warm-up iterations (default 500)")
+    a("--max-iter", type=int, help="training iterations (default 120000 for VOC)")
+    a("--workers", type=int, help="data loading processes per GPU (default 4)")
+    a("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    a("--seed", type=int, help="seed of initialisation, sampling and augmentation (default 0)")
+    a("--save-folder", help="checkpoints, logs and final weights (default weights/run)")
+    a("--checkpoint-every", type=int, help="iterations between checkpoints (default 5000)")
+    a("--keep-checkpoints", type=int, help="how many recent checkpoints to keep (default 3)")
+    a("--eval-every", type=int, help="iterations between validation mAP runs, 0 = never (default 10000)")
+    a("--eval-limit", type=int, help="evaluate on the first N validation images only (default: all)")
+    a("--no-final-eval", action="store_true", help="skip the evaluation after the last iteration")
+    a("--resume", help="checkpoint to continue from, or 'auto' for the newest in --save-folder")
+    a("--amp", choices=["off", "bf16", "fp16"], help="mixed precision (default off)")
+    a("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="NHWC memory format")
+    a("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    a("--augment", action=argparse.BooleanOptionalAction, default=None, help="SSD data augmentation (default on)")
+    a("--train-difficult", action=argparse.BooleanOptionalAction, default=None,
+      help="train on objects marked difficult (default on, as the original Caffe SSD)")
+    a("--visdom", action=argparse.BooleanOptionalAction, default=None, help="live plots on a visdom server")
+    a("--tensorboard", action=argparse.BooleanOptionalAction, default=None, help="tensorboard scalars (default on)")
+    a("--log-every", type=int, help="iterations between log lines (default 10)")
+    a("--max-bad-steps", type=int, help="stop after this many non-finite losses in a row (default 5)")
+    a("--shapes-train-images", type=int, help="size of the shapes training split (default 20000)")
+    a("--shapes-test-images", type=int, help="size of the shapes test split (default 500)")
+    return p.parse_args(argv)
+
+
+def resolve_config(args, checkpoint_config=None) -> Config:
+    overrides = {k: v for k, v in vars(args).items()
+                 if k in Config.__dataclass_fields__ and k != "dataset" and v is not None}
+    if checkpoint_config is not None:
+        # a resumed run keeps its saved settings; flags given now override the non-model ones
+        merged = dict(checkpoint_config)
+        merged.update(overrides, dataset=args.dataset)
+        return Config.from_dict(merged)
+    return config_for(args.dataset, **overrides)
+
+
+def lr_factor(cfg: Config, iteration: int) -> float:
+    warmup = min(1.0, (iteration + 1) / cfg.warmup_iters) if cfg.warmup_iters > 0 else 1.0
+    return warmup * cfg.gamma ** sum(iteration >= step for step in cfg.lr_steps)
+
+
+def parameters_checksum(model) -> torch.Tensor:
+    return torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
+
+
+class Trainer:
+    def __init__(self, cfg: Config, rank: int, world_size: int, device: torch.device, resume: str = None,
+                 final_eval: bool = True):
+        self.cfg, self.rank, self.world_size, self.device = cfg, rank, world_size, device
+        self.main = rank == 0
+        self.final_eval = final_eval
+        checkpoint = None
+        if resume:
+            checkpoint = load_checkpoint(resume)
+            check_compatible(resume, checkpoint["config"], cfg)
+        torch.manual_seed(cfg.seed)
+        self.model = build_ssd_from_config(cfg)
+        if checkpoint is None and cfg.basenet.lower() != "none":
+            cfg.pixel_format = load_basenet(self.model, cfg.basenet)
+            self.model.normalize = InputNormalizer(cfg.pixel_format)
+            log.info("base network: %s (%s input format)", cfg.basenet, cfg.pixel_format)
+        self.model.to(device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if world_size > 1 and cfg.batch_norm:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(cfg, it))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+        self.criterion = MultiBoxLoss(cfg.num_classes, cfg.overlap_thresh, cfg.neg_pos, cfg.priors()["variance"])
+        self.iteration, self.best_map = 0, -1.0
+        if checkpoint is not None:
+            self.model.load_state_dict(checkpoint["model"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+            self.scaler.load_state_dict(checkpoint["scaler"])
+            self.iteration, self.best_map = checkpoint["iteration"], checkpoint["best_map"]
+            set_rng_state(checkpoint["rng"])
+            log.info("resumed from %s at iteration %d", resume, self.iteration)
+        self.net = self.model
+        if world_size > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+        self.train_source = build_source(cfg, train=True)
+        if self.train_source.class_names != cfg.labels and cfg.dataset != "COCO":
+            raise DatasetError(f"dataset classes {self.train_source.class_names} differ from --labels {cfg.labels}")
+        self.dataset = build_dataset(cfg, train=True, source=self.train_source)
+        self.val_source = None
+        if self.main and (cfg.eval_every > 0 or final_eval):
+            self.val_source = build_source(cfg, train=False)
+        self.logger = MetricsLogger(cfg.save_folder, cfg.tensorboard, cfg.visdom) if self.main else None
+
+    def state(self) -> dict:
+        return {"config": self.cfg.to_dict(), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "iteration": self.iteration, "rng": rng_state(),
+                "best_map": self.best_map}
+
+    def save(self):
+        if self.main:
+            path = save_checkpoint(self.cfg.save_folder, self.state(), self.cfg.keep_checkpoints)
+            log.info("checkpoint: %s", path)
+
+    def validate(self):
+        metrics = evaluate(self.model, self.cfg, self.val_source, self.device, self.cfg.batch_size,
+                           min(self.cfg.workers, 4), self.cfg.amp, self.cfg.eval_limit)
+        self.logger.log(self.iteration, {"mAP": metrics["mAP"]}, kind="eval")
+        log.info("iteration %d: validation %s mAP %.4f", self.iteration, metrics["metric"], metrics["mAP"])
+        if not math.isnan(metrics["mAP"]) and metrics["mAP"] > self.best_map:
+            self.best_map = metrics["mAP"]
+            atomic_save({"config": self.cfg.to_dict(), "model": self.model.state_dict(),
+                         "iteration": self.iteration, "best_map": self.best_map},
+                        os.path.join(self.cfg.save_folder, "best.pth"))
+        return metrics
+
+    def train(self):
+        cfg = self.cfg
+        loader = train_loader(self.dataset, cfg.batch_size, cfg.workers, cfg.seed, self.rank, self.world_size,
+                              self.iteration, pin_memory=self.device.type == "cuda")
+        batches = iter(loader)
+        bad_steps = 0
+        self.net.train()
+        bar = tqdm(total=cfg.max_iter, initial=self.iteration, disable=not self.main, dynamic_ncols=True)
+        window_start, window_images = time.perf_counter(), 0
+        while self.iteration < cfg.max_iter:
+            images, targets, _, _ = next(batches)
+            images = images.to(self.device, non_blocking=True)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            targets = targets.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=AMP_DTYPES.get(cfg.amp), enabled=cfg.amp != "off"):
+                loc, conf = self.net(images)
+            loss_l, loss_c = self.criterion((loc, conf, self.model.priors), targets)
+            loss = loss_l + loss_c
+            self.optimizer.zero_grad(set_to_none=True)
+            finite = torch.isfinite(loss.detach())
+            if self.world_size > 1:  # every rank must agree to skip, or DDP's all-reduce would hang
+                finite = finite.float()
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            if not bool(finite):
+                bad_steps += 1
+                log.warning("iteration %d: non-finite loss (loc %s, conf %s), step skipped", self.iteration,
+                            loss_l.item(), loss_c.item())
+                if bad_steps >= cfg.max_bad_steps:
+                    raise FloatingPointError(
+                        f"{bad_steps} non-finite losses in a row at iteration {self.iteration}: lower --lr "
+                        f"(now {cfg.lr:g}), use more --warmup-iters (now {cfg.warmup_iters}), try --amp off or "
+                        f"bf16, and check the data with `python -m data.check`")
+            else:
+                bad_steps = 0
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            self.scheduler.step()
+            self.iteration += 1
+            window_images += images.shape[0] * self.world_size
+            bar.update(1)
+            if self.main and (self.iteration % cfg.log_every == 0 or self.iteration == cfg.max_iter):
+                elapsed = time.perf_counter() - window_start
+                values = {"loss": loss.item(), "loss_l": loss_l.item(), "loss_c": loss_c.item(),
+                          "lr": self.optimizer.param_groups[0]["lr"], "img_s": window_images / max(elapsed, 1e-9)}
+                bar.set_postfix(loc=f"{values['loss_l']:.3f}", conf=f"{values['loss_c']:.3f}",
+                                lr=f"{values['lr']:.2e}", img_s=f"{values['img_s']:.1f}")
+                self.logger.log(self.iteration, values)
+                window_start, window_images = time.perf_counter(), 0
+            if cfg.checkpoint_every > 0 and self.iteration % cfg.checkpoint_every == 0:
+                self.save()
+            if self.main and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0 \
+                    and self.iteration < cfg.max_iter:
+                self.validate()
+        bar.close()
+        return self.finish()
+
+    def finish(self):
+        if self.world_size > 1:
+            sums = [torch.zeros((), dtype=torch.float64) for _ in range(self.world_size)]
+            dist.all_gather_object(sums, parameters_checksum(self.model).cpu())
+            in_sync = all(torch.equal(sums[0], s) for s in sums)
+            if self.main:
+                log.info("ranks in sync: %s", in_sync)
+            if not in_sync:
+                raise RuntimeError(f"replicas diverged: parameter checksums {[float(s) for s in sums]}")
+        metrics = None
+        if self.main:
+            self.save()
+            final = os.path.join(self.cfg.save_folder, "final.pth")
+            atomic_save({"config": self.cfg.to_dict(), "model": self.model.state_dict(),
+                         "iteration": self.iteration, "best_map": self.best_map}, final)
+            log.info("final weights: %s", final)
+            if self.final_eval:
+                metrics = self.validate()
+                print(format_ap_table(metrics))
+            self.logger.plot_losses()
+            self.logger.close()
+        return metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rank, world_size, _, device = init_distributed(args.device)
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    resume = args.resume
+    try:
+        if resume == "auto":
+            folder = args.save_folder or config_for(args.dataset).save_folder
+            resume = latest_checkpoint(folder)
+            if resume is None:
+                log.info("--resume auto: no checkpoint in %s, starting fresh", folder)
+        checkpoint_config = load_checkpoint(resume)["config"] if resume else None
+        cfg = resolve_config(args, checkpoint_config)
+        if rank == 0:
+            log.info("config: %s", cfg.to_dict())
+        trainer = Trainer(cfg, rank, world_size, device, resume, final_eval=not args.no_final_eval)
+    except (DatasetError, WeightsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        log.warning("interrupted at iteration %d: saving a checkpoint (continue with --resume auto)",
+                    trainer.iteration)
+        trainer.save()
+        return 130
+    except torch.OutOfMemoryError:
+        print(f"error: out of GPU memory at batch size {cfg.batch_size}, size {cfg.size}: lower --batch-size, "
+              f"use --amp bf16, or train SSD300 instead of SSD512", file=sys.stderr)
+        return 3
+    except FloatingPointError as exc:
+        trainer.save()
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    finally:
+        cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""torch.distributed set-up for torchrun (single or multi node); a plain `python train.py` is world size 1."""
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def init_distributed(device_arg: str):
+    """-> (rank, world_size, local_rank, device). Reads torchrun's RANK/WORLD_SIZE/LOCAL_RANK."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return 0, 1, 0, resolve_device(device_arg)
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_arg)
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world_size, local_rank, device
+
+
+def resolve_device(device_arg: str) -> torch.device:
+    if device_arg in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device_arg)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda asked for, but no CUDA device is available (use --device cpu)")
+    return device
+
+
+def is_main(rank: int) -> bool:
+    return rank == 0
+
+
+def cleanup():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

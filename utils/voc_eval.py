@@ -1,0 +1,130 @@
+"""VOC detection scoring exactly as the official devkit (VOCevaldet.m / VOCap), and its results files.
+
+Coordinates: the devkit works in 1-based inclusive pixels with +1 in widths. Boxes inside this repo are
+continuous corners (data/voc.py reads a file's (x1, y1, x2, y2) as (x1 - 1, y1 - 1, x2, y2)); `to_devkit` is
+the exact inverse, used for ground truth and detections alike, so scoring sees the file's own numbers.
+"""
+import math
+import os
+from collections import defaultdict
+
+import numpy as np
+
+
+def to_devkit(boxes) -> np.ndarray:
+    """[n, 4] continuous pixel corners -> 1-based inclusive devkit corners."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    boxes[:, :2] += 1
+    return boxes
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray, metric: str = "voc07") -> float:
+    """'voc07': 11-point interpolated AP; 'voc12': area under the monotone precision envelope (VOC2010+)."""
+    if metric == "voc07":
+        points = []
+        for t in np.arange(0.0, 1.1, 0.1):
+            above = precision[recall >= t]
+            points.append(above.max() if above.size else 0.0)
+        return float(np.mean(points))
+    if metric != "voc12":
+        raise ValueError(f"metric must be 'voc07' or 'voc12', got {metric!r}")
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    changes = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
+    return float(np.sum((mrec[changes] - mrec[changes - 1]) * mpre[changes]))
+
+
+def devkit_overlaps(box: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Overlap of one devkit box with [n, 4] devkit boxes, with the devkit's +1 pixel widths."""
+    iw = np.minimum(box[2], gt[:, 2]) - np.maximum(box[0], gt[:, 0]) + 1
+    ih = np.minimum(box[3], gt[:, 3]) - np.maximum(box[1], gt[:, 1]) + 1
+    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
+    union = (box[2] - box[0] + 1) * (box[3] - box[1] + 1) + (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
+    return inter / (union - inter)
+
+
+def evaluate_class(detections, ground_truth: dict, iou_thresh: float = 0.5, metric: str = "voc07"):
+    """detections: list of (image_id, score, devkit box [4]); ground_truth: {image_id: (devkit boxes [n, 4],
+    difficult [n])} for this class (images without objects of the class may be absent).
+    -> (ap, recall [d], precision [d]); ap is NaN when the class has no non-difficult object."""
+    npos = sum(int((~np.asarray(d, bool)).sum()) for _, d in ground_truth.values())
+    scores = np.array([d[1] for d in detections], dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    taken = {image_id: np.zeros(len(b), bool) for image_id, (b, _) in ground_truth.items()}
+    tp, fp = np.zeros(len(order)), np.zeros(len(order))
+    for rank, i in enumerate(order):
+        image_id, _, box = detections[i]
+        gt = ground_truth.get(image_id)
+        if gt is None or len(gt[0]) == 0:
+            fp[rank] = 1
+            continue
+        overlaps = devkit_overlaps(np.asarray(box, np.float64), np.asarray(gt[0], np.float64))
+        j = int(np.argmax(overlaps))
+        if overlaps[j] >= iou_thresh:
+            if gt[1][j]:
+                continue  # difficult: neither a hit nor a false positive
+            if not taken[image_id][j]:
+                tp[rank], taken[image_id][j] = 1, True
+            else:
+                fp[rank] = 1  # a second hit on the same object
+        else:
+            fp[rank] = 1
+    tp, fp = np.cumsum(tp), np.cumsum(fp)
+    if npos == 0:
+        return math.nan, np.zeros_like(tp), np.zeros_like(tp)
+    recall = tp / npos
+    precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+    return voc_ap(recall, precision, metric), recall, precision
+
+
+def evaluate_detections(detections_by_class: dict, ground_truth_by_image: dict, class_names,
+                        metric: str = "voc07", iou_thresh: float = 0.5) -> dict:
+    """detections_by_class: {class name: [(image_id, score, devkit box)]};
+    ground_truth_by_image: {image_id: (devkit boxes [n, 4], labels [n], difficult [n])}.
+    -> {"metric", "mAP", "AP": {class: ap}, "curves": {class: (recall, precision)}}. mAP averages the classes
+    that have ground truth (a class without any is reported as NaN and left out, as in devkit practice)."""
+    per_class_gt = [dict() for _ in class_names]
+    for image_id, (boxes, labels, difficult) in ground_truth_by_image.items():
+        boxes, labels, difficult = np.asarray(boxes), np.asarray(labels), np.asarray(difficult, bool)
+        for c in range(len(class_names)):
+            mask = labels == c
+            if mask.any():
+                per_class_gt[c][image_id] = (boxes[mask], difficult[mask])
+    aps, curves = {}, {}
+    for c, name in enumerate(class_names):
+        ap, recall, precision = evaluate_class(detections_by_class.get(name, []), per_class_gt[c], iou_thresh, metric)
+        aps[name], curves[name] = ap, (recall, precision)
+    valid = [v for v in aps.values() if not math.isnan(v)]
+    return {"metric": metric, "mAP": float(np.mean(valid)) if valid else math.nan, "AP": aps, "curves": curves}
+
+
+def results_path(folder: str, class_name: str, image_set: str = "test") -> str:
+    return os.path.join(folder, f"comp4_det_{image_set}_{class_name}.txt")
+
+
+def write_results(folder: str, detections_by_class: dict, class_names, image_set: str = "test"):
+    """One `comp4_det_<set>_<class>.txt` per class, lines `image_id score xmin ymin xmax ymax` (devkit pixels)."""
+    os.makedirs(folder, exist_ok=True)
+    for name in class_names:
+        with open(results_path(folder, name, image_set), "w") as f:
+            for image_id, score, box in detections_by_class.get(name, []):
+                f.write(f"{image_id} {score:.6f} {box[0]:.2f} {box[1]:.2f} {box[2]:.2f} {box[3]:.2f}\n")
+
+
+def read_results(folder: str, class_names, image_set: str = "test") -> dict:
+    detections = defaultdict(list)
+    for name in class_names:
+        path = results_path(folder, name, image_set)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: results file missing for class '{name}'")
+        with open(path) as f:
+            for number, line in enumerate(f, 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) != 6:
+                    raise ValueError(f"{path}:{number}: expected 'image_id score xmin ymin xmax ymax'")
+                detections[name].append((parts[0], float(parts[1]), [float(v) for v in parts[2:]]))
+    return dict(detections)
