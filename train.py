@@ -109,8 +109,13 @@ class Trainer:
             check_compatible(resume, checkpoint["config"], cfg)
         torch.manual_seed(cfg.seed)
         self.model = build_ssd_from_config(cfg)
-        if checkpoint is None and cfg.basenet.lower() != "none":
-            cfg.pixel_format = load_basenet(self.model, cfg.basenet)
+        if checkpoint is None:
+            # The input format follows the backbone weights; from scratch, standardised input (unit variance,
+            # what the initialisation assumes) instead of caffe's unscaled 0..255.
+            if cfg.basenet.lower() == "none":
+                cfg.pixel_format = "torchvision"
+            else:
+                cfg.pixel_format = load_basenet(self.model, cfg.basenet)
             self.model.normalize = InputNormalizer(cfg.pixel_format)
             log.info("base network: %s (%s input format)", cfg.basenet, cfg.pixel_format)
         self.model.to(device)
