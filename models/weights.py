@@ -55,7 +55,7 @@ def weights_format(state: dict) -> str:
         return "ssd"
     if "features.0.weight" in keys and "classifier.0.weight" in keys:
         return "torchvision_vgg16"
-    if keys and all(k.split(".")[0].isdigit() for k in keys):
+    if keys and all(k.split(".")[0].isdigit() for k in keys - {"pixel_format"}):
         return "vgg16_reducedfc"
     return "unknown"
 
@@ -118,8 +118,9 @@ def load_basenet(model, path: str) -> str:
     kind = weights_format(state)
     if kind == "torchvision_vgg16":
         state, pixel_format = decimate_torchvision_vgg16(state), "torchvision"
-    elif kind == "vgg16_reducedfc":
-        pixel_format = "caffe"
+    elif kind == "vgg16_reducedfc":  # ssd.pytorch's file (caffe input) or scripts/convert_vgg16.py's output
+        state = dict(state)
+        pixel_format = state.pop("pixel_format", "caffe")
     else:
         raise WeightsError(f"{path}: not a VGG16 backbone (recognised as {kind}); expected vgg16_reducedfc.pth "
                            f"or torchvision's vgg16 state dict")

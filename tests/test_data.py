@@ -207,3 +207,14 @@ def test_bccd_real_voc_folder():
     assert sum("zero-area" in p for p in ds.problems) == 2
     image, boxes, labels, _ = ds.load(0)
     assert image.shape == (480, 640, 3) and len(boxes) == len(labels) > 0
+
+
+def test_shapes_written_as_voc_reads_back_identically(tmp_path):
+    from scripts.make_shapes_voc import main as make_shapes_voc
+    make_shapes_voc(["--output", str(tmp_path), "--train", "3", "--test", "2"])
+    ds = VOCDetection(str(tmp_path), ["test"], ["ellipse", "rectangle", "triangle", "star", "cross"])
+    shapes = ShapesDataset("test", 2)
+    for i in range(2):
+        boxes, labels, _ = ds.annotation(i)
+        ref_boxes, ref_labels, _ = shapes.annotation(i)
+        assert np.array_equal(boxes, ref_boxes) and np.array_equal(labels, ref_labels)

@@ -95,6 +95,12 @@ def test_load_torchvision_vgg16_decimates_fc_layers(tmp_path):
     assert model.vgg[31].bias[3] == state["classifier.0.bias"][12]
     assert model.vgg[33].weight[2, 7, 0, 0] == fc7[8, 28]
     assert model.vgg[33].weight.shape == (1024, 1024, 1, 1)
+    # the converter script writes the same tensors plus the input format they expect
+    from scripts.convert_vgg16 import main as convert
+    convert(["--input", str(path), "--output", str(tmp_path / "reduced.pth")])
+    other = build_ssd(300, 21)
+    assert load_basenet(other, tmp_path / "reduced.pth") == "torchvision"
+    assert torch.equal(other.vgg[31].weight, model.vgg[31].weight)
 
 
 def test_load_ssd_pytorch_checkpoint_same_outputs(tmp_path):
