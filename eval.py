@@ -18,10 +18,11 @@ from tqdm import tqdm
 from config import DATASET_DEFAULTS, Config, config_for
 from data import DatasetError, build_source
 from layers import PostProcessor
-from models import WeightsError, build_ssd_from_config, load_ssd_weights
+from models import WeightsError
 from models.weights import read_state, weights_format
 from utils.distributed import resolve_device
-from utils.evaluation import evaluate, format_ap_table
+from utils.evaluation import evaluate, format_ap_table, load_model
+from utils.visualize import plot_ap_table, plot_pr_curves
 from utils.voc_eval import evaluate_detections, read_results, to_devkit
 
 log = logging.getLogger("ssd")
@@ -77,8 +78,12 @@ def build_config(args) -> Config:
     return Config.from_dict(values)
 
 
-def print_metrics(metrics: dict, output: str = None):
+def report(metrics: dict, output: str = None):
+    """Print the AP table and speed; with VOC metrics, also write pr_curves.png and ap_table.png to `output`."""
     print(format_ap_table(metrics))
+    if output and "curves" in metrics:
+        plot_pr_curves(metrics, os.path.join(output, "pr_curves.png"))
+        plot_ap_table(metrics, os.path.join(output, "ap_table.png"))
     speed = metrics.get("speed")
     if speed:
         print(f"{speed['images']} images in {speed['total_s']:.1f} s: end to end {speed['end_to_end_img_s']:.1f} "
@@ -114,15 +119,13 @@ def main(argv=None):
         output = args.output or "results"
         if args.from_results:
             metrics = score_saved_results(cfg, args.from_results, args.limit, output)
-            print_metrics(metrics, output)
+            report(metrics, output)
             return 0
         if not args.weights:
             print("error: give --weights (or --from-results to score saved files)", file=sys.stderr)
             return 2
         device = resolve_device(args.device)
-        model = build_ssd_from_config(cfg)
-        load_ssd_weights(model, args.weights)
-        model.to(device)
+        model, cfg = load_model(args.weights, device, **cfg.to_dict())
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         source = build_source(cfg, train=False)
@@ -133,7 +136,7 @@ def main(argv=None):
     except (DatasetError, WeightsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print_metrics(metrics, output)
+    report(metrics, output)
     return 0
 
 

@@ -11,8 +11,11 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from data import build_dataset, eval_loader
+from config import Config, config_for
+from data import BaseTransform, build_dataset, eval_loader
 from layers import PostProcessor
+from models import build_ssd_from_config, load_ssd_weights
+from models.weights import read_state, weights_format
 
 from .voc_eval import evaluate_detections, to_devkit, write_results
 
@@ -23,6 +26,27 @@ def autocast(device: torch.device, amp: str):
     if amp == "off":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
+
+
+def load_model(weights: str, device="cpu", **overrides):
+    """-> (model in eval mode on `device`, Config). A train.py checkpoint carries its settings; plain weights
+    (e.g. ssd.pytorch's) take them from `overrides` (size, labels, batch_norm, dataset, ...) over VOC defaults."""
+    state = read_state(weights)
+    saved = dict(state["config"]) if weights_format(state) == "checkpoint" else {}
+    values = {**(saved or config_for(overrides.get("dataset") or "VOC").to_dict())}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = Config.from_dict(values)
+    model = build_ssd_from_config(cfg)
+    load_ssd_weights(model, weights)
+    return model.to(device).eval(), cfg
+
+
+def preprocess(images, size: int) -> tuple:
+    """uint8 BGR HxWx3 images of any sizes -> (batch uint8 [B, 3, S, S], sizes [B, 2] (h, w))."""
+    resize = BaseTransform(size)
+    batch = [resize(im, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))[0] for im in images]
+    tensor = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous()
+    return tensor, torch.tensor([im.shape[:2] for im in images])
 
 
 def _sync(device):

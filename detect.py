@@ -1,0 +1,172 @@
+"""Run a trained SSD on images, folders, video files or a webcam and write annotated copies.
+
+    python detect.py --weights weights/run/final.pth photo.jpg folder/ clip.mp4 --output detections/
+    python detect.py --weights weights/run/final.pth --camera 0 --output detections/
+    python detect.py --weights weights/ssd300_mAP_77.43_v2.pth --size 300 street.jpg --classes person car
+
+Annotated images keep their names under --output; a video becomes <name>.mp4 there; --json writes every
+detection (pixel boxes x1 y1 x2 y2, score, class). Frames/s are printed for video.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import cv2
+import torch
+
+from data import read_image
+from layers import PostProcessor
+from models import WeightsError
+from utils.distributed import resolve_device
+from utils.evaluation import detect, load_model, preprocess
+from utils.visualize import draw_detections
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", help="images, folders of images, or video files")
+    p.add_argument("--weights", required=True, help="train.py checkpoint/final.pth or plain SSD weights")
+    p.add_argument("--camera", type=int, help="webcam index (e.g. 0) instead of files")
+    p.add_argument("--output", default="detections", help="folder for annotated images/videos")
+    p.add_argument("--json", help="also write all detections to this JSON file")
+    p.add_argument("--score-thresh", type=float, default=0.4, help="draw/keep detections above this score")
+    p.add_argument("--classes", nargs="+", help="keep only these class names")
+    p.add_argument("--size", type=int, choices=[300, 512], help="plain weights: input size")
+    p.add_argument("--labels", nargs="+", help="plain weights: class names (default VOC)")
+    p.add_argument("--batch-norm", action="store_true", default=None, help="plain weights: BN variant")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--device", help="cuda, cpu (default: cuda when available)")
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
+    return p.parse_args(argv)
+
+
+class Detector:
+    """Model + post-processing + filtering, on batches of uint8 BGR images."""
+
+    def __init__(self, args):
+        self.device = resolve_device(args.device)
+        self.model, self.cfg = load_model(args.weights, self.device, size=args.size, labels=args.labels,
+                                          batch_norm=args.batch_norm)
+        self.names = list(self.cfg.labels)
+        unknown = set(args.classes or []) - set(self.names)
+        if unknown:
+            raise WeightsError(f"--classes {sorted(unknown)} not among the model's classes {self.names}")
+        self.keep = torch.tensor([self.names.index(c) for c in args.classes]) if args.classes else None
+        self.score_thresh, self.amp = args.score_thresh, args.amp
+        self.postprocessor = PostProcessor.from_config(self.cfg)
+
+    def __call__(self, images):
+        batch, sizes = preprocess(images, self.cfg.size)
+        results = []
+        for det in detect(self.model, batch, self.postprocessor, sizes, self.amp):
+            mask = det["scores"] >= self.score_thresh
+            if self.keep is not None:
+                mask &= torch.isin(det["labels"], self.keep.to(mask.device))
+            results.append({k: v[mask].cpu().numpy() for k, v in det.items()})
+        return results
+
+    def annotate(self, image, det):
+        return draw_detections(image, det["boxes"], det["scores"], det["labels"], self.names)
+
+    def as_json(self, det):
+        return [{"box": [round(float(v), 1) for v in box], "score": round(float(score), 4),
+                 "class": self.names[int(label)]}
+                for box, score, label in zip(det["boxes"], det["scores"], det["labels"])]
+
+
+def expand_inputs(inputs):
+    images, videos = [], []
+    for path in inputs:
+        if os.path.isdir(path):
+            images += sorted(os.path.join(path, f) for f in os.listdir(path)
+                             if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+        elif os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS:
+            videos.append(path)
+        elif os.path.isfile(path):
+            images.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    return images, videos
+
+
+def run_images(detector, paths, args, report):
+    for start in range(0, len(paths), args.batch_size):
+        chunk, images = [], []
+        for path in paths[start:start + args.batch_size]:
+            try:
+                images.append(read_image(path))
+                chunk.append(path)
+            except ValueError as exc:
+                print(f"skipped: {exc}", file=sys.stderr)
+        if not images:
+            continue
+        for path, image, det in zip(chunk, images, detector(images)):
+            out = os.path.join(args.output, os.path.basename(path))
+            cv2.imwrite(out, detector.annotate(image, det))
+            report[path] = detector.as_json(det)
+            print(f"{path}: {len(det['scores'])} detection(s) -> {out}")
+
+
+def run_video(detector, source, name, args, report):
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        raise FileNotFoundError(f"{name}: cannot open video source")
+    fps_in = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    out_path = os.path.join(args.output, os.path.splitext(os.path.basename(str(name)))[0] + ".mp4")
+    writer, frames, start = None, 0, time.perf_counter()
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            det = detector([frame])[0]
+            annotated = detector.annotate(frame, det)
+            if writer is None:
+                height, width = annotated.shape[:2]
+                writer = cv2.VideoWriter(out_path, cv2.VideoWriter_fourcc(*"mp4v"), fps_in, (width, height))
+            writer.write(annotated)
+            report.setdefault(str(name), []).append(detector.as_json(det))
+            frames += 1
+            if frames % 50 == 0:
+                print(f"{name}: {frames} frames, {frames / (time.perf_counter() - start):.1f} frames/s")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    elapsed = time.perf_counter() - start
+    print(f"{name}: {frames} frames in {elapsed:.1f} s ({frames / max(elapsed, 1e-9):.1f} frames/s) -> {out_path}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not args.inputs and args.camera is None:
+        print("error: give images, folders or videos, or --camera N", file=sys.stderr)
+        return 2
+    try:
+        detector = Detector(args)
+        os.makedirs(args.output, exist_ok=True)
+        report = {}
+        images, videos = expand_inputs(args.inputs)
+        run_images(detector, images, args, report)
+        for video in videos:
+            run_video(detector, video, video, args, report)
+        if args.camera is not None:
+            run_video(detector, args.camera, f"camera{args.camera}", args, report)
+    except (WeightsError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import detect as detect_script
+from layers import decode
+from models import build_ssd
+from scripts.export_onnx import export
+from utils.evaluation import load_model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """Untrained weights saved in train.py's checkpoint format (config + model)."""
+    from config import config_for
+    folder = tmp_path_factory.mktemp("ckpt")
+    cfg = config_for("shapes", batch_norm=False)
+    torch.manual_seed(0)
+    model = build_ssd(300, cfg.num_classes)
+    path = str(folder / "final.pth")
+    torch.save({"config": cfg.to_dict(), "model": model.state_dict()}, path)
+    return path
+
+
+def test_onnx_export_matches_pytorch(tmp_path, checkpoint):
+    ort = pytest.importorskip("onnxruntime")
+    model, cfg = load_model(checkpoint)
+    export(model, str(tmp_path / "ssd.onnx"))
+    images = torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8)
+    session = ort.InferenceSession(str(tmp_path / "ssd.onnx"), providers=["CPUExecutionProvider"])
+    boxes, scores = session.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        loc, conf = model(images)
+    assert boxes.shape == (2, 8732, 4) and scores.shape == (2, 8732, cfg.num_classes)
+    assert np.allclose(boxes, decode(loc, model.priors).numpy(), atol=1e-4)
+    assert np.allclose(scores, torch.softmax(conf, -1).numpy(), atol=1e-4)
+
+
+def test_detect_script_on_images_and_video(tmp_path, checkpoint):
+    frames = [np.full((120, 160, 3), 40 * i, np.uint8) for i in range(3)]
+    cv2.imwrite(str(tmp_path / "a.jpg"), frames[0])
+    (tmp_path / "broken.jpg").write_bytes(b"nope")
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (160, 120))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out"
+    code = detect_script.main(["--weights", checkpoint, str(tmp_path / "a.jpg"), str(tmp_path / "broken.jpg"),
+                               str(tmp_path / "clip.avi"), "--output", str(out), "--score-thresh", "0.05",
+                               "--json", str(tmp_path / "det.json"), "--device", "cpu"])
+    assert code == 0
+    assert cv2.imread(str(out / "a.jpg")).shape == (120, 160, 3)
+    assert os.path.isfile(out / "clip.mp4")
+    report = json.loads((tmp_path / "det.json").read_text())
+    assert len(report[str(tmp_path / "clip.avi")]) == 3
+    assert all(d["score"] >= 0.05 and d["class"] in ("ellipse", "rectangle", "triangle", "star", "cross")
+               for d in report[str(tmp_path / "a.jpg")])
+    assert detect_script.main(["--weights", checkpoint, str(tmp_path / "a.jpg"), "--classes", "unicorn",
+                               "--output", str(out)]) == 2
