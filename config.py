@@ -59,8 +59,11 @@ coco = PRIORS[("coco", 300)]
 
 # Input normalisation belongs to the backbone weights, not to the code (see models/ssd.py: InputNormalizer).
 PIXEL_FORMATS = {
-    # ssd.pytorch / Caffe VGG: BGR, 0..255, minus the BGR mean, no scaling.
+    # Caffe VGG (vgg16_reducedfc.pth) as trained: BGR, 0..255, minus the BGR mean, no scaling.
     "caffe": dict(rgb=False, mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0)),
+    # ssd.pytorch's trained SSD models: its loader subtracts the BGR mean, then swaps to RGB (voc0712.py, "to rgb"),
+    # so its checkpoints saw RGB channels minus (123, 117, 104). Used for those checkpoints only.
+    "ssd.pytorch": dict(rgb=True, mean=(123.0, 117.0, 104.0), std=(1.0, 1.0, 1.0)),
     # torchvision ImageNet weights: RGB/255 normalised by the ImageNet mean/std (expressed on the 0..255 scale).
     "torchvision": dict(rgb=True, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)),
 }

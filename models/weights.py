@@ -8,7 +8,7 @@ import os
 import torch
 import torch.nn as nn
 
-from .ssd import vgg_reduced_fc
+from .ssd import InputNormalizer, vgg_reduced_fc
 
 # The SHA-256 of the published files, so that a user can check a download.
 KNOWN_FILES = {
@@ -138,8 +138,9 @@ def ssd_pytorch_to_ours(state: dict) -> dict:
 def load_ssd_weights(model, path: str) -> dict:
     """Load complete SSD weights into `model`: a checkpoint of train.py, our plain weights, or ssd.pytorch's.
 
-    Returns the checkpoint dict (or {} for plain weights). ssd.pytorch weights are trained on caffe-format
-    input (BGR minus mean), which the model's normaliser must match.
+    Returns the checkpoint dict (or {} for plain weights). ssd.pytorch's checkpoints were trained on RGB input
+    minus (123, 117, 104); loading one switches the model's input normaliser to that format, so its detections
+    are the same as in ssd.pytorch.
     """
     path = os.path.expanduser(str(path))
     state = read_state(path)
@@ -149,9 +150,7 @@ def load_ssd_weights(model, path: str) -> dict:
         checkpoint, state = state, state["model"]
     elif kind == "ssd.pytorch":
         state = ssd_pytorch_to_ours(state)
-        if model.pixel_format != "caffe":
-            raise WeightsError(f"{path}: ssd.pytorch weights expect caffe-format input, the model uses "
-                               f"{model.pixel_format}")
+        model.normalize = InputNormalizer("ssd.pytorch").to(model.priors.device)
     elif kind == "ssd":
         state = strip_prefix(state)
     else:

@@ -112,6 +112,10 @@ def test_load_ssd_pytorch_checkpoint_same_outputs(tmp_path):
     assert torch.equal(model.l2norm.weight, state["L2Norm.weight"])
     assert torch.equal(model.extras[7].weight, state["extras.7.weight"])
     assert torch.equal(model.conf[5].bias, state["conf.5.bias"])
+    # ssd.pytorch fed its models RGB minus (123, 117, 104): a BGR pixel (10, 20, 30) must become (-93, -97, -94)
+    pixel = torch.tensor([10.0, 20.0, 30.0]).view(1, 3, 1, 1)
+    assert model.pixel_format == "ssd.pytorch"
+    assert model.normalize(pixel).flatten().tolist() == [30 - 123, 20 - 117, 10 - 104]
     # and the same round trip through DataParallel-style keys
     torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "dp.pth")
     other = build_ssd(300, 21).eval()

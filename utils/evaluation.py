@@ -38,6 +38,7 @@ def load_model(weights: str, device="cpu", **overrides):
     cfg = Config.from_dict(values)
     model = build_ssd_from_config(cfg)
     load_ssd_weights(model, weights)
+    cfg.pixel_format = model.pixel_format  # plain ssd.pytorch weights bring their own input format
     return model.to(device).eval(), cfg
 
 
