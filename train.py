@@ -121,7 +121,7 @@ class Trainer:
         self.model.to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        if world_size > 1 and cfg.batch_norm:
+        if world_size > 1 and cfg.batch_norm and device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
