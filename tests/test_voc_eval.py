@@ -80,3 +80,62 @@ def test_from_results_round_trip(tmp_path):
 def test_voc_ap_metric_name_is_checked():
     with pytest.raises(ValueError):
         voc_ap(np.array([1.0]), np.array([1.0]), "voc2099")
+
+
+def devkit_reference(detections, ground_truth, iou_thresh=0.5):
+    """VOCevaldet.m transcribed loop by loop: returns (tp, fp) per detection in descending-score order."""
+    order = sorted(range(len(detections)), key=lambda i: -detections[i][1])
+    taken = {k: [False] * len(v[0]) for k, v in ground_truth.items()}
+    tp, fp = [], []
+    for i in order:
+        image_id, _, bb = detections[i]
+        ovmax, jmax = -math.inf, -1
+        boxes, difficult = ground_truth.get(image_id, (np.zeros((0, 4)), np.zeros(0, bool)))
+        for j, bbgt in enumerate(boxes):
+            bi = [max(bb[0], bbgt[0]), max(bb[1], bbgt[1]), min(bb[2], bbgt[2]), min(bb[3], bbgt[3])]
+            iw, ih = bi[2] - bi[0] + 1, bi[3] - bi[1] + 1
+            if iw > 0 and ih > 0:
+                ua = (bb[2] - bb[0] + 1) * (bb[3] - bb[1] + 1) + (bbgt[2] - bbgt[0] + 1) * (bbgt[3] - bbgt[1] + 1) \
+                    - iw * ih
+                ov = iw * ih / ua
+                if ov > ovmax:
+                    ovmax, jmax = ov, j
+        if ovmax >= iou_thresh:
+            if not difficult[jmax]:
+                if not taken[image_id][jmax]:
+                    tp.append(1); fp.append(0); taken[image_id][jmax] = True  # noqa: E702
+                else:
+                    tp.append(0); fp.append(1)  # noqa: E702
+            else:
+                tp.append(0); fp.append(0)  # noqa: E702
+        else:
+            tp.append(0); fp.append(1)  # noqa: E702
+    return np.cumsum(tp), np.cumsum(fp)
+
+
+def test_vectorised_scoring_equals_the_devkit_loop_on_random_cases():
+    rng = np.random.default_rng(0)
+    for case in range(20):
+        ground_truth = {}
+        for image in range(6):
+            n = int(rng.integers(0, 4))
+            xy = rng.integers(1, 80, (n, 2)).astype(float)
+            ground_truth[f"im{image}"] = (np.concatenate([xy, xy + rng.integers(5, 30, (n, 2))], 1),
+                                          rng.random(n) < 0.2)
+        detections = []
+        for _ in range(int(rng.integers(0, 40))):
+            image_id = f"im{rng.integers(0, 7)}"  # im6 has no ground truth at all
+            boxes = ground_truth.get(image_id, (np.zeros((0, 4)),))[0]
+            if len(boxes) and rng.random() < 0.7:  # jitter a true box so that some hits and duplicates occur
+                box = boxes[rng.integers(len(boxes))] + rng.integers(-3, 4, 4)
+            else:
+                xy = rng.integers(1, 80, 2)
+                box = np.r_[xy, xy + rng.integers(5, 30, 2)]
+            detections.append((image_id, float(rng.integers(0, 10)) / 10, [float(v) for v in box]))
+        npos = sum(int((~d).sum()) for _, d in ground_truth.values())
+        if npos == 0:
+            continue
+        ap, recall, precision = evaluate_class(detections, ground_truth)
+        tp, fp = devkit_reference(detections, ground_truth)
+        assert np.allclose(recall, tp / npos), case
+        assert np.allclose(precision, tp / np.maximum(tp + fp, np.finfo(float).eps)), case

@@ -36,41 +36,55 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, metric: str = "voc07") -> 
     return float(np.sum((mrec[changes] - mrec[changes - 1]) * mpre[changes]))
 
 
-def devkit_overlaps(box: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Overlap of one devkit box with [n, 4] devkit boxes, with the devkit's +1 pixel widths."""
-    iw = np.minimum(box[2], gt[:, 2]) - np.maximum(box[0], gt[:, 0]) + 1
-    ih = np.minimum(box[3], gt[:, 3]) - np.maximum(box[1], gt[:, 1]) + 1
+def devkit_overlaps(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Overlaps with the devkit's +1 pixel widths: [..., 4] x [..., G, 4] -> [..., G]."""
+    box = boxes[..., None, :]
+    iw = np.minimum(box[..., 2], gt[..., 2]) - np.maximum(box[..., 0], gt[..., 0]) + 1
+    ih = np.minimum(box[..., 3], gt[..., 3]) - np.maximum(box[..., 1], gt[..., 1]) + 1
     inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
-    union = (box[2] - box[0] + 1) * (box[3] - box[1] + 1) + (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
-    return inter / (union - inter)
+    union = ((box[..., 2] - box[..., 0] + 1) * (box[..., 3] - box[..., 1] + 1)
+             + (gt[..., 2] - gt[..., 0] + 1) * (gt[..., 3] - gt[..., 1] + 1) - inter)
+    return inter / union
 
 
 def evaluate_class(detections, ground_truth: dict, iou_thresh: float = 0.5, metric: str = "voc07"):
     """detections: list of (image_id, score, devkit box [4]); ground_truth: {image_id: (devkit boxes [n, 4],
     difficult [n])} for this class (images without objects of the class may be absent).
-    -> (ap, recall [d], precision [d]); ap is NaN when the class has no non-difficult object."""
+    -> (ap, recall [d], precision [d]); ap is NaN when the class has no non-difficult object.
+
+    VOCevaldet.m walks the detections by descending score; each takes the object it overlaps most (whether or
+    not already taken). That choice does not depend on the order, so it is computed for all detections at
+    once; the walk then reduces to: the first detection (by score) on an object is a hit, later ones are false
+    positives, detections on difficult objects are ignored, the rest are false positives.
+    """
     npos = sum(int((~np.asarray(d, bool)).sum()) for _, d in ground_truth.values())
-    scores = np.array([d[1] for d in detections], dtype=np.float64)
+    if not detections:
+        empty = np.zeros(0)
+        return (math.nan if npos == 0 else 0.0), empty, empty
+    image_ids = list(ground_truth)
+    row_of = {image_id: i for i, image_id in enumerate(image_ids)}
+    max_gt = max([len(b) for b, _ in ground_truth.values()] + [1])
+    gt_boxes = np.full((len(image_ids) + 1, max_gt, 4), np.nan)  # last row: images without objects
+    gt_difficult = np.zeros((len(image_ids) + 1, max_gt), bool)
+    for image_id, (boxes, difficult) in ground_truth.items():
+        gt_boxes[row_of[image_id], : len(boxes)] = boxes
+        gt_difficult[row_of[image_id], : len(boxes)] = difficult
+
+    scores = np.array([d[1] for d in detections], np.float64)
     order = np.argsort(-scores, kind="stable")
-    taken = {image_id: np.zeros(len(b), bool) for image_id, (b, _) in ground_truth.items()}
-    tp, fp = np.zeros(len(order)), np.zeros(len(order))
-    for rank, i in enumerate(order):
-        image_id, _, box = detections[i]
-        gt = ground_truth.get(image_id)
-        if gt is None or len(gt[0]) == 0:
-            fp[rank] = 1
-            continue
-        overlaps = devkit_overlaps(np.asarray(box, np.float64), np.asarray(gt[0], np.float64))
-        j = int(np.argmax(overlaps))
-        if overlaps[j] >= iou_thresh:
-            if gt[1][j]:
-                continue  # difficult: neither a hit nor a false positive
-            if not taken[image_id][j]:
-                tp[rank], taken[image_id][j] = 1, True
-            else:
-                fp[rank] = 1  # a second hit on the same object
-        else:
-            fp[rank] = 1
+    rows = np.array([row_of.get(detections[i][0], len(image_ids)) for i in order])
+    boxes = np.array([detections[i][2] for i in order], np.float64).reshape(-1, 4)
+    overlaps = np.nan_to_num(devkit_overlaps(boxes, gt_boxes[rows]), nan=-np.inf)  # [D, G]
+    best = overlaps.argmax(1)
+    hit = overlaps[np.arange(len(order)), best] >= iou_thresh
+    ignored = hit & gt_difficult[rows, best]
+    candidate = hit & ~ignored
+    object_key = rows * max_gt + best
+    first = np.zeros(len(order), bool)
+    _, first_index = np.unique(np.where(candidate, object_key, -1 - np.arange(len(order))), return_index=True)
+    first[first_index] = True
+    tp = (candidate & first).astype(np.float64)
+    fp = (~ignored & ~(candidate & first)).astype(np.float64)
     tp, fp = np.cumsum(tp), np.cumsum(fp)
     if npos == 0:
         return math.nan, np.zeros_like(tp), np.zeros_like(tp)
