@@ -50,8 +50,8 @@ class Detector:
 
     def __init__(self, args):
         self.device = resolve_device(args.device)
-        self.model, self.cfg = load_model(args.weights, self.device, size=args.size, labels=args.labels,
-                                          batch_norm=args.batch_norm)
+        self.model, self.cfg = load_model(args.weights, self.device,
+                                          dict(size=args.size, labels=args.labels, batch_norm=args.batch_norm))
         self.names = list(self.cfg.labels)
         unknown = set(args.classes or []) - set(self.names)
         if unknown:

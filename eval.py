@@ -125,7 +125,7 @@ def main(argv=None):
             print("error: give --weights (or --from-results to score saved files)", file=sys.stderr)
             return 2
         device = resolve_device(args.device)
-        model, cfg = load_model(args.weights, device, **cfg.to_dict())
+        model, cfg = load_model(args.weights, device, cfg.to_dict())
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         source = build_source(cfg, train=False)

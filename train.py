@@ -99,13 +99,12 @@ def parameters_checksum(model) -> torch.Tensor:
 
 class Trainer:
     def __init__(self, cfg: Config, rank: int, world_size: int, device: torch.device, resume: str = None,
-                 final_eval: bool = True):
+                 checkpoint: dict = None, final_eval: bool = True):
+        """`checkpoint`: the state read from `resume` (a path) to continue from, or None."""
         self.cfg, self.rank, self.world_size, self.device = cfg, rank, world_size, device
         self.main = rank == 0
         self.final_eval = final_eval
-        checkpoint = None
-        if resume:
-            checkpoint = load_checkpoint(resume)
+        if checkpoint is not None:
             check_compatible(resume, checkpoint["config"], cfg)
         torch.manual_seed(cfg.seed)
         self.model = build_ssd_from_config(cfg)
@@ -269,11 +268,11 @@ def main(argv=None):
             resume = latest_checkpoint(folder)
             if resume is None:
                 log.info("--resume auto: no checkpoint in %s, starting fresh", folder)
-        checkpoint_config = load_checkpoint(resume)["config"] if resume else None
-        cfg = resolve_config(args, checkpoint_config)
+        checkpoint = load_checkpoint(resume) if resume else None
+        cfg = resolve_config(args, checkpoint["config"] if checkpoint else None)
         if rank == 0:
             log.info("config: %s", cfg.to_dict())
-        trainer = Trainer(cfg, rank, world_size, device, resume, final_eval=not args.no_final_eval)
+        trainer = Trainer(cfg, rank, world_size, device, resume, checkpoint, final_eval=not args.no_final_eval)
     except (DatasetError, WeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

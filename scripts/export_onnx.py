@@ -53,7 +53,7 @@ def main(argv=None):
     parser.add_argument("--labels", nargs="+", help="plain weights: class names")
     parser.add_argument("--opset", type=int, default=17)
     args = parser.parse_args(argv)
-    model, cfg = load_model(args.weights, "cpu", size=args.size, labels=args.labels)
+    model, cfg = load_model(args.weights, "cpu", dict(size=args.size, labels=args.labels))
     export(model, args.output, cfg.priors()["variance"], args.opset)
     print(f"wrote {args.output} (input uint8 [B, 3, {cfg.size}, {cfg.size}] BGR; outputs boxes, scores)")
 

@@ -28,9 +28,11 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 
-def load_model(weights: str, device="cpu", **overrides):
+def load_model(weights: str, device="cpu", overrides: dict = None):
     """-> (model in eval mode on `device`, Config). A train.py checkpoint carries its settings; plain weights
-    (e.g. ssd.pytorch's) take them from `overrides` (size, labels, batch_norm, dataset, ...) over VOC defaults."""
+    (e.g. ssd.pytorch's) take them from `overrides` (Config keys: size, labels, batch_norm, dataset, ...) over
+    the VOC defaults. None values in `overrides` are ignored."""
+    overrides = overrides or {}
     state = read_state(weights)
     saved = dict(state["config"]) if weights_format(state) == "checkpoint" else {}
     values = {**(saved or config_for(overrides.get("dataset") or "VOC").to_dict())}
