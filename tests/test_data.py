@@ -54,6 +54,7 @@ def test_bad_data_is_reported_and_skipped(tmp_path, caplog):
         "emptyxml": ([], 30, 30),
         "gray": ([("cat", 1, 1, 10, 10)], 30, 30),
         "rgba": ([("cat", 1, 1, 10, 10)], 30, 30),
+        "cmyk": ([("cat", 1, 1, 10, 10)], 30, 30),
     }
     make_voc_folder(tmp_path, images, sets={"trainval": list(images) + ["ghost"]})
     (tmp_path / "JPEGImages" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff garbage")
@@ -66,11 +67,13 @@ def test_bad_data_is_reported_and_skipped(tmp_path, caplog):
     cv2.imwrite(str(tmp_path / "JPEGImages" / "rgba.png"), np.full((30, 30, 4), 200, np.uint8))
     (tmp_path / "Annotations" / "gray.xml").write_text(voc_xml("gray.png", 30, 30, [("cat", 1, 1, 10, 10)]))
     (tmp_path / "Annotations" / "rgba.xml").write_text(voc_xml("rgba.png", 30, 30, [("cat", 1, 1, 10, 10)]))
+    from PIL import Image
+    Image.new("CMYK", (30, 30), (0, 128, 255, 0)).save(tmp_path / "JPEGImages" / "cmyk.jpg")
 
     with caplog.at_level(logging.WARNING):
         ds = VOCDetection(str(tmp_path), "trainval", ["cat"])
     ids = [ds.image_id(i) for i in range(len(ds))]
-    assert ids == ["good", "outside", "degenerate", "unknown", "corrupt", "gray", "rgba"]
+    assert ids == ["good", "outside", "degenerate", "unknown", "corrupt", "gray", "rgba", "cmyk"]
     text = "\n".join(ds.problems)
     assert "ghost.xml does not exist" in text
     assert "malformed.xml: malformed XML" in text and "emptyxml.xml: malformed XML" in text
@@ -81,9 +84,11 @@ def test_bad_data_is_reported_and_skipped(tmp_path, caplog):
     assert ds.annotation(ids.index("outside"))[0].tolist() == [[0, 2, 30, 10]]
     assert len(ds.annotation(ids.index("degenerate"))[1]) == 1
     assert caplog.records and all("\n" not in r.getMessage() for r in caplog.records)
-    for name in ("gray", "rgba"):
+    for name in ("gray", "rgba", "cmyk"):
         image, *_ = ds.load(ids.index(name))
-        assert image.shape == (30, 30, 3)
+        assert image.shape == (30, 30, 3) and image.dtype == np.uint8
+    blue, _, red = ds.load(ids.index("cmyk"))[0][0, 0]  # CMYK (0, 128, 255, 0) is orange: RGB (255, 127, 0)
+    assert red > 200 and blue < 30
     with pytest.raises(ValueError, match="corrupt.jpg: corrupt"):
         ds.load(ids.index("corrupt"))
     # training substitutes the next readable image and logs the file

@@ -61,3 +61,16 @@ def test_detect_script_on_images_and_video(tmp_path, checkpoint):
                for d in report[str(tmp_path / "a.jpg")])
     assert detect_script.main(["--weights", checkpoint, str(tmp_path / "a.jpg"), "--classes", "unicorn",
                                "--output", str(out)]) == 2
+
+
+def test_eval_script_runs_the_network_and_writes_its_outputs(tmp_path, checkpoint):
+    import eval as eval_script
+    out = tmp_path / "out"
+    assert eval_script.main(["--weights", checkpoint, "--limit", "2", "--workers", "0", "--batch-size", "2",
+                             "--device", "cpu", "--output", str(out), "--nms", "soft"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metric"] == "voc07" and set(metrics["AP"]) == {"ellipse", "rectangle", "triangle", "star",
+                                                                  "cross"}
+    assert metrics["speed"]["images"] == 2
+    for name in ("examples.jpg", "pr_curves.png", "ap_table.png", "comp4_det_test_star.txt"):
+        assert (out / name).stat().st_size > 0, name

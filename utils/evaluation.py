@@ -17,6 +17,7 @@ from layers import PostProcessor
 from models import build_ssd_from_config, load_ssd_weights
 from models.weights import read_state, weights_format
 
+from .visualize import write_examples
 from .voc_eval import evaluate_detections, to_devkit, write_results
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -87,7 +88,8 @@ def detect(model, images: torch.Tensor, postprocessor: PostProcessor, sizes=None
 def evaluate(model, cfg, source, device, batch_size: int = 32, workers: int = 2, amp: str = "off",
              limit: int = 0, output: str = None, postprocessor: PostProcessor = None, progress=None) -> dict:
     """Run the model over `source` (its first `limit` images when > 0) and score it: VOC-style mAP (devkit) for
-    VOC and shapes, COCOeval for COCO. Writes results files and metrics.json to `output` when given."""
+    VOC and shapes, COCOeval for COCO. Writes results files, metrics.json and examples.jpg (the first images with
+    their detections) to `output` when given."""
     was_training = model.training
     model.eval()
     postprocessor = postprocessor or PostProcessor.from_config(cfg)
@@ -113,6 +115,7 @@ def evaluate(model, cfg, source, device, batch_size: int = 32, workers: int = 2,
                         "end_to_end_img_s": count / max(total, 1e-9)}
     if output:
         os.makedirs(output, exist_ok=True)
+        write_examples(source, results, os.path.join(output, "examples.jpg"))
         with open(os.path.join(output, "metrics.json"), "w") as f:
             json.dump({k: v for k, v in metrics.items() if k != "curves"}, f, indent=2,
                       default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)

@@ -83,3 +83,17 @@ def image_grid(images, columns: int = 4, size: int = 300) -> np.ndarray:
         tiles.append(np.zeros_like(tiles[0]))
     rows = [np.concatenate(tiles[i:i + columns], 1) for i in range(0, len(tiles), columns)]
     return np.concatenate(rows, 0)
+
+
+def write_examples(source, results: dict, path: str, count: int = 8, score_thresh: float = 0.4) -> str:
+    """A grid of the first `count` evaluated images with their detections (score >= score_thresh)."""
+    pictures = []
+    for index in sorted(results)[:count]:
+        image = source.load(index)[0]
+        det = results[index]
+        keep = det["scores"] >= score_thresh
+        pictures.append(draw_detections(image, det["boxes"][keep], det["scores"][keep], det["labels"][keep],
+                                        source.class_names))
+    if pictures:
+        cv2.imwrite(path, image_grid(pictures, columns=min(4, len(pictures))), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return path
