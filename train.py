@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -29,6 +30,9 @@ from utils.evaluation import AMP_DTYPES, evaluate, format_ap_table
 from utils.logger import MetricsLogger
 
 log = logging.getLogger("ssd")
+# A skipped (non-finite) step still advances the LR schedule on purpose, so the schedule stays a function of the
+# iteration; torch warns when that happens before the first optimizer step.
+warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
 
 
 def parse_args(argv=None):

@@ -90,3 +90,23 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ranks in sync: True" in result.stderr
     assert os.path.isfile(tmp_path / "final.pth")
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
+    original = MultiBoxLoss.forward
+    calls = {"n": 0}
+
+    def interrupt_second_step(self, predictions, targets):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, predictions, targets)
+
+    monkeypatch.setattr(MultiBoxLoss, "forward", interrupt_second_step)
+    folder = str(tmp_path / "run")
+    assert train.main(TINY + ["--shapes-train-images", "4", "--max-iter", "3", "--save-folder", folder]) == 130
+    assert read_state(os.path.join(folder, "ckpt_0000001.pth"))["iteration"] == 1
+    monkeypatch.setattr(MultiBoxLoss, "forward", original)
+    assert train.main(TINY + ["--shapes-train-images", "4", "--max-iter", "2", "--save-folder", folder,
+                              "--resume", "auto"]) == 0
+    assert read_state(os.path.join(folder, "final.pth"))["iteration"] == 2
