@@ -6,7 +6,6 @@ its own post-processing in the same run; also batch-1 latency and the devkit VOC
 On CPU use a small batch (e.g. --batch-size 4 --steps 2). Untrained weights give the worst case for NMS
 (hundreds of candidates per class survive the 0.01 score threshold).
 """
-import argparse
 import os
 import sys
 import time
@@ -16,15 +15,11 @@ import torch
 import torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchmarks.common import device_name, setup_device, step_parser, sync  # noqa: E402
 from layers import PostProcessor  # noqa: E402
 from models import build_ssd  # noqa: E402
 from utils.evaluation import autocast  # noqa: E402
 from utils.voc_eval import evaluate_detections  # noqa: E402
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 @torch.no_grad()
@@ -81,18 +76,8 @@ def scoring_rate(images=500, detections_per_image=200, classes=20):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--skip-torchvision", action="store_true")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    args = step_parser(__doc__, 256).parse_args()
+    device = setup_device(args.device)
     torch.manual_seed(0)
     model = build_ssd(300, 21).to(device).eval()
     images = torch.randint(0, 255, (args.batch_size, 3, 300, 300), dtype=torch.uint8, device=device)
@@ -102,7 +87,7 @@ def main():
     post = PostProcessor()
     net, nms = time_ours(model, images, post, args.amp, args.steps, args.warmup)
     net1, nms1 = time_ours(model, images[:1], post, args.amp, args.steps, args.warmup)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    name = device_name(device)
     print(f"\nSSD300 inference, batch {args.batch_size}, amp {args.amp}, channels-last {args.channels_last}, {name}")
     print("| model | img/s end to end | network ms/batch | post-processing ms/batch | batch-1 latency ms |")
     print("|---|---|---|---|---|")

@@ -6,7 +6,6 @@ same run, as the reference ratio.
 Prints images/s for the full step and the time split into network (forward + backward) and matching + loss.
 On CPU use a small batch (e.g. --batch-size 4 --steps 3).
 """
-import argparse
 import os
 import sys
 import time
@@ -15,13 +14,9 @@ import torch
 import torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchmarks.common import device_name, setup_device, step_parser, sync  # noqa: E402
 from layers import MultiBoxLoss  # noqa: E402
 from models import build_ssd  # noqa: E402
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def random_targets(batch, device, generator):
@@ -89,24 +84,14 @@ def bench_torchvision(args, device, images, targets):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--skip-torchvision", action="store_true")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    args = step_parser(__doc__, 32).parse_args()
+    device = setup_device(args.device)
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 255, (args.batch_size, 3, 300, 300), dtype=torch.uint8, generator=generator)
     images = images.to(device)
     targets = random_targets(args.batch_size, device, generator)
     net, loss = bench_ours(args, device, images, targets)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    name = device_name(device)
     print(f"\nSSD300 training step, batch {args.batch_size}, amp {args.amp}, "
           f"channels-last {args.channels_last}, {name}")
     print("| model | step ms | img/s | network ms | matching+loss ms |\n|---|---|---|---|---|")
