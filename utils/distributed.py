@@ -28,10 +28,6 @@ def resolve_device(device_arg: str) -> torch.device:
     return device
 
 
-def is_main(rank: int) -> bool:
-    return rank == 0
-
-
 def cleanup():
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
