@@ -108,6 +108,11 @@ class Trainer:
         self.cfg, self.rank, self.world_size, self.device = cfg, rank, world_size, device
         self.main = rank == 0
         self.final_eval = final_eval
+        self.train_source = build_source(cfg, train=True)
+        if cfg.dataset == "COCO":  # the classes are the annotation file's (COCO itself or a COCO-format set)
+            cfg.labels = list(self.train_source.class_names)
+        elif self.train_source.class_names != list(cfg.labels):
+            raise DatasetError(f"dataset classes {self.train_source.class_names} differ from --labels {cfg.labels}")
         if checkpoint is not None:
             check_compatible(resume, checkpoint["config"], cfg)
         torch.manual_seed(cfg.seed)
@@ -146,9 +151,6 @@ class Trainer:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None)
         if cfg.compile:
             self.net = torch.compile(self.net)
-        self.train_source = build_source(cfg, train=True)
-        if self.train_source.class_names != cfg.labels and cfg.dataset != "COCO":
-            raise DatasetError(f"dataset classes {self.train_source.class_names} differ from --labels {cfg.labels}")
         self.dataset = build_dataset(cfg, train=True, source=self.train_source)
         self.val_source = None
         if self.main and (cfg.eval_every > 0 or final_eval):

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import train
@@ -110,3 +111,37 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
     assert train.main(TINY + ["--shapes-train-images", "4", "--max-iter", "2", "--save-folder", folder,
                               "--resume", "auto"]) == 0
     assert read_state(os.path.join(folder, "final.pth"))["iteration"] == 2
+
+
+BCCD = os.path.join(ROOT, "..", "shared", "data", "bccd")
+
+
+@pytest.mark.skipif(not os.path.isdir(BCCD), reason="../shared/data/bccd absent")
+def test_one_step_on_real_voc_folder_with_custom_labels(tmp_path):
+    folder = str(tmp_path / "bccd")
+    assert train.main(["--dataset", "VOC", "--dataset-root", BCCD, "--sets", "train", "--test-sets", "test",
+                       "--labels", "RBC", "WBC", "Platelets", "--basenet", "none", "--batch-size", "1",
+                       "--workers", "0", "--no-batch-norm", "--max-iter", "1", "--eval-every", "0",
+                       "--no-final-eval", "--no-tensorboard", "--checkpoint-every", "0",
+                       "--save-folder", folder]) == 0
+    saved = read_state(os.path.join(folder, "final.pth"))["config"]
+    assert saved["labels"] == ["RBC", "WBC", "Platelets"] and saved["pixel_format"] == "torchvision"
+
+
+def test_one_step_on_a_coco_format_dataset_takes_its_classes(tmp_path):
+    import cv2
+    import numpy as np
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "train2017").mkdir()
+    cv2.imwrite(str(tmp_path / "train2017" / "1.jpg"), np.full((200, 240, 3), 127, np.uint8))
+    doc = {"images": [{"id": 1, "file_name": "1.jpg", "width": 240, "height": 200}],
+           "categories": [{"id": 5, "name": "kite"}, {"id": 9, "name": "boat"}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 9, "bbox": [20, 30, 100, 80], "area": 8000,
+                            "iscrowd": 0}]}
+    (tmp_path / "annotations" / "instances_train2017.json").write_text(json.dumps(doc))
+    folder = str(tmp_path / "run")
+    assert train.main(["--dataset", "COCO", "--dataset-root", str(tmp_path), "--sets", "train2017",
+                       "--basenet", "none", "--batch-size", "1", "--workers", "0", "--no-batch-norm",
+                       "--max-iter", "1", "--eval-every", "0", "--no-final-eval", "--no-tensorboard",
+                       "--checkpoint-every", "0", "--save-folder", folder]) == 0
+    assert read_state(os.path.join(folder, "final.pth"))["config"]["labels"] == ["kite", "boat"]
