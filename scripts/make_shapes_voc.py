@@ -13,6 +13,7 @@ import cv2
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from config import SHAPES_CLASSES  # noqa: E402
 from data.shapes import generate  # noqa: E402
+from utils.voc_eval import to_devkit  # noqa: E402
 
 
 def write_split(folder: str, split: str, set_name: str, count: int, seed: int):
@@ -24,8 +25,8 @@ def write_split(folder: str, split: str, set_name: str, count: int, seed: int):
         height, width = image.shape[:2]
         objects = "".join(
             f"<object><name>{SHAPES_CLASSES[label]}</name><difficult>0</difficult><bndbox>"
-            f"<xmin>{int(x1) + 1}</xmin><ymin>{int(y1) + 1}</ymin><xmax>{int(x2)}</xmax><ymax>{int(y2)}</ymax>"
-            f"</bndbox></object>" for (x1, y1, x2, y2), label in zip(boxes.tolist(), labels.tolist()))
+            f"<xmin>{x1:g}</xmin><ymin>{y1:g}</ymin><xmax>{x2:g}</xmax><ymax>{y2:g}</ymax>"
+            f"</bndbox></object>" for (x1, y1, x2, y2), label in zip(to_devkit(boxes).tolist(), labels.tolist()))
         with open(os.path.join(folder, "Annotations", f"{image_id}.xml"), "w") as f:
             f.write(f"<annotation><filename>{image_id}.jpg</filename><size><width>{width}</width>"
                     f"<height>{height}</height><depth>3</depth></size>{objects}</annotation>\n")
