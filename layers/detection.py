@@ -74,12 +74,12 @@ def postprocess(loc: torch.Tensor, conf: torch.Tensor, priors_cxcywh: torch.Tens
         flat_boxes = cand_boxes.view(-1, k, 4).gather(1, kept_index[..., None].expand(-1, -1, 4))
         flat_boxes, flat_scores = flat_boxes.view(batch, -1, 4), kept.view(batch, -1)
         flat_labels = torch.arange(fg, device=loc.device).repeat_interleave(steps).expand(batch, -1)
-        order = flat_scores.argsort(dim=1, descending=True)[:, :top_k]
-        results = []
-        for b in range(batch):
-            sel = order[b][flat_scores[b, order[b]] > 0]
-            results.append(dict(boxes=flat_boxes[b, sel], scores=flat_scores[b, sel], labels=flat_labels[b, sel]))
-        return results
+        top_scores, order = flat_scores.topk(min(top_k, flat_scores.shape[1]), dim=1)  # sorted, 0 = nothing kept
+        top_boxes = flat_boxes.gather(1, order[..., None].expand(-1, -1, 4))
+        top_labels = flat_labels.gather(1, order)
+        counts = (top_scores > 0).sum(dim=1).tolist()
+        return [dict(boxes=top_boxes[b, :n], scores=top_scores[b, :n], labels=top_labels[b, :n])
+                for b, n in enumerate(counts)]
     if nms != "hard":
         raise ValueError(f"nms must be 'hard' or 'soft', got {nms!r}")
 

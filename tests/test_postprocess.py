@@ -31,15 +31,16 @@ def test_nms_suppresses_within_a_class_and_keeps_the_same_box_for_two_classes():
     assert det["scores"].tolist() == sorted(det["scores"].tolist(), reverse=True)
 
 
-def test_top_k_per_image_and_batching():
+@pytest.mark.parametrize("nms", ["hard", "soft"])
+def test_top_k_per_image_and_batching(nms):
     torch.manual_seed(0)
     priors = torch.rand(300, 4) * torch.tensor([1, 1, 0.1, 0.1]) + torch.tensor([0, 0, 0.02, 0.02])
     conf = torch.randn(3, 300, 5) * 3
     loc = torch.zeros(3, 300, 4)
-    batched = postprocess(loc, conf, priors, top_k=7)
+    batched = postprocess(loc, conf, priors, top_k=7, nms=nms)
     assert len(batched) == 3
     for b in range(3):
-        single = postprocess(loc[b:b + 1], conf[b:b + 1], priors, top_k=7)[0]
+        single = postprocess(loc[b:b + 1], conf[b:b + 1], priors, top_k=7, nms=nms)[0]
         assert len(batched[b]["scores"]) == 7
         assert torch.allclose(batched[b]["scores"], single["scores"])
         assert torch.equal(batched[b]["labels"], single["labels"])
