@@ -17,9 +17,10 @@ $py benchmarks/bench_data.py --images 2000 --workers 1 8 16 2>&1 | tee "$out/dat
 # the README's main command, timed, and its mAP
 /usr/bin/time -v $py train.py --dataset shapes --amp bf16 --workers 16 --save-folder "$out/shapes" \
     2>&1 | tee "$out/shapes_train.txt" | tail -20
-# BCCD (../shared/data/bccd) from scratch: BN variant, higher LR with warm-up
-if [[ -d ../shared/data/bccd ]]; then
-    /usr/bin/time -v $py train.py --dataset VOC --dataset-root ../shared/data/bccd --sets trainval --test-sets test \
+# BCCD from scratch: BN variant, higher LR with warm-up ($BCCD: a copy where ../shared does not travel)
+bccd="${BCCD:-../shared/data/bccd}"
+if [[ -d "$bccd" ]]; then
+    /usr/bin/time -v $py train.py --dataset VOC --dataset-root "$bccd" --sets trainval --test-sets test \
         --labels RBC WBC Platelets --basenet none --batch-norm --lr 1e-2 --warmup-iters 500 --max-iter 6000 \
         --lr-steps 4000 5200 --amp bf16 --workers 16 --eval-every 2000 --save-folder "$out/bccd" \
         2>&1 | tee "$out/bccd_train.txt" | tail -20
