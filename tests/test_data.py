@@ -223,3 +223,10 @@ def test_shapes_written_as_voc_reads_back_identically(tmp_path):
         boxes, labels, _ = ds.annotation(i)
         ref_boxes, ref_labels, _ = shapes.annotation(i)
         assert np.array_equal(boxes, ref_boxes) and np.array_equal(labels, ref_labels)
+
+
+def test_swap_channels_equals_indexing():
+    from data.transforms import swap_channels
+    image = np.random.default_rng(1).integers(0, 255, (7, 5, 3), dtype=np.uint8)
+    for order in ([2, 0, 1], [1, 2, 0], [0, 2, 1], [2, 1, 0]):
+        assert np.array_equal(swap_channels(image, np.array(order)), image[..., order])
