@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../weights"
 fetch() {  # url file sha256
-    [[ -f "$2" ]] || curl -fL --retry 3 -o "$2.part" "$1" && { [[ -f "$2" ]] || mv "$2.part" "$2"; }
+    if [[ ! -f "$2" ]]; then
+        curl -fL --retry 3 -o "$2.part" "$1"
+        mv "$2.part" "$2"
+    fi
     echo "$3  $2" | sha256sum -c - || { echo "checksum mismatch for weights/$2: delete it and retry"; exit 1; }
 }
 fetch https://s3.amazonaws.com/amdegroot-models/vgg16_reducedfc.pth vgg16_reducedfc.pth \
