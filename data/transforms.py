@@ -1,13 +1,13 @@
 """The SSD augmentation of the paper (sections 2.2 and 3.6), on uint8 images, fast.
 
-Geometry (zoom-out/expand, random crop, flip, resize) is composed into one affine map and applied in a single
-`cv2.warpAffine` that only computes the S x S output pixels; the area outside the image is filled with the
-mean. Photometric distortions then work on the small output through lookup tables and OpenCV's HSV
-conversion. Output: uint8 S x S x 3 BGR and boxes normalised to [0, 1]; normalisation for the backbone is the
+Geometry (zoom-out/expand, random crop, flip, resize) is composed into one patch of the original image in whole
+pixels (it may reach outside the image, where the mean fills in), which a single `cv2.resize` brings to S x S;
+no expanded canvas is ever built. Photometric distortions then work on the small output through lookup tables
+and OpenCV's HSV conversion. Output: uint8 S x S x 3 BGR and boxes normalised to [0, 1]; normalisation for the backbone is the
 model's first step (on the GPU).
 
 Note on order: Caffe SSD distorts colours before expanding, so its mean-filled border is never distorted; here
-photometric distortion runs after the warp (4x fewer pixels at VOC sizes), so the border is distorted too. The
+photometric distortion runs after the resize (4x fewer pixels at VOC sizes), so the border is distorted too. The
 object pixels see the same distribution of distortions either way.
 """
 import cv2
@@ -105,6 +105,22 @@ class SSDAugmentation:
         self.expand_max_ratio = expand_max_ratio
         self.photometric = photometric
 
+    def _crop_resize(self, image, x1: int, y1: int, pw: int, ph: int) -> np.ndarray:
+        """The patch (x1, y1, x1 + pw, y1 + ph) of `image` (it may reach outside: mean there) resized to S x S."""
+        height, width = image.shape[:2]
+        size = self.size
+        cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x1 + pw, width), min(y1 + ph, height)
+        if (cx1, cy1, cx2, cy2) == (x1, y1, x1 + pw, y1 + ph):
+            return cv2.resize(image[y1:y1 + ph, x1:x1 + pw], (size, size), interpolation=cv2.INTER_LINEAR)
+        out = np.empty((size, size, 3), np.uint8)
+        out[:] = np.round(self.mean_bgr).astype(np.uint8)
+        dx1, dx2 = round((cx1 - x1) * size / pw), round((cx2 - x1) * size / pw)
+        dy1, dy2 = round((cy1 - y1) * size / ph), round((cy2 - y1) * size / ph)
+        if cx2 > cx1 and cy2 > cy1 and dx2 > dx1 and dy2 > dy1:
+            out[dy1:dy2, dx1:dx2] = cv2.resize(image[cy1:cy2, cx1:cx2], (dx2 - dx1, dy2 - dy1),
+                                               interpolation=cv2.INTER_LINEAR)
+        return out
+
     def __call__(self, image, boxes, labels, rng):
         height, width = image.shape[:2]
         boxes = boxes.astype(np.float32)
@@ -115,8 +131,10 @@ class SSDAugmentation:
             ratio = rng.uniform(1, self.expand_max_ratio)
             canvas_w, canvas_h = width * ratio, height * ratio
             left, top = rng.uniform(0, canvas_w - width), rng.uniform(0, canvas_h - height)
+        left, top = round(left), round(top)  # whole pixels from here on, so the pixels need no resampling offsets
         canvas_boxes = boxes + np.array([left, top, left, top], np.float32)
-        px1, py1, px2, py2 = sample_crop(rng, canvas_w, canvas_h, canvas_boxes)
+        px1, py1, px2, py2 = (round(v) for v in sample_crop(rng, canvas_w, canvas_h, canvas_boxes))
+        px2, py2 = max(px2, px1 + 1), max(py2, py1 + 1)
         if len(boxes):
             centres = (canvas_boxes[:, :2] + canvas_boxes[:, 2:]) / 2
             keep = (centres[:, 0] > px1) & (centres[:, 0] < px2) & (centres[:, 1] > py1) & (centres[:, 1] < py2)
@@ -129,21 +147,12 @@ class SSDAugmentation:
             out = np.stack([1 - out[:, 2], out[:, 1], 1 - out[:, 0], out[:, 3]], 1)
         valid = (out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])
         out, labels = out[valid], labels[valid]
-
-        # output pixel u (centre u + 0.5) <- canvas x = px1 + (u + 0.5) * pw / S <- image x = that - left
-        sx, sy = pw / self.size, ph / self.size
-        x0 = px1 - left + 0.5 * sx - 0.5
-        y0 = py1 - top + 0.5 * sy - 0.5
+        pixels = self._crop_resize(image, px1 - left, py1 - top, pw, ph)
         if flip:
-            matrix = np.array([[-sx, 0, x0 + (self.size - 1) * sx], [0, sy, y0]], np.float64)
-        else:
-            matrix = np.array([[sx, 0, x0], [0, sy, y0]], np.float64)
-        warped = cv2.warpAffine(image, matrix, (self.size, self.size),
-                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=self.mean_bgr)
+            pixels = cv2.flip(pixels, 1)
         if self.photometric:
-            warped = photometric_distort(warped, rng)
-        return warped, out.astype(np.float32), labels
+            pixels = photometric_distort(pixels, rng)
+        return pixels, out.astype(np.float32), labels
 
 
 class BaseTransform:
