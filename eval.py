@@ -56,13 +56,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build_config(args) -> Config:
-    """The checkpoint's config (if the weights carry one), then the flags given."""
-    saved = {}
-    if args.weights:
-        state = read_state(args.weights)
-        if weights_format(state) == "checkpoint":
-            saved = dict(state["config"])
+def build_config(args, state: dict = None) -> Config:
+    """The checkpoint's config (if the weights' contents `state` carry one), then the flags given."""
+    saved = dict(state["config"]) if state is not None and weights_format(state) == "checkpoint" else {}
     dataset = args.dataset or saved.get("dataset", "VOC")
     values = config_for(dataset).to_dict()
     if saved.get("dataset") == dataset:
@@ -115,7 +111,8 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
-        cfg = build_config(args)
+        state = read_state(args.weights) if args.weights else None  # read once, used for config and weights
+        cfg = build_config(args, state)
         output = args.output or "results"
         if args.from_results:
             metrics = score_saved_results(cfg, args.from_results, args.limit, output)
@@ -125,7 +122,7 @@ def main(argv=None):
             print("error: give --weights (or --from-results to score saved files)", file=sys.stderr)
             return 2
         device = resolve_device(args.device)
-        model, cfg = load_model(args.weights, device, cfg.to_dict())
+        model, cfg = load_model(args.weights, device, cfg.to_dict(), state)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         source = build_source(cfg, train=False)

@@ -135,15 +135,15 @@ def ssd_pytorch_to_ours(state: dict) -> dict:
     return {("l2norm.weight" if k == "L2Norm.weight" else k): v for k, v in strip_prefix(state).items()}
 
 
-def load_ssd_weights(model, path: str) -> dict:
+def load_ssd_weights(model, path: str, state: dict = None) -> dict:
     """Load complete SSD weights into `model`: a checkpoint of train.py, our plain weights, or ssd.pytorch's.
 
     Returns the checkpoint dict (or {} for plain weights). ssd.pytorch's checkpoints were trained on RGB input
     minus (123, 117, 104); loading one switches the model's input normaliser to that format, so its detections
-    are the same as in ssd.pytorch.
+    are the same as in ssd.pytorch. `state`: the file's contents when the caller has read it already.
     """
     path = os.path.expanduser(str(path))
-    state = read_state(path)
+    state = read_state(path) if state is None else state
     kind = weights_format(state)
     checkpoint = {}
     if kind == "checkpoint":

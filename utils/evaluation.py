@@ -29,18 +29,18 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 
-def load_model(weights: str, device="cpu", overrides: dict = None):
+def load_model(weights: str, device="cpu", overrides: dict = None, state: dict = None):
     """-> (model in eval mode on `device`, Config). A train.py checkpoint carries its settings; plain weights
     (e.g. ssd.pytorch's) take them from `overrides` (Config keys: size, labels, batch_norm, dataset, ...) over
-    the VOC defaults. None values in `overrides` are ignored."""
+    the VOC defaults. None values in `overrides` are ignored. `state`: the file's contents if already read."""
     overrides = overrides or {}
-    state = read_state(weights)
+    state = read_state(weights) if state is None else state
     saved = dict(state["config"]) if weights_format(state) == "checkpoint" else {}
     values = {**(saved or config_for(overrides.get("dataset") or "VOC").to_dict())}
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = Config.from_dict(values)
     model = build_ssd_from_config(cfg)
-    load_ssd_weights(model, weights)
+    load_ssd_weights(model, weights, state)
     cfg.pixel_format = model.pixel_format  # plain ssd.pytorch weights bring their own input format
     return model.to(device).eval(), cfg
 
