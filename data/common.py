@@ -97,9 +97,8 @@ class RecordSource:
         boxes = r.boxes
         height, width = image.shape[:2]
         if (r.width, r.height) != (width, height) and len(boxes):
+            # the annotation's <size> was wrong or missing: clip to the real image (data.check reports it)
             boxes = boxes.copy()
-            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-            keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            keep = clean_boxes(boxes, width, height, r.image_path, [])
             return image, boxes[keep], r.labels[keep], r.difficult[keep]
         return image, boxes, r.labels, r.difficult
