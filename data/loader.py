@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from layers.matching import pad_targets
+
 log = logging.getLogger("ssd.data")
 
 
@@ -50,11 +52,7 @@ class SSDDataset(Dataset):
 def collate(batch):
     """-> images uint8 [B, 3, S, S], targets [B, N, 5] padded with label -1, indices [B], sizes [B, 2] (h, w)."""
     images, targets, indices, sizes = zip(*batch)
-    padded = torch.zeros(len(targets), max([len(t) for t in targets] + [1]), 5)
-    padded[..., 4] = -1
-    for i, t in enumerate(targets):
-        padded[i, : len(t)] = t
-    return torch.stack(images), padded, torch.tensor(indices), torch.tensor(sizes)
+    return torch.stack(images), pad_targets(list(targets)), torch.tensor(indices), torch.tensor(sizes)
 
 
 class TrainSampler(Sampler):
