@@ -168,6 +168,13 @@ class Trainer:
             path = save_checkpoint(self.cfg.save_folder, self.state(), self.cfg.keep_checkpoints)
             log.info("checkpoint: %s", path)
 
+    def save_weights(self, name: str) -> str:
+        """Weights + config only (what eval.py, detect.py and the notebook need), in the checkpoint format."""
+        path = os.path.join(self.cfg.save_folder, name)
+        atomic_save({"config": self.cfg.to_dict(), "model": self.model.state_dict(), "iteration": self.iteration,
+                     "best_map": self.best_map}, path)
+        return path
+
     def validate(self):
         metrics = evaluate(self.model, self.cfg, self.val_source, self.device, self.cfg.batch_size,
                            min(self.cfg.workers, 4), self.cfg.amp, self.cfg.eval_limit)
@@ -175,9 +182,7 @@ class Trainer:
         log.info("iteration %d: validation %s mAP %.4f", self.iteration, metrics["metric"], metrics["mAP"])
         if not math.isnan(metrics["mAP"]) and metrics["mAP"] > self.best_map:
             self.best_map = metrics["mAP"]
-            atomic_save({"config": self.cfg.to_dict(), "model": self.model.state_dict(),
-                         "iteration": self.iteration, "best_map": self.best_map},
-                        os.path.join(self.cfg.save_folder, "best.pth"))
+            self.save_weights("best.pth")
         return metrics
 
     def train(self):
@@ -250,10 +255,7 @@ class Trainer:
         metrics = None
         if self.main:
             self.save()
-            final = os.path.join(self.cfg.save_folder, "final.pth")
-            atomic_save({"config": self.cfg.to_dict(), "model": self.model.state_dict(),
-                         "iteration": self.iteration, "best_map": self.best_map}, final)
-            log.info("final weights: %s", final)
+            log.info("final weights: %s", self.save_weights("final.pth"))
             if self.final_eval:
                 metrics = self.validate()
                 print(format_ap_table(metrics))
