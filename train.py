@@ -75,7 +75,7 @@ def parse_args(argv=None):
     a("--visdom", action=argparse.BooleanOptionalAction, default=None, help="live plots on a visdom server")
     a("--tensorboard", action=argparse.BooleanOptionalAction, default=None, help="tensorboard scalars (default on)")
     a("--log-every", type=int, help="iterations between log lines (default 10)")
-    a("--max-bad-steps", type=int, help="stop after this many non-finite losses in a row (default 5)")
+    a("--max-bad-steps", type=int, help="stop after this many non-finite losses in a row, checked at each log line (default 5)")
     a("--shapes-train-images", type=int, help="size of the shapes training split (default 20000)")
     a("--shapes-test-images", type=int, help="size of the shapes test split (default 500)")
     return p.parse_args(argv)
@@ -131,8 +131,13 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         if world_size > 1 and cfg.batch_norm and device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        # fused SGD takes a device-side `found_inf` flag, so a non-finite step is skipped without a host sync
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
+                                         weight_decay=cfg.weight_decay, fused=True)
+        # With momentum buffers still unset, a skipped first step would leave them uninitialised (torch allocates
+        # them before it reads `found_inf`); zeros make the first real step the same as with unset buffers.
+        for p in self.model.parameters() if cfg.momentum else ():
+            self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(cfg, it))
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
         self.criterion = MultiBoxLoss(cfg.num_classes, cfg.overlap_thresh, cfg.neg_pos, cfg.priors()["variance"])
@@ -185,12 +190,53 @@ class Trainer:
             self.save_weights("best.pth")
         return metrics
 
+    def step(self, images: torch.Tensor, targets: torch.Tensor):
+        """One SGD step on a batch already on the device; no host synchronisation. A non-finite loss (on any
+        rank) skips the update on the device. -> (loss_l, loss_c, finite) as device tensors."""
+        with torch.autocast(self.device.type, dtype=AMP_DTYPES.get(self.cfg.amp), enabled=self.cfg.amp != "off"):
+            loc, conf = self.net(images)
+        loss_l, loss_c = self.criterion((loc, conf, self.model.priors), targets)
+        loss = loss_l + loss_c
+        finite = torch.isfinite(loss.detach())
+        if self.world_size > 1:  # every rank must agree to skip
+            finite = finite.float()
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            finite = finite.bool()
+        self.optimizer.zero_grad(set_to_none=True)
+        # NaN gradients when skipping, so that fp16's GradScaler skips (and backs off) as well
+        guard = torch.where(finite, 1.0, float("nan"))
+        self.scaler.scale(loss * guard).backward()
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.found_inf = (~finite).float()
+            self.optimizer.step()
+        self.scheduler.step()
+        self.iteration += 1
+        return loss_l.detach(), loss_c.detach(), finite
+
+    def check_bad_steps(self, bad: dict):
+        """Log the skipped steps counted on the device since the last check; stop after a run of
+        `max_bad_steps` in a row. `bad`: {"count", "run", "longest"} device tensors, reset here."""
+        count, longest = int(bad["count"]), int(bad["longest"])
+        if count:
+            log.warning("iterations up to %d: %d non-finite losses, steps skipped", self.iteration, count)
+        if longest >= self.cfg.max_bad_steps:
+            raise FloatingPointError(
+                f"{longest} non-finite losses in a row before iteration {self.iteration}: lower --lr "
+                f"(now {self.cfg.lr:g}), use more --warmup-iters (now {self.cfg.warmup_iters}), try --amp off or "
+                f"bf16, and check the data with `python -m data.check`")
+        bad["count"].zero_()
+        bad["longest"].copy_(bad["run"])
+
     def train(self):
         cfg = self.cfg
         loader = train_loader(self.dataset, cfg.batch_size, cfg.workers, cfg.seed, self.rank, self.world_size,
                               self.iteration, pin_memory=self.device.type == "cuda")
         batches = iter(loader)
-        bad_steps = 0
+        # skipped-step bookkeeping stays on the device and is read at log, checkpoint and eval points only
+        bad = {k: torch.zeros((), dtype=torch.long, device=self.device) for k in ("count", "run", "longest")}
         self.net.train()
         bar = tqdm(total=cfg.max_iter, initial=self.iteration, disable=not self.main, dynamic_ncols=True)
         window_start, window_images = time.perf_counter(), 0
@@ -200,45 +246,29 @@ class Trainer:
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             targets = targets.to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, dtype=AMP_DTYPES.get(cfg.amp), enabled=cfg.amp != "off"):
-                loc, conf = self.net(images)
-            loss_l, loss_c = self.criterion((loc, conf, self.model.priors), targets)
-            loss = loss_l + loss_c
-            self.optimizer.zero_grad(set_to_none=True)
-            finite = torch.isfinite(loss.detach())
-            if self.world_size > 1:  # every rank must agree to skip, or DDP's all-reduce would hang
-                finite = finite.float()
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            if not bool(finite):
-                bad_steps += 1
-                log.warning("iteration %d: non-finite loss (loc %s, conf %s), step skipped", self.iteration,
-                            loss_l.item(), loss_c.item())
-                if bad_steps >= cfg.max_bad_steps:
-                    raise FloatingPointError(
-                        f"{bad_steps} non-finite losses in a row at iteration {self.iteration}: lower --lr "
-                        f"(now {cfg.lr:g}), use more --warmup-iters (now {cfg.warmup_iters}), try --amp off or "
-                        f"bf16, and check the data with `python -m data.check`")
-            else:
-                bad_steps = 0
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            self.scheduler.step()
-            self.iteration += 1
+            loss_l, loss_c, finite = self.step(images, targets)
+            bad["count"] += ~finite
+            bad["run"] = torch.where(finite, 0, bad["run"] + 1)
+            bad["longest"] = torch.maximum(bad["longest"], bad["run"])
             window_images += images.shape[0] * self.world_size
             bar.update(1)
-            if self.main and (self.iteration % cfg.log_every == 0 or self.iteration == cfg.max_iter):
+            logging_now = self.iteration % cfg.log_every == 0 or self.iteration == cfg.max_iter
+            checkpoint_now = cfg.checkpoint_every > 0 and self.iteration % cfg.checkpoint_every == 0
+            eval_now = self.main and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0 \
+                and self.iteration < cfg.max_iter
+            if logging_now or checkpoint_now or eval_now:
+                self.check_bad_steps(bad)
+            if self.main and logging_now:
                 elapsed = time.perf_counter() - window_start
-                values = {"loss": loss.item(), "loss_l": loss_l.item(), "loss_c": loss_c.item(),
+                values = {"loss": (loss_l + loss_c).item(), "loss_l": loss_l.item(), "loss_c": loss_c.item(),
                           "lr": self.optimizer.param_groups[0]["lr"], "img_s": window_images / max(elapsed, 1e-9)}
                 bar.set_postfix(loc=f"{values['loss_l']:.3f}", conf=f"{values['loss_c']:.3f}",
                                 lr=f"{values['lr']:.2e}", img_s=f"{values['img_s']:.1f}")
                 self.logger.log(self.iteration, values)
                 window_start, window_images = time.perf_counter(), 0
-            if cfg.checkpoint_every > 0 and self.iteration % cfg.checkpoint_every == 0:
+            if checkpoint_now:
                 self.save()
-            if self.main and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0 \
-                    and self.iteration < cfg.max_iter:
+            if eval_now:
                 self.validate()
         bar.close()
         return self.finish()

@@ -74,6 +74,47 @@ def test_nan_loss_is_skipped_then_stops(tmp_path, monkeypatch):
     assert os.listdir(folder) and any(name.startswith("ckpt_") for name in os.listdir(folder))
 
 
+def make_trainer(tmp_path, *extra):
+    args = train.parse_args(TINY + ["--shapes-train-images", "4", "--max-iter", "2", "--save-folder",
+                                     str(tmp_path)] + list(extra))
+    return train.Trainer(train.resolve_config(args), 0, 1, torch.device(args.device or "cpu"), final_eval=False)
+
+
+def test_skipped_step_changes_nothing_even_as_the_first_step(tmp_path):
+    torch.manual_seed(0)
+    images = torch.randint(0, 255, (1, 3, 300, 300), dtype=torch.uint8)
+    targets = torch.tensor([[[0.1, 0.2, 0.5, 0.6, 1.0]]])
+    poisoned = targets.clone()
+    poisoned[0, 0, 2] = float("nan")  # NaN box -> NaN regression target -> NaN loss
+
+    skipped_first = make_trainer(tmp_path / "a")
+    before = {k: v.clone() for k, v in skipped_first.model.state_dict().items()}
+    _, _, finite = skipped_first.step(images, poisoned)
+    assert not finite and skipped_first.iteration == 1
+    after = skipped_first.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(not s["momentum_buffer"].any() for s in skipped_first.optimizer.state.values())
+    skipped_first.step(images, targets)
+
+    plain = make_trainer(tmp_path / "b")
+    plain.step(images, targets)
+    one, two = skipped_first.model.state_dict(), plain.model.state_dict()
+    assert all(torch.equal(one[k], two[k]) for k in before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_step_never_waits_for_the_gpu(tmp_path):
+    trainer = make_trainer(tmp_path, "--device", "cuda", "--amp", "bf16", "--batch-size", "4")
+    images = torch.randint(0, 255, (4, 3, 300, 300), dtype=torch.uint8, device="cuda")
+    targets = torch.tensor([[[0.1, 0.2, 0.5, 0.6, 1.0], [0, 0, 0, 0, -1]]] * 4, device="cuda")
+    trainer.step(images, targets)  # warm-up: cuDNN autotuning may synchronise
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        trainer.step(images, targets)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_missing_basenet_is_a_clear_error(tmp_path, capsys):
     code = train.main(["--dataset", "shapes", "--basenet", str(tmp_path / "vgg.pth"), "--max-iter", "1",
                        "--save-folder", str(tmp_path)])
