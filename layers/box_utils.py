@@ -20,6 +20,15 @@ def batched_box_iou(boxes: torch.Tensor, priors_xyxy: torch.Tensor) -> torch.Ten
     return box_iou(boxes.reshape(-1, 4), priors_xyxy).view(batch, num, -1)
 
 
+def pairwise_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU of every pair within each group: [..., N, 4] x [..., M, 4] -> [..., N, M] (torchvision's formula)."""
+    x1, y1, x2, y2 = (boxes1[..., i, None] for i in range(4))  # [..., N, 1]
+    u1, v1, u2, v2 = (boxes2[..., None, :, i] for i in range(4))  # [..., 1, M]
+    inter = (torch.minimum(x2, u2) - torch.maximum(x1, u1)).clamp_(min=0) * \
+        (torch.minimum(y2, v2) - torch.maximum(y1, v1)).clamp_(min=0)
+    return inter / ((x2 - x1) * (y2 - y1) + (u2 - u1) * (v2 - v1) - inter)
+
+
 def encode(matched_xyxy: torch.Tensor, priors_cxcywh: torch.Tensor, variances=(0.1, 0.2)) -> torch.Tensor:
     """Regression targets of the paper's eq. 2: [..., P, 4] boxes against [P, 4] priors -> [..., P, 4] offsets."""
     matched = xyxy_to_cxcywh(matched_xyxy)

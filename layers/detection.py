@@ -2,19 +2,47 @@
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.ops import batched_nms
 
-from .box_utils import decode
+from .box_utils import decode, pairwise_box_iou
 
 
-def _pairwise_iou_rows(selected: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """IoU of one box per group with every box of its group: [G, 4] x [G, K, 4] -> [G, K]."""
-    top_left = torch.maximum(selected[:, None, :2], boxes[..., :2])
-    bottom_right = torch.minimum(selected[:, None, 2:], boxes[..., 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
-    area_sel = (selected[:, 2:] - selected[:, :2]).prod(dim=-1)[:, None]
-    area = (boxes[..., 2:] - boxes[..., :2]).prod(dim=-1)
-    return inter / (area_sel + area - inter).clamp(min=1e-12)
+def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float, iterations: int = None,
+               chunk_elements: int = 2 ** 26):
+    """Greedy NMS on many independent groups of score-sorted boxes at once, in fixed shapes.
+
+    boxes [G, K, 4] (each group sorted by descending score), valid [G, K] bool -> keep [G, K] bool and a 0-d
+    bool `converged`. A box is kept iff it is valid and no kept box before it overlaps it by IoU > iou_thresh:
+    the same boxes as torchvision's `nms`. That recursive definition is the fixed point of
+    `keep <- valid & not suppressed by keep`, reached from `keep = valid` in at most K rounds (after round t the
+    first t boxes are final) and in practice in a few (as in Cluster-NMS, Zheng et al. 2020). `iterations=None`
+    iterates to the fixed point (one host sync per round); an int >= 1 runs exactly that many rounds without a
+    sync (for CUDA graphs) and `converged` tells whether the result is final. Groups go in chunks of at most
+    `chunk_elements` IoU entries, which bounds the memory.
+    """
+    k = boxes.shape[1]
+    chunk = max(1, chunk_elements // (k * k))
+    results = [_greedy_nms_chunk(b, v, iou_thresh, iterations) for b, v in zip(boxes.split(chunk), valid.split(chunk))]
+    keep, converged = zip(*results)
+    return torch.cat(keep), torch.stack(converged).all()
+
+
+def _greedy_nms_chunk(boxes, valid, iou_thresh, iterations):
+    index = torch.arange(boxes.shape[1], device=boxes.device)
+    later = index[None, :] > index[:, None]  # [K, K]: the column's box comes after the row's
+    overlaps = ((pairwise_box_iou(boxes, boxes) > iou_thresh) & later).to(boxes.dtype)  # [G, K, K]
+
+    def suppressed(keep):
+        return torch.bmm(keep[:, None, :].to(boxes.dtype), overlaps)[:, 0] > 0
+
+    keep = valid
+    if iterations is None:
+        while True:
+            previous, keep = keep, valid & ~suppressed(keep)
+            if torch.equal(keep, previous):
+                return keep, torch.ones((), dtype=torch.bool, device=boxes.device)
+    for _ in range(iterations):
+        previous, keep = keep, valid & ~suppressed(keep)
+    return keep, (keep == previous).all()
 
 
 def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, iterations: int, method: str = "gaussian",
@@ -37,7 +65,7 @@ def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, iterations: int, method:
         best, index = active.max(dim=1)
         kept_scores[:, step] = best
         kept_index[:, step] = index
-        iou = _pairwise_iou_rows(boxes[rows, index], boxes)
+        iou = pairwise_box_iou(boxes[rows, index][:, None], boxes)[:, 0].nan_to_num(0.0)  # [G, K]
         if method == "linear":
             decay = torch.where(iou >= iou_thresh, 1 - iou, torch.ones_like(iou))
         else:
@@ -49,54 +77,62 @@ def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, iterations: int, method:
     return kept_scores, kept_index
 
 
-def postprocess(loc: torch.Tensor, conf: torch.Tensor, priors_cxcywh: torch.Tensor, variances=(0.1, 0.2),
-                conf_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 200,
-                pre_nms_top_k: int = 400, nms: str = "hard", soft_method: str = "gaussian",
-                soft_sigma: float = 0.5):
-    """loc [B, P, 4], conf [B, P, C] logits, priors [P, 4] -> list of B dicts with
-    boxes [k, 4] (x1, y1, x2, y2 in [0, 1]), scores [k], labels [k] (class 0..C-2, background excluded).
+def postprocess_padded(loc: torch.Tensor, conf: torch.Tensor, priors_cxcywh: torch.Tensor, variances=(0.1, 0.2),
+                       conf_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 200,
+                       pre_nms_top_k: int = 400, nms: str = "hard", soft_method: str = "gaussian",
+                       soft_sigma: float = 0.5, nms_iterations: int = None):
+    """loc [B, P, 4], conf [B, P, C] logits, priors [P, 4] -> fixed-shape detections: boxes [B, T, 4]
+    (x1, y1, x2, y2 in [0, 1]), scores [B, T], labels [B, T] (class 0..C-2), counts [B], converged (0-d bool);
+    T <= top_k (exactly min(top_k, (C-1) x pre_nms_top_k) with `nms_iterations`); each image's detections
+    first, by descending score, then zeros.
 
-    Softmax, decode, per class: scores >= conf_thresh, the best `pre_nms_top_k`, NMS at `nms_thresh`
-    (`nms='soft'`: Soft-NMS); then the best `top_k` of each image over all classes.
+    Softmax, decode, per class: the best `pre_nms_top_k` priors, those with score >= conf_thresh go through NMS
+    at `nms_thresh` (`nms='soft'`: Soft-NMS); then the best `top_k` of each image over all classes.
+    `nms_iterations`: see `greedy_nms` (None = exact with host syncs; an int = sync-free, for CUDA graphs).
     """
+    if nms not in ("hard", "soft"):
+        raise ValueError(f"nms must be 'hard' or 'soft', got {nms!r}")
     batch, num_priors, num_classes = conf.shape
     fg = num_classes - 1
     boxes = decode(loc.float(), priors_cxcywh.to(loc.device, torch.float32), variances)  # [B, P, 4]
     scores = F.softmax(conf.float(), dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, P]
     k = min(pre_nms_top_k, num_priors)
-    cand_scores, cand_index = scores.topk(k, dim=2)  # [B, C-1, K]
-    cand_boxes = boxes.gather(1, cand_index.reshape(batch, -1, 1).expand(-1, -1, 4)).view(batch, fg, k, 4)
+    cand_scores, cand_index = scores.topk(k, dim=2)  # [B, C-1, K], sorted
+    if nms_iterations is None:  # eager: drop the columns no class fills above the threshold (one host sync)
+        k = max(1, int((cand_scores >= conf_thresh).sum(dim=2).max()))
+        cand_scores, cand_index = cand_scores[..., :k], cand_index[..., :k]
+    cand_boxes = boxes.gather(1, cand_index.reshape(batch, -1, 1).expand(-1, -1, 4)).view(batch * fg, k, 4)
+    cand_scores = cand_scores.reshape(batch * fg, k)
 
     if nms == "soft":
-        kept, kept_index = soft_nms(cand_boxes.view(-1, k, 4), cand_scores.view(-1, k), top_k, soft_method,
-                                    soft_sigma, nms_thresh, conf_thresh)
-        steps = kept.shape[1]
-        flat_boxes = cand_boxes.view(-1, k, 4).gather(1, kept_index[..., None].expand(-1, -1, 4))
-        flat_boxes, flat_scores = flat_boxes.view(batch, -1, 4), kept.view(batch, -1)
-        flat_labels = torch.arange(fg, device=loc.device).repeat_interleave(steps).expand(batch, -1)
-        top_scores, order = flat_scores.topk(min(top_k, flat_scores.shape[1]), dim=1)  # sorted, 0 = nothing kept
-        top_boxes = flat_boxes.gather(1, order[..., None].expand(-1, -1, 4))
-        top_labels = flat_labels.gather(1, order)
-        counts = (top_scores > 0).sum(dim=1).tolist()
-        return [dict(boxes=top_boxes[b, :n], scores=top_scores[b, :n], labels=top_labels[b, :n])
-                for b, n in enumerate(counts)]
-    if nms != "hard":
-        raise ValueError(f"nms must be 'hard' or 'soft', got {nms!r}")
+        kept_scores, kept_index = soft_nms(cand_boxes, cand_scores, top_k, soft_method, soft_sigma, nms_thresh,
+                                           conf_thresh)
+        cand_boxes = cand_boxes.gather(1, kept_index[..., None].expand(-1, -1, 4))
+        keep = kept_scores > 0
+        converged = torch.ones((), dtype=torch.bool, device=loc.device)
+    else:
+        kept_scores = cand_scores
+        keep, converged = greedy_nms(cand_boxes, cand_scores >= conf_thresh, nms_thresh, nms_iterations)
 
-    keep_mask = cand_scores >= conf_thresh
-    image_idx, class_idx, _ = keep_mask.nonzero(as_tuple=True)
-    flat_boxes, flat_scores = cand_boxes[keep_mask], cand_scores[keep_mask]
-    keep = batched_nms(flat_boxes, flat_scores, image_idx * fg + class_idx, nms_thresh)  # sorted by score
-    image_of_keep = image_idx[keep]
-    order = image_of_keep.argsort(stable=True)  # by image, score-descending within each image
-    keep, image_of_keep = keep[order], image_of_keep[order]
-    counts = torch.bincount(image_of_keep, minlength=batch)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(len(keep), device=keep.device) - starts[image_of_keep]
-    keep = keep[rank < top_k]
-    per_image = counts.clamp(max=top_k).tolist()
-    out_boxes, out_scores, out_labels = (t[keep].split(per_image) for t in (flat_boxes, flat_scores, class_idx))
-    return [dict(boxes=b, scores=s, labels=l) for b, s, l in zip(out_boxes, out_scores, out_labels)]
+    per_image = keep.shape[1]
+    ranked = torch.where(keep, kept_scores, -1.0).view(batch, fg * per_image)
+    top_scores, order = ranked.topk(min(top_k, ranked.shape[1]), dim=1)  # [B, T]
+    found = top_scores >= 0
+    top_boxes = cand_boxes.view(batch, -1, 4).gather(1, order[..., None].expand(-1, -1, 4)) * found[..., None]
+    top_labels = torch.div(order, per_image, rounding_mode="floor") * found
+    return top_boxes, top_scores * found, top_labels, found.sum(dim=1), converged
+
+
+def postprocess(loc: torch.Tensor, conf: torch.Tensor, priors_cxcywh: torch.Tensor, **settings):
+    """`postprocess_padded` (same settings, exact) -> list of B dicts: boxes [k, 4], scores [k], labels [k]."""
+    boxes, scores, labels, counts, _ = postprocess_padded(loc, conf, priors_cxcywh, **settings)
+    return unpad_detections(boxes, scores, labels, counts)
+
+
+def unpad_detections(boxes, scores, labels, counts) -> list:
+    """Fixed-shape detections [B, T, ...] and counts [B] -> list of B dicts with each image's first counts[b]."""
+    return [dict(boxes=b[:n], scores=s[:n], labels=l[:n])
+            for b, s, l, n in zip(boxes, scores, labels, counts.tolist())]
 
 
 class PostProcessor(nn.Module):

@@ -2,8 +2,11 @@ import math
 
 import pytest
 import torch
+from torchvision.ops import nms
 
-from layers import PostProcessor, postprocess, soft_nms, xyxy_to_cxcywh
+from layers import (PostProcessor, PriorBox, greedy_nms, postprocess, postprocess_padded, soft_nms,
+                    xyxy_to_cxcywh)
+from config import config_for
 
 
 def log_probs(rows):
@@ -74,3 +77,70 @@ def test_soft_nms_through_postprocess():
     (det,) = postprocess(torch.zeros(1, 2, 4), conf, priors, nms="soft", soft_method="linear", nms_thresh=0.3)
     iou = (0.38 * 0.4) / (2 * 0.16 - 0.38 * 0.4)
     assert det["scores"].tolist() == pytest.approx([0.95, 0.8 * (1 - iou)], rel=1e-4)
+
+
+def clustered_boxes(generator, groups, k):
+    """Score-sorted groups of boxes around a few centres, so that NMS has long suppression chains."""
+    centres = torch.rand(groups, 3, 2, generator=generator)
+    pick = torch.randint(0, 3, (groups, k), generator=generator)
+    xy = centres.gather(1, pick[..., None].expand(-1, -1, 2)) + torch.randn(groups, k, 2, generator=generator) * 0.03
+    wh = torch.rand(groups, k, 2, generator=generator) * 0.2 + 0.05
+    scores = torch.rand(groups, k, generator=generator).sort(dim=1, descending=True).values
+    return torch.cat([xy, xy + wh], dim=-1), scores
+
+
+@pytest.mark.parametrize("iterations", [None, 60])
+def test_greedy_nms_keeps_what_torchvision_nms_keeps(iterations):
+    generator = torch.Generator().manual_seed(0)
+    boxes, scores = clustered_boxes(generator, 30, 120)
+    valid = scores >= 0.2
+    keep, converged = greedy_nms(boxes, valid, 0.45, iterations, chunk_elements=7 * 120 * 120)  # 5 chunks
+    assert bool(converged)
+    for g in range(30):
+        expected = nms(boxes[g][valid[g]], scores[g][valid[g]], 0.45)
+        assert keep[g].nonzero().flatten().tolist() == sorted(expected.tolist())
+
+
+def test_greedy_nms_with_too_few_rounds_says_so():
+    # A suppresses B, B would suppress C; C survives because B is gone: three rounds to be sure of it
+    boxes = torch.tensor([[[0.0, 0, 1, 1], [0.3, 0, 1.3, 1], [0.6, 0, 1.6, 1]]])
+    valid = torch.ones(1, 3, dtype=torch.bool)
+    keep, converged = greedy_nms(boxes, valid, 0.45, iterations=1)
+    assert keep.tolist() == [[True, False, False]] and not converged
+    keep, converged = greedy_nms(boxes, valid, 0.45, iterations=3)
+    assert keep.tolist() == [[True, False, True]] and converged
+    assert greedy_nms(boxes, valid, 0.45)[0].tolist() == [[True, False, True]]
+
+
+def reference_postprocess(loc, conf, priors, conf_thresh=0.01, nms_thresh=0.45, top_k=200, pre_nms_top_k=400):
+    """The recipe written out image by image and class by class with torchvision's nms."""
+    out = []
+    for b in range(loc.shape[0]):
+        centre = priors[:, :2] + loc[b, :, :2] * 0.1 * priors[:, 2:]
+        size = priors[:, 2:] * torch.exp(loc[b, :, 2:] * 0.2)
+        boxes = torch.cat([centre - size / 2, centre + size / 2], 1)
+        probs = torch.softmax(conf[b], dim=-1)
+        found = []
+        for c in range(1, conf.shape[2]):
+            scores, index = probs[:, c].topk(pre_nms_top_k)
+            mask = scores >= conf_thresh
+            kept = nms(boxes[index][mask], scores[mask], nms_thresh)
+            found += [(float(s), c - 1) for s in scores[mask][kept]]
+        out.append(sorted(found, reverse=True)[:top_k])
+    return out
+
+
+def test_postprocess_matches_per_class_torchvision_nms_at_ssd300_shapes():
+    generator = torch.Generator().manual_seed(1)
+    priors = PriorBox(config_for("VOC").priors())()
+    loc = torch.randn(2, len(priors), 4, generator=generator) * 0.5
+    conf = torch.randn(2, len(priors), 21, generator=generator) * 2
+    detections = postprocess(loc, conf, priors)
+    for det, expected in zip(detections, reference_postprocess(loc, conf, priors)):
+        got = list(zip(det["scores"].tolist(), det["labels"].tolist()))
+        assert len(got) == len(expected) == 200
+        assert [label for _, label in got] == [label for _, label in expected]
+        assert [s for s, _ in got] == pytest.approx([s for s, _ in expected], abs=1e-7)
+    boxes, scores, labels, counts, converged = postprocess_padded(loc, conf, priors, nms_iterations=50)
+    assert bool(converged) and counts.tolist() == [200, 200]
+    assert torch.equal(scores[0], detections[0]["scores"]) and torch.equal(labels[1], detections[1]["labels"])
