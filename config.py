@@ -117,6 +117,10 @@ class Config:
     amp: str = "off"
     channels_last: bool = False
     compile: bool = False
+    # inference: network + post-processing captured once per batch shape as a CUDA graph and replayed; its NMS
+    # runs a fixed number of rounds and falls back to the exact eager path when they did not converge
+    cuda_graph: bool = False
+    graph_nms_rounds: int = 8
     save_folder: str = "weights/run"
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3

@@ -20,7 +20,7 @@ from data import read_image
 from layers import PostProcessor
 from models import WeightsError
 from utils.distributed import resolve_device
-from utils.evaluation import detect, load_model, preprocess
+from utils.evaluation import Detector, load_model, preprocess
 from utils.visualize import draw_detections
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -42,11 +42,14 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--device", help="cuda, cpu (default: cuda when available)")
     p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPUs, with --amp)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="replay network + post-processing as a CUDA graph (lowest latency; CUDA only)")
     return p.parse_args(argv)
 
 
-class Detector:
-    """Model + post-processing + filtering, on batches of uint8 BGR images."""
+class ImageDetector:
+    """Model + post-processing + filtering, on lists of uint8 BGR images of any sizes."""
 
     def __init__(self, args):
         self.device = resolve_device(args.device)
@@ -57,13 +60,16 @@ class Detector:
         if unknown:
             raise WeightsError(f"--classes {sorted(unknown)} not among the model's classes {self.names}")
         self.keep = torch.tensor([self.names.index(c) for c in args.classes]) if args.classes else None
-        self.score_thresh, self.amp = args.score_thresh, args.amp
-        self.postprocessor = PostProcessor.from_config(self.cfg)
+        self.score_thresh = args.score_thresh
+        if args.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.detector = Detector(self.model, PostProcessor.from_config(self.cfg), args.amp, args.channels_last,
+                                 cuda_graph=args.cuda_graph)
 
     def __call__(self, images):
         batch, sizes = preprocess(images, self.cfg.size)
         results = []
-        for det in detect(self.model, batch, self.postprocessor, sizes, self.amp):
+        for det in self.detector(batch, sizes):
             mask = det["scores"] >= self.score_thresh
             if self.keep is not None:
                 mask &= torch.isin(det["labels"], self.keep.to(mask.device))
@@ -150,7 +156,7 @@ def main(argv=None):
         print("error: give images, folders or videos, or --camera N", file=sys.stderr)
         return 2
     try:
-        detector = Detector(args)
+        detector = ImageDetector(args)
         os.makedirs(args.output, exist_ok=True)
         report = {}
         images, videos = expand_inputs(args.inputs)
@@ -159,7 +165,7 @@ def main(argv=None):
             run_video(detector, video, video, args, report)
         if args.camera is not None:
             run_video(detector, args.camera, f"camera{args.camera}", args, report)
-    except (WeightsError, FileNotFoundError) as exc:
+    except (WeightsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:

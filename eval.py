@@ -12,12 +12,12 @@ import math
 import os
 import sys
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from config import DATASET_DEFAULTS, Config, config_for
 from data import DatasetError, build_source
-from layers import PostProcessor
 from models import WeightsError
 from models.weights import read_state, weights_format
 from utils.distributed import resolve_device
@@ -52,7 +52,11 @@ def parse_args(argv=None):
     a("--batch-size", type=int, default=32)
     a("--workers", type=int, default=4)
     a("--amp", choices=["off", "bf16", "fp16"], default="off")
-    a("--channels-last", action="store_true")
+    a("--channels-last", action="store_true", help="channels-last memory format (faster with --amp on GPUs)")
+    a("--compile", action="store_true", help="torch.compile the network (pays off on long runs)")
+    a("--cuda-graph", action="store_true",
+      help="capture network + post-processing as a CUDA graph per batch shape and replay it (CUDA only)")
+    a("--graph-nms-rounds", type=int, help="NMS rounds inside the CUDA graph before the exact fallback (default 8)")
     return p.parse_args(argv)
 
 
@@ -69,7 +73,8 @@ def build_config(args, state: dict = None) -> Config:
              "batch_norm": args.batch_norm, "metric": args.metric, "conf_thresh": args.conf_thresh,
              "nms_thresh": args.nms_thresh, "top_k": args.top_k, "nms": args.nms,
              "soft_nms_method": args.soft_nms_method, "soft_nms_sigma": args.soft_nms_sigma,
-             "channels_last": args.channels_last or None}
+             "channels_last": args.channels_last or None, "compile": args.compile or None,
+             "cuda_graph": args.cuda_graph or None, "graph_nms_rounds": args.graph_nms_rounds}
     values.update({k: v for k, v in flags.items() if v is not None})
     return Config.from_dict(values)
 
@@ -82,9 +87,10 @@ def report(metrics: dict, output: str = None):
         plot_ap_table(metrics, os.path.join(output, "ap_table.png"))
     speed = metrics.get("speed")
     if speed:
+        parts = "".join(f"; {key[:-6]} {value:.1f} img/s" for key, value in speed.items()
+                        if key.endswith("_img_s") and key != "end_to_end_img_s")
         print(f"{speed['images']} images in {speed['total_s']:.1f} s: end to end {speed['end_to_end_img_s']:.1f} "
-              f"img/s; network {speed['network_img_s']:.1f} img/s; post-processing "
-              f"{speed['postprocess_img_s']:.1f} img/s")
+              f"img/s{parts}")
     if output:
         print(f"results and metrics.json in {output}")
 
@@ -97,7 +103,9 @@ def score_saved_results(cfg: Config, folder: str, limit: int, output: str) -> di
         boxes, labels, difficult = source.annotation(i)
         ground_truth[source.image_id(i)] = (to_devkit(boxes), labels, difficult)
     detections = read_results(folder, source.class_names)
-    detections = {c: [d for d in dets if d[0] in ground_truth] for c, dets in detections.items()}
+    known = np.array(sorted(ground_truth), dtype=str)
+    detections = {c: tuple(column[np.isin(ids, known)] for column in (ids, scores, boxes))
+                  for c, (ids, scores, boxes) in detections.items()}
     metrics = evaluate_detections(detections, ground_truth, source.class_names, cfg.metric)
     if output:
         os.makedirs(output, exist_ok=True)
@@ -129,7 +137,7 @@ def main(argv=None):
         if cfg.dataset != "COCO" and source.class_names != list(cfg.labels):
             raise DatasetError(f"dataset classes {source.class_names} differ from the model's {cfg.labels}")
         metrics = evaluate(model, cfg, source, device, args.batch_size, args.workers, args.amp, args.limit,
-                           output, PostProcessor.from_config(cfg), progress=lambda it: tqdm(it, desc="detect"))
+                           output, progress=lambda it: tqdm(it, desc="detect"))
     except (DatasetError, WeightsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

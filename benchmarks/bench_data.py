@@ -14,33 +14,12 @@ import tempfile
 import time
 
 import cv2
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchmarks.common import write_voc_folder  # noqa: E402
 from config import config_for  # noqa: E402
 from data import build_dataset, train_loader  # noqa: E402
-
-
-def write_dataset(folder, count):
-    rng = np.random.default_rng(0)
-    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        os.makedirs(os.path.join(folder, sub), exist_ok=True)
-    ids = [f"{i:06d}" for i in range(count)]
-    for image_id in ids:
-        image = cv2.GaussianBlur(rng.integers(0, 255, (375, 500, 3), dtype=np.uint8), (0, 0), 3)
-        cv2.imwrite(os.path.join(folder, "JPEGImages", f"{image_id}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        objects = []
-        for _ in range(rng.integers(1, 6)):
-            x1, y1 = rng.integers(1, 350), rng.integers(1, 250)
-            objects.append(f"<object><name>cat</name><difficult>0</difficult><bndbox><xmin>{x1}</xmin>"
-                           f"<ymin>{y1}</ymin><xmax>{x1 + rng.integers(20, 150)}</xmax>"
-                           f"<ymax>{y1 + rng.integers(20, 125)}</ymax></bndbox></object>")
-        with open(os.path.join(folder, "Annotations", f"{image_id}.xml"), "w") as f:
-            f.write("<annotation><size><width>500</width><height>375</height></size>" + "".join(objects) +
-                    "</annotation>")
-    with open(os.path.join(folder, "ImageSets", "Main", "trainval.txt"), "w") as f:
-        f.write("\n".join(ids))
 
 
 def rate(fn, count):
@@ -60,7 +39,7 @@ def main():
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
-        write_dataset(folder, args.images)
+        write_voc_folder(folder, args.images)
         cfg = config_for("VOC", dataset_root=folder, sets=["trainval"], test_sets=["trainval"], labels=["cat"],
                          size=args.size)
         train = build_dataset(cfg, train=True)

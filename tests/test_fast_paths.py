@@ -1,9 +1,13 @@
-"""Fast paths must not change results: channels-last gives the same outputs, losses and detections."""
+"""Fast paths must not change results: channels-last, the fixed-round NMS of the CUDA graph with its exact
+fallback, the graph itself and torch.compile give the same outputs, losses and detections."""
+import pytest
 import torch
 
 from layers import MultiBoxLoss, PostProcessor
 from models import build_ssd
-from utils.evaluation import detect
+from utils.evaluation import Detector, detect
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def test_channels_last_matches_contiguous_on_ssd300():
@@ -27,7 +31,59 @@ def test_channels_last_matches_contiguous_on_ssd300():
     post = PostProcessor(top_k=20)
     a = detect(model, images, post)
     b = detect(fast, images, post, channels_last=True)
-    for da, db in zip(a, b):
-        assert torch.equal(da["labels"], db["labels"])
-        assert torch.allclose(da["scores"], db["scores"], atol=1e-4)
-        assert torch.allclose(da["boxes"], db["boxes"], atol=1e-4)
+    assert_same_detections(a, b)
+
+
+def assert_same_detections(expected, actual, atol=1e-4):
+    assert len(expected) == len(actual)
+    for a, b in zip(expected, actual):
+        assert torch.equal(a["labels"].cpu(), b["labels"].cpu())
+        assert torch.allclose(a["scores"].cpu(), b["scores"].cpu(), atol=atol)
+        assert torch.allclose(a["boxes"].cpu(), b["boxes"].cpu(), atol=atol)
+
+
+def test_fixed_nms_rounds_fall_back_to_the_exact_detections():
+    torch.manual_seed(0)
+    model = build_ssd(300, 4).eval()
+    images = torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8)
+    sizes = torch.tensor([[375, 500], [300, 300]])
+    post = PostProcessor(top_k=50)
+    exact = Detector(model, post, timing=True)
+    expected = exact(images, sizes)
+    assert set(exact.seconds) == {"network", "postprocess"} and exact.fallbacks == 0
+    one_round = Detector(model, post, nms_rounds=1)  # untrained weights: one round never reaches the fixed point
+    assert_same_detections(expected, one_round(images, sizes), atol=0)
+    assert one_round.fallbacks == 1
+    enough = Detector(model, post, nms_rounds=400)  # K rounds always converge: no fallback, same result
+    assert_same_detections(expected, enough(images, sizes), atol=0)
+    assert enough.fallbacks == 0
+    assert expected[0]["boxes"].max() > 1.5  # pixels of the 500x375 original
+
+
+def test_cuda_graph_needs_a_cuda_device():
+    model = build_ssd(300, 4)
+    with pytest.raises(ValueError, match="CUDA graphs need the model on a CUDA device"):
+        Detector(model, PostProcessor(), cuda_graph=True)
+
+
+@cuda
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_cuda_graph_replay_matches_eager(amp):
+    torch.manual_seed(0)
+    model = build_ssd(300, 21).cuda().eval().to(memory_format=torch.channels_last)
+    post = PostProcessor()
+    eager = Detector(model, post, amp, channels_last=True)
+    graphed = Detector(model, post, amp, channels_last=True, cuda_graph=True)
+    for batch in (4, 1, 4):  # a new shape captures a second graph; the third call replays the first
+        images = torch.randint(0, 255, (batch, 3, 300, 300), dtype=torch.uint8, device="cuda")
+        assert_same_detections(eager(images), graphed(images), atol=1e-3 if amp == "bf16" else 1e-4)
+    assert len(graphed.graphs) == 2
+
+
+@cuda
+def test_compiled_network_matches_eager():
+    torch.manual_seed(0)
+    model = build_ssd(300, 21).cuda().eval()
+    images = torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8, device="cuda")
+    post = PostProcessor()
+    assert_same_detections(Detector(model, post)(images), Detector(model, post, compile=True)(images), atol=1e-3)

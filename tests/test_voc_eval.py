@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import eval as eval_script
-from utils.voc_eval import evaluate_class, evaluate_detections, read_results, to_devkit, voc_ap, write_results
+from utils.voc_eval import (detection_columns, evaluate_class, evaluate_detections, read_results, to_devkit, voc_ap,
+                            write_results)
 from helpers import make_voc_folder
 
 GT = {"A": (np.array([[10, 10, 50, 50], [100, 100, 150, 150]], float), np.array([False, False])),
@@ -23,32 +24,32 @@ VOC12_BY_HAND = 0.25 * 1 + 0.25 * (2 / 3) + 0.25 * 0.6
 
 
 def test_ranked_list_known_11_point_and_area_values():
-    ap, recall, precision = evaluate_class(RANKED, GT, metric="voc07")
+    ap, recall, precision = evaluate_class(detection_columns(RANKED), GT, metric="voc07")
     assert ap == pytest.approx(VOC07_BY_HAND)
     assert recall[-1] == pytest.approx(0.75) and precision[-1] == pytest.approx(0.6)
-    assert evaluate_class(RANKED, GT, metric="voc12")[0] == pytest.approx(VOC12_BY_HAND)
+    assert evaluate_class(detection_columns(RANKED), GT, metric="voc12")[0] == pytest.approx(VOC12_BY_HAND)
 
 
 def test_perfect_detections_and_order_independence():
     perfect = [("A", 0.9, [10, 10, 50, 50]), ("A", 0.8, [100, 100, 150, 150]),
                ("B", 0.7, [10, 10, 60, 60]), ("B", 0.6, [200, 200, 240, 260])]
     for metric in ("voc07", "voc12"):
-        assert evaluate_class(perfect, GT, metric=metric)[0] == pytest.approx(1.0)
-        assert evaluate_class(perfect[::-1], GT, metric=metric)[0] == pytest.approx(1.0)
+        assert evaluate_class(detection_columns(perfect), GT, metric=metric)[0] == pytest.approx(1.0)
+        assert evaluate_class(detection_columns(perfect[::-1]), GT, metric=metric)[0] == pytest.approx(1.0)
 
 
 def test_devkit_plus_one_overlap():
     gt = {"A": (np.array([[1, 1, 10, 10]], float), np.array([False]))}
     # devkit: 10x5 = 50 pixels inside a 10x10 object -> overlap exactly 0.5 -> a hit (continuous: 36/81 miss)
-    assert evaluate_class([("A", 0.9, [1, 1, 10, 5])], gt)[0] == pytest.approx(1.0)
-    assert evaluate_class([("A", 0.9, [1, 1, 10, 4])], gt)[0] == pytest.approx(0.0)
+    assert evaluate_class(detection_columns([("A", 0.9, [1, 1, 10, 5])]), gt)[0] == pytest.approx(1.0)
+    assert evaluate_class(detection_columns([("A", 0.9, [1, 1, 10, 4])]), gt)[0] == pytest.approx(0.0)
 
 
 def test_class_absent_from_image_and_class_without_ground_truth():
     ground_truth = {"A": (np.array([[10, 10, 50, 50]]), np.array([0]), np.array([False])),
                     "B": (np.zeros((0, 4)), np.zeros(0, int), np.zeros(0, bool))}  # an image without objects
-    detections = {"cat": [("A", 0.9, [10, 10, 50, 50]), ("B", 0.95, [10, 10, 50, 50])],
-                  "dog": [("A", 0.8, [10, 10, 50, 50])]}
+    detections = {"cat": detection_columns([("A", 0.9, [10, 10, 50, 50]), ("B", 0.95, [10, 10, 50, 50])]),
+                  "dog": detection_columns([("A", 0.8, [10, 10, 50, 50])])}
     metrics = evaluate_detections(detections, ground_truth, ["cat", "dog"])
     # cat: FP (image B) then TP: precision at recall 1 is 0.5 -> 11-point AP 0.5
     assert metrics["AP"]["cat"] == pytest.approx(0.5)
@@ -65,9 +66,11 @@ def test_from_results_round_trip(tmp_path):
         "A": ([("cat", 10, 10, 50, 50), ("cat", 100, 100, 150, 150)], 200, 200),
         "B": ([("cat", 10, 10, 60, 60), ("cat", 200, 200, 240, 260), ("dog", 1, 1, 30, 30)], 300, 300)},
         sets={"test": ["A", "B"]})
-    detections = {"cat": [d for d in RANKED if d[2] != [400, 10, 450, 60]], "dog": [("B", 0.5, [1, 1, 30, 30])]}
+    detections = {"cat": detection_columns(d for d in RANKED if d[2] != [400, 10, 450, 60]),
+                  "dog": detection_columns([("B", 0.5, [1, 1, 30, 30])])}
     write_results(tmp_path / "res", detections, ["cat", "dog"])
-    assert read_results(tmp_path / "res", ["cat", "dog"])["dog"] == [("B", 0.5, [1.0, 1.0, 30.0, 30.0])]
+    ids, scores, boxes = read_results(tmp_path / "res", ["cat", "dog"])["dog"]
+    assert ids.tolist() == ["B"] and scores.tolist() == [0.5] and boxes.tolist() == [[1.0, 1.0, 30.0, 30.0]]
     code = eval_script.main(["--dataset", "VOC", "--dataset-root", str(tmp_path / "voc"), "--sets", "test",
                              "--labels", "cat", "dog", "--from-results", str(tmp_path / "res"),
                              "--output", str(tmp_path / "out")])
@@ -135,7 +138,7 @@ def test_vectorised_scoring_equals_the_devkit_loop_on_random_cases():
         npos = sum(int((~d).sum()) for _, d in ground_truth.values())
         if npos == 0:
             continue
-        ap, recall, precision = evaluate_class(detections, ground_truth)
+        ap, recall, precision = evaluate_class(detection_columns(detections), ground_truth)
         tp, fp = devkit_reference(detections, ground_truth)
         assert np.allclose(recall, tp / npos), case
         assert np.allclose(precision, tp / np.maximum(tp + fp, np.finfo(float).eps)), case

@@ -13,7 +13,7 @@ import torch
 
 from config import Config, config_for
 from data import BaseTransform, build_dataset, eval_loader
-from layers import PostProcessor
+from layers import PostProcessor, unpad_detections
 from models import build_ssd_from_config, load_ssd_weights
 from models.weights import read_state, weights_format
 
@@ -58,50 +58,128 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-@torch.no_grad()
+class Detector:
+    """The inference path: uint8 BGR batches [B, 3, S, S] -> detections, network and post-processing together.
+
+    Eager by default; `compile=True` runs the network through `torch.compile`. `cuda_graph=True` (CUDA only) captures network + post-processing once per batch shape and
+    replays it: no Python or kernel-launch overhead, which is what batch-1 latency is made of. Inside the graph NMS
+    runs `nms_rounds` rounds (see `layers.greedy_nms`); a batch where they did not reach the fixed point is
+    post-processed again by the exact eager path, so the detections are always the exact ones. `nms_rounds`
+    without a graph does the same eagerly (how the fallback is tested on CPU). `timing=True` accumulates seconds
+    in `self.seconds` (network / postprocess, or graph), with a device sync per batch.
+    """
+
+    def __init__(self, model, postprocessor: PostProcessor, amp: str = "off", channels_last: bool = False,
+                 compile: bool = False, cuda_graph: bool = False, nms_rounds: int = None, timing: bool = False):
+        self.model, self.postprocessor, self.amp, self.channels_last = model, postprocessor, amp, channels_last
+        self.network = torch.compile(model) if compile else model
+        self.device = next(model.parameters()).device
+        if cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need the model on a CUDA device, it is on {self.device}")
+        if cuda_graph and postprocessor.settings["nms"] != "hard":
+            raise ValueError("CUDA graphs support hard NMS only (Soft-NMS runs eagerly)")
+        self.cuda_graph = cuda_graph
+        self.nms_rounds = nms_rounds if nms_rounds is not None or not cuda_graph else 8
+        self.graphs = {}  # batch shape -> (graph, static input, static outputs)
+        self.timing = timing
+        self.seconds = defaultdict(float)
+        self.fallbacks = 0
+
+    @classmethod
+    def from_config(cls, model, cfg: Config, amp: str = None, timing: bool = False, **overrides):
+        return cls(model, PostProcessor.from_config(cfg, **overrides), cfg.amp if amp is None else amp,
+                   cfg.channels_last, cfg.compile, cfg.cuda_graph, cfg.graph_nms_rounds if cfg.cuda_graph else None,
+                   timing)
+
+    def _network(self, images):
+        with autocast(self.device, self.amp):
+            loc, conf = self.network(images)
+        return loc.float(), conf.float()
+
+    def _postprocess(self, loc, conf, nms_rounds):
+        return self.postprocessor.padded(loc, conf, self.model.priors, nms_iterations=nms_rounds)
+
+    def _replay(self, images):
+        key = (tuple(images.shape), images.stride())
+        if key not in self.graphs:
+            static_images = images.clone()
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):  # warm-up outside the graph (cuDNN autotuning, lazy allocations)
+                for _ in range(2):
+                    self._postprocess(*self._network(static_images), self.nms_rounds)
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                loc, conf = self._network(static_images)
+                outputs = (loc, conf, self._postprocess(loc, conf, self.nms_rounds))
+            self.graphs[key] = (graph, static_images, outputs)
+        graph, static_images, outputs = self.graphs[key]
+        static_images.copy_(images)
+        graph.replay()
+        return outputs
+
+    @torch.no_grad()
+    def padded(self, images: torch.Tensor) -> tuple:
+        """-> fixed-shape detections (boxes [B, T, 4] in [0, 1], scores [B, T], labels [B, T], counts [B]), as
+        `layers.postprocess_padded`. Graph outputs are overwritten by the next call of the same shape."""
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        start = time.perf_counter()
+        if self.cuda_graph:
+            loc, conf, detections = self._replay(images)
+        else:
+            loc, conf = self._network(images)
+            if self.timing:
+                _sync(self.device)
+                middle = time.perf_counter()
+                self.seconds["network"] += middle - start
+                start = middle
+            detections = self._postprocess(loc, conf, self.nms_rounds)
+        if self.nms_rounds is not None and not bool(detections[4]):
+            self.fallbacks += 1
+            detections = self._postprocess(loc, conf, None)
+        if self.timing:
+            _sync(self.device)
+            self.seconds["graph" if self.cuda_graph else "postprocess"] += time.perf_counter() - start
+        return detections[:4]
+
+    def __call__(self, images: torch.Tensor, sizes: torch.Tensor = None, to=None) -> list:
+        """-> list of B dicts (boxes [k, 4], scores [k], labels [k]); boxes in pixels of the original images
+        when `sizes` [B, 2] (height, width) is given, else in [0, 1]. `to`: a device to move the batch's
+        detections to first (one copy per batch instead of three per image)."""
+        boxes, scores, labels, counts = self.padded(images)
+        if sizes is not None:
+            boxes = boxes * sizes.to(self.device).flip(1).repeat(1, 2)[:, None].float()  # (w, h, w, h)
+        if to is not None:
+            boxes, scores, labels, counts = (t.to(to) for t in (boxes, scores, labels, counts))
+        return unpad_detections(boxes, scores, labels, counts)
+
+
 def detect(model, images: torch.Tensor, postprocessor: PostProcessor, sizes=None, amp: str = "off",
-           channels_last: bool = False, timing: dict = None):
-    """images uint8 [B, 3, S, S] BGR (any device) -> list of B dicts (boxes [k, 4], scores [k], labels [k]).
-    Boxes are in pixels of the original images when `sizes` [B, 2] (height, width) is given, else in [0, 1]."""
-    device = next(model.parameters()).device
-    images = images.to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    start = time.perf_counter()
-    with autocast(device, amp):
-        loc, conf = model(images)
-    if timing is not None:
-        _sync(device)
-        middle = time.perf_counter()
-    detections = postprocessor(loc.float(), conf.float(), model.priors)
-    if sizes is not None:
-        scale = sizes.to(device).flip(1).repeat(1, 2).float()  # (w, h, w, h)
-        for det, s in zip(detections, scale):
-            det["boxes"] = det["boxes"] * s
-    if timing is not None:
-        _sync(device)
-        timing["network_s"] = timing.get("network_s", 0.0) + middle - start
-        timing["postprocess_s"] = timing.get("postprocess_s", 0.0) + time.perf_counter() - middle
-    return detections
+           channels_last: bool = False) -> list:
+    """One eager batch through `Detector`: images uint8 [B, 3, S, S] BGR -> list of B detection dicts."""
+    return Detector(model, postprocessor, amp, channels_last)(images, sizes)
 
 
 def evaluate(model, cfg, source, device, batch_size: int = 32, workers: int = 2, amp: str = "off",
-             limit: int = 0, output: str = None, postprocessor: PostProcessor = None, progress=None) -> dict:
+             limit: int = 0, output: str = None, detector: Detector = None, progress=None) -> dict:
     """Run the model over `source` (its first `limit` images when > 0) and score it: VOC-style mAP (devkit) for
-    VOC and shapes, COCOeval for COCO. Writes results files, metrics.json and examples.jpg (the first images with
-    their detections) to `output` when given."""
+    VOC and shapes, COCOeval for COCO. `detector`: a `Detector` of `model` with its settings (default: from
+    `cfg`). Writes results files, metrics.json and examples.jpg (the first images with their detections) to
+    `output` when given."""
     was_training = model.training
     model.eval()
-    postprocessor = postprocessor or PostProcessor.from_config(cfg)
+    detector = detector or Detector.from_config(model, cfg, amp, timing=True)
     dataset = build_dataset(cfg, train=False, source=source)
     indices = list(range(min(limit, len(source)) if limit > 0 else len(source)))
     loader = eval_loader(dataset, batch_size, workers, pin_memory=device.type == "cuda", indices=indices)
-    timing, results = {}, {}
+    results = {}
     start = time.perf_counter()
     for images, _, batch_indices, sizes in (progress(loader) if progress else loader):
-        detections = detect(model, images, postprocessor, sizes, amp, cfg.channels_last, timing)
-        for index, det in zip(batch_indices.tolist(), detections):
-            results[index] = {k: v.cpu().numpy() for k, v in det.items()}
+        for index, det in zip(batch_indices.tolist(), detector(images, sizes, to="cpu")):
+            results[index] = {k: v.numpy() for k, v in det.items()}
     total = time.perf_counter() - start
     model.train(was_training)
     if cfg.dataset == "COCO":
@@ -109,10 +187,8 @@ def evaluate(model, cfg, source, device, batch_size: int = 32, workers: int = 2,
     else:
         metrics = score_voc(source, results, cfg.metric, output)
     count = len(indices)
-    metrics["speed"] = {"images": count, "total_s": total,
-                        "network_img_s": count / max(timing.get("network_s", 0), 1e-9),
-                        "postprocess_img_s": count / max(timing.get("postprocess_s", 0), 1e-9),
-                        "end_to_end_img_s": count / max(total, 1e-9)}
+    metrics["speed"] = {"images": count, "total_s": total, "end_to_end_img_s": count / max(total, 1e-9),
+                        **{f"{part}_img_s": count / max(seconds, 1e-9) for part, seconds in detector.seconds.items()}}
     if output:
         os.makedirs(output, exist_ok=True)
         write_examples(source, results, os.path.join(output, "examples.jpg"))
@@ -124,14 +200,21 @@ def evaluate(model, cfg, source, device, batch_size: int = 32, workers: int = 2,
 
 def score_voc(source, results: dict, metric: str = "voc07", output: str = None) -> dict:
     names = source.class_names
-    by_class = defaultdict(list)
-    ground_truth = {}
+    ground_truth, image_ids = {}, []
     for index, det in results.items():
         image_id = source.image_id(index)
         boxes, labels, difficult = source.annotation(index)
         ground_truth[image_id] = (to_devkit(boxes), labels, difficult)
-        for box, score, label in zip(to_devkit(det["boxes"]), det["scores"], det["labels"]):
-            by_class[names[int(label)]].append((image_id, float(score), box))
+        image_ids.append(np.full(len(det["scores"]), image_id))
+    dets = list(results.values())
+    image_ids = np.concatenate([np.zeros(0, str)] + image_ids)
+    scores = np.concatenate([np.zeros(0)] + [d["scores"] for d in dets]).astype(np.float64)
+    boxes = to_devkit(np.concatenate([np.zeros((0, 4))] + [d["boxes"] for d in dets]))
+    labels = np.concatenate([np.zeros(0, np.int64)] + [d["labels"] for d in dets])
+    by_class = {}
+    for c, name in enumerate(names):
+        mask = labels == c
+        by_class[name] = (image_ids[mask], scores[mask], boxes[mask])
     if output:
         write_results(output, by_class, names)
     return evaluate_detections(by_class, ground_truth, names, metric)

@@ -47,33 +47,45 @@ def devkit_overlaps(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return inter / union
 
 
-def evaluate_class(detections, ground_truth: dict, iou_thresh: float = 0.5, metric: str = "voc07"):
-    """detections: list of (image_id, score, devkit box [4]); ground_truth: {image_id: (devkit boxes [n, 4],
-    difficult [n])} for this class (images without objects of the class may be absent).
-    -> (ap, recall [d], precision [d]); ap is NaN when the class has no non-difficult object.
+def detection_columns(records=()) -> tuple:
+    """[(image_id, score, devkit box [4])] -> one class's detections as columns: (image_ids [D] str array,
+    scores [D], boxes [D, 4]), the form the scoring functions take."""
+    records = list(records)
+    return (np.array([r[0] for r in records], dtype=str), np.array([r[1] for r in records], np.float64),
+            np.array([r[2] for r in records], np.float64).reshape(-1, 4))
+
+
+def evaluate_class(detections: tuple, ground_truth: dict, iou_thresh: float = 0.5, metric: str = "voc07"):
+    """detections: (image_ids [D], scores [D], devkit boxes [D, 4]) (see `detection_columns`); ground_truth:
+    {image_id: (devkit boxes [n, 4], difficult [n])} for this class (images without objects of the class may be
+    absent). -> (ap, recall [D], precision [D]); ap is NaN when the class has no non-difficult object.
 
     VOCevaldet.m walks the detections by descending score; each takes the object it overlaps most (whether or
     not already taken). That choice does not depend on the order, so it is computed for all detections at
     once; the walk then reduces to: the first detection (by score) on an object is a hit, later ones are false
     positives, detections on difficult objects are ignored, the rest are false positives.
     """
+    image_ids, scores, boxes = detections
     npos = sum(int((~np.asarray(d, bool)).sum()) for _, d in ground_truth.values())
-    if not detections:
+    if len(scores) == 0:
         empty = np.zeros(0)
         return (math.nan if npos == 0 else 0.0), empty, empty
-    image_ids = list(ground_truth)
-    row_of = {image_id: i for i, image_id in enumerate(image_ids)}
+    gt_ids = np.array(sorted(ground_truth), dtype=str)
     max_gt = max([len(b) for b, _ in ground_truth.values()] + [1])
-    gt_boxes = np.full((len(image_ids) + 1, max_gt, 4), np.nan)  # last row: images without objects
-    gt_difficult = np.zeros((len(image_ids) + 1, max_gt), bool)
-    for image_id, (boxes, difficult) in ground_truth.items():
-        gt_boxes[row_of[image_id], : len(boxes)] = boxes
-        gt_difficult[row_of[image_id], : len(boxes)] = difficult
+    gt_boxes = np.full((len(gt_ids) + 1, max_gt, 4), np.nan)  # last row: images without objects
+    gt_difficult = np.zeros((len(gt_ids) + 1, max_gt), bool)
+    for row, image_id in enumerate(gt_ids.tolist()):
+        boxes_i, difficult = ground_truth[image_id]
+        gt_boxes[row, : len(boxes_i)] = boxes_i
+        gt_difficult[row, : len(boxes_i)] = difficult
 
-    scores = np.array([d[1] for d in detections], np.float64)
-    order = np.argsort(-scores, kind="stable")
-    rows = np.array([row_of.get(detections[i][0], len(image_ids)) for i in order])
-    boxes = np.array([detections[i][2] for i in order], np.float64).reshape(-1, 4)
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    ids = np.asarray(image_ids, dtype=str)[order]
+    position = np.searchsorted(gt_ids, ids)
+    known = position < len(gt_ids)
+    known[known] = gt_ids[position[known]] == ids[known]
+    rows = np.where(known, position, len(gt_ids))
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)[order]
     overlaps = np.nan_to_num(devkit_overlaps(boxes, gt_boxes[rows]), nan=-np.inf)  # [D, G]
     best = overlaps.argmax(1)
     hit = overlaps[np.arange(len(order)), best] >= iou_thresh
@@ -95,7 +107,7 @@ def evaluate_class(detections, ground_truth: dict, iou_thresh: float = 0.5, metr
 
 def evaluate_detections(detections_by_class: dict, ground_truth_by_image: dict, class_names,
                         metric: str = "voc07", iou_thresh: float = 0.5) -> dict:
-    """detections_by_class: {class name: [(image_id, score, devkit box)]};
+    """detections_by_class: {class name: (image_ids [D], scores [D], devkit boxes [D, 4])} (`detection_columns`);
     ground_truth_by_image: {image_id: (devkit boxes [n, 4], labels [n], difficult [n])}.
     -> {"metric", "mAP", "AP": {class: ap}, "curves": {class: (recall, precision)}}. mAP averages the classes
     that have ground truth (a class without any is reported as NaN and left out, as in devkit practice)."""
@@ -108,7 +120,8 @@ def evaluate_detections(detections_by_class: dict, ground_truth_by_image: dict, 
                 per_class_gt[c][image_id] = (boxes[mask], difficult[mask])
     aps, curves = {}, {}
     for c, name in enumerate(class_names):
-        ap, recall, precision = evaluate_class(detections_by_class.get(name, []), per_class_gt[c], iou_thresh, metric)
+        ap, recall, precision = evaluate_class(detections_by_class.get(name, detection_columns()), per_class_gt[c],
+                                               iou_thresh, metric)
         aps[name], curves[name] = ap, (recall, precision)
     valid = [v for v in aps.values() if not math.isnan(v)]
     return {"metric": metric, "mAP": float(np.mean(valid)) if valid else math.nan, "AP": aps, "curves": curves}
@@ -123,11 +136,12 @@ def write_results(folder: str, detections_by_class: dict, class_names, image_set
     os.makedirs(folder, exist_ok=True)
     for name in class_names:
         with open(results_path(folder, name, image_set), "w") as f:
-            for image_id, score, box in detections_by_class.get(name, []):
+            for image_id, score, box in zip(*detections_by_class.get(name, detection_columns())):
                 f.write(f"{image_id} {score:.6f} {box[0]:.2f} {box[1]:.2f} {box[2]:.2f} {box[3]:.2f}\n")
 
 
 def read_results(folder: str, class_names, image_set: str = "test") -> dict:
+    """-> {class name: detection columns} from the `comp4_det_<set>_<class>.txt` files in `folder`."""
     detections = defaultdict(list)
     for name in class_names:
         path = results_path(folder, name, image_set)
@@ -141,4 +155,4 @@ def read_results(folder: str, class_names, image_set: str = "test") -> dict:
                 if len(parts) != 6:
                     raise ValueError(f"{path}:{number}: expected 'image_id score xmin ymin xmax ymax'")
                 detections[name].append((parts[0], float(parts[1]), [float(v) for v in parts[2:]]))
-    return dict(detections)
+    return {name: detection_columns(detections[name]) for name in class_names}
