@@ -56,7 +56,7 @@ def parse_args(argv=None):
     a("--compile", action="store_true", help="torch.compile the network (pays off on long runs)")
     a("--cuda-graph", action="store_true",
       help="capture network + post-processing as a CUDA graph per batch shape and replay it (CUDA only)")
-    a("--graph-nms-rounds", type=int, help="NMS rounds inside the CUDA graph before the exact fallback (default 8)")
+    a("--graph-nms-rounds", type=int, help="NMS rounds inside the CUDA graph before the exact fallback (default 12)")
     return p.parse_args(argv)
 
 

@@ -75,7 +75,8 @@ def parse_args(argv=None):
     a("--visdom", action=argparse.BooleanOptionalAction, default=None, help="live plots on a visdom server")
     a("--tensorboard", action=argparse.BooleanOptionalAction, default=None, help="tensorboard scalars (default on)")
     a("--log-every", type=int, help="iterations between log lines (default 10)")
-    a("--max-bad-steps", type=int, help="stop after this many non-finite losses in a row, checked at each log line (default 5)")
+    a("--max-bad-steps", type=int,
+      help="stop after this many non-finite losses in a row, checked at each log line (default 5)")
     a("--shapes-train-images", type=int, help="size of the shapes training split (default 20000)")
     a("--shapes-test-images", type=int, help="size of the shapes test split (default 500)")
     return p.parse_args(argv)

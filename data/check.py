@@ -8,7 +8,6 @@ import logging
 import sys
 from collections import Counter
 
-import numpy as np
 from tqdm import tqdm
 
 from config import config_for

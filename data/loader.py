@@ -14,9 +14,10 @@ log = logging.getLogger("ssd.data")
 
 class SSDDataset(Dataset):
     """source + transform -> (image uint8 [3, S, S] BGR, target float32 [n, 5] (x1, y1, x2, y2 in [0, 1], label),
-    index, original (height, width)). An int key gives the untransformed-by-chance sample (evaluation); an (index, seed) key from
-    `TrainSampler` seeds the augmentation, so a sample depends only on the run seed, the epoch and the index.
-    An image that cannot be read is logged (naming the file) and replaced by the next readable one."""
+    index, original (height, width)). An int key gives the untransformed-by-chance sample (evaluation); an
+    (index, seed) key from `TrainSampler` seeds the augmentation, so a sample depends only on the run seed, the
+    epoch and the index. An image that cannot be read is logged (naming the file) and replaced by the next
+    readable one."""
 
     def __init__(self, source, transform, use_difficult: bool = True, max_substitutions: int = 20):
         self.source, self.transform, self.use_difficult = source, transform, use_difficult

@@ -3,8 +3,8 @@
 Geometry (zoom-out/expand, random crop, flip, resize) is composed into one patch of the original image in whole
 pixels (it may reach outside the image, where the mean fills in), which a single `cv2.resize` brings to S x S;
 no expanded canvas is ever built. Photometric distortions then work on the small output through lookup tables
-and OpenCV's HSV conversion. Output: uint8 S x S x 3 BGR and boxes normalised to [0, 1]; normalisation for the backbone is the
-model's first step (on the GPU).
+and OpenCV's HSV conversion. Output: uint8 S x S x 3 BGR and boxes normalised to [0, 1]; normalisation for the
+backbone is the model's first step (on the GPU).
 
 Note on order: Caffe SSD distorts colours before expanding, so its mean-filled border is never distorted; here
 photometric distortion runs after the resize (4x fewer pixels at VOC sizes), so the border is distorted too. The

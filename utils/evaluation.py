@@ -61,12 +61,13 @@ def _sync(device):
 class Detector:
     """The inference path: uint8 BGR batches [B, 3, S, S] -> detections, network and post-processing together.
 
-    Eager by default; `compile=True` runs the network through `torch.compile`. `cuda_graph=True` (CUDA only) captures network + post-processing once per batch shape and
-    replays it: no Python or kernel-launch overhead, which is what batch-1 latency is made of. Inside the graph NMS
-    runs `nms_rounds` rounds (see `layers.greedy_nms`); a batch where they did not reach the fixed point is
-    post-processed again by the exact eager path, so the detections are always the exact ones. `nms_rounds`
-    without a graph does the same eagerly (how the fallback is tested on CPU). `timing=True` accumulates seconds
-    in `self.seconds` (network / postprocess, or graph), with a device sync per batch.
+    Eager by default; `compile=True` runs the network through `torch.compile`. `cuda_graph=True` (CUDA only)
+    captures network + post-processing once per batch shape and replays it: no Python or kernel-launch overhead,
+    which is what batch-1 latency is made of. Inside the graph NMS runs `nms_rounds` rounds (see
+    `layers.greedy_nms`); a batch where they did not reach the fixed point is post-processed again by the exact
+    eager path, so the detections are always the exact ones. `nms_rounds` without a graph does the same eagerly
+    (how the fallback is tested on CPU). `timing=True` accumulates seconds in `self.seconds` (network /
+    postprocess, or graph), with a device sync per batch.
     """
 
     def __init__(self, model, postprocessor: PostProcessor, amp: str = "off", channels_last: bool = False,
@@ -79,7 +80,7 @@ class Detector:
         if cuda_graph and postprocessor.settings["nms"] != "hard":
             raise ValueError("CUDA graphs support hard NMS only (Soft-NMS runs eagerly)")
         self.cuda_graph = cuda_graph
-        self.nms_rounds = nms_rounds if nms_rounds is not None or not cuda_graph else 8
+        self.nms_rounds = nms_rounds if nms_rounds is not None or not cuda_graph else Config.graph_nms_rounds
         self.graphs = {}  # batch shape -> (graph, static input, static outputs)
         self.timing = timing
         self.seconds = defaultdict(float)
