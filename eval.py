@@ -20,6 +20,7 @@ from config import DATASET_DEFAULTS, Config, config_for
 from data import DatasetError, build_source
 from models import WeightsError
 from models.weights import read_state, weights_format
+from utils.checkpoint import MODEL_KEYS
 from utils.distributed import resolve_device
 from utils.evaluation import evaluate, format_ap_table, load_model
 from utils.visualize import plot_ap_table, plot_pr_curves
@@ -68,7 +69,7 @@ def build_config(args, state: dict = None) -> Config:
     if saved.get("dataset") == dataset:
         values.update(saved)
     else:  # evaluating on another dataset: keep only what defines the model
-        values.update({k: saved[k] for k in ("size", "batch_norm", "labels", "pixel_format") if k in saved})
+        values.update({k: saved[k] for k in MODEL_KEYS if k != "dataset" and k in saved})
     flags = {"dataset_root": args.dataset_root, "test_sets": args.sets, "labels": args.labels, "size": args.size,
              "batch_norm": args.batch_norm, "metric": args.metric, "conf_thresh": args.conf_thresh,
              "nms_thresh": args.nms_thresh, "top_k": args.top_k, "nms": args.nms,
