@@ -17,10 +17,11 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import device_name, setup_device, write_voc_folder  # noqa: E402
+from benchmarks.common import device_name, write_voc_folder  # noqa: E402
 from config import VOC_CLASSES, config_for  # noqa: E402
 from data import build_source  # noqa: E402
 from models import build_ssd_from_config  # noqa: E402
+from utils.distributed import resolve_device  # noqa: E402
 from utils.evaluation import evaluate, load_model  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def main():
     parser.add_argument("--weights", help="trained weights (default: an untrained SSD300)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    device = setup_device(args.device)
+    device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as folder:
         write_voc_folder(folder, args.images, VOC_CLASSES, set_name="test")
         settings = dict(dataset_root=folder, test_sets=["test"], channels_last=args.channels_last,

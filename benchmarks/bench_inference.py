@@ -18,9 +18,10 @@ import torch
 import torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import device_name, setup_device, step_parser, sync  # noqa: E402
+from benchmarks.common import device_name, step_parser, sync  # noqa: E402
 from layers import PostProcessor  # noqa: E402
 from models import build_ssd  # noqa: E402
+from utils.distributed import resolve_device  # noqa: E402
 from utils.evaluation import Detector, autocast  # noqa: E402
 from utils.voc_eval import evaluate_detections  # noqa: E402
 
@@ -87,7 +88,7 @@ def main():
     parser.add_argument("--size", type=int, nargs="+", default=[300], choices=[300, 512])
     parser.add_argument("--modes", nargs="+", choices=["eager", "compile", "graph", "compile+graph"])
     args = parser.parse_args()
-    device = setup_device(args.device)
+    device = resolve_device(args.device)
     modes = args.modes or (["eager", "compile", "graph", "compile+graph"] if device.type == "cuda" else ["eager"])
     print(f"\nSSD inference end to end, batch {args.batch_size}, amp {args.amp}, channels-last {args.channels_last}, "
           f"{device_name(device)}")

@@ -19,9 +19,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchmarks.bench_train_step import bench_torchvision, random_targets  # noqa: E402
-from benchmarks.common import device_name, setup_device, step_parser, write_voc_folder  # noqa: E402
+from benchmarks.common import device_name, step_parser, write_voc_folder  # noqa: E402
 from config import VOC_CLASSES, config_for  # noqa: E402
 from train import Trainer  # noqa: E402
+from utils.distributed import resolve_device  # noqa: E402
 
 
 def main():
@@ -33,7 +34,7 @@ def main():
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--batch-norm", action="store_true")
     args = parser.parse_args()
-    device = setup_device(args.device)
+    device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as folder:
         write_voc_folder(os.path.join(folder, "data"), args.images, VOC_CLASSES)
         cfg = config_for("VOC", dataset_root=os.path.join(folder, "data"), sets=["trainval"],

@@ -14,9 +14,10 @@ import torch
 import torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import device_name, setup_device, step_parser, sync  # noqa: E402
+from benchmarks.common import device_name, step_parser, sync  # noqa: E402
 from layers import MultiBoxLoss  # noqa: E402
 from models import build_ssd  # noqa: E402
+from utils.distributed import resolve_device  # noqa: E402
 
 
 def random_targets(batch, device, generator):
@@ -85,7 +86,7 @@ def bench_torchvision(args, device, images, targets):
 
 def main():
     args = step_parser(__doc__, 32).parse_args()
-    device = setup_device(args.device)
+    device = resolve_device(args.device)
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 255, (args.batch_size, 3, 300, 300), dtype=torch.uint8, generator=generator)
     images = images.to(device)

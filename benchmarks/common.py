@@ -19,13 +19,6 @@ def step_parser(doc: str, batch_size: int) -> argparse.ArgumentParser:
     return parser
 
 
-def setup_device(name: str) -> torch.device:
-    device = torch.device(name)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    return device
-
-
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
 

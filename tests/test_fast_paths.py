@@ -34,6 +34,36 @@ def test_channels_last_matches_contiguous_on_ssd300():
     assert_same_detections(a, b)
 
 
+def bf16_agreement(device: str, autocast_network: bool):
+    """Losses of an SSD300 whose network ran (or whose outputs were rounded) in bf16, against fp32."""
+    torch.manual_seed(0)
+    model = build_ssd(300, 6, batch_norm=True, pixel_format="torchvision").to(device).eval()
+    images = torch.randint(0, 255, (1, 3, 300, 300), dtype=torch.uint8, device=device)
+    targets = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 2.0], [0.55, 0.3, 0.95, 0.9, 4.0]], device=device)]
+    criterion = MultiBoxLoss(6)
+    with torch.no_grad():
+        loc, conf = model(images)
+        if autocast_network:
+            with torch.autocast(device, dtype=torch.bfloat16):
+                loc16, conf16 = model(images)
+        else:  # CPUs without bf16 convolutions take minutes for one autocast forward: round the outputs instead
+            loc16, conf16 = loc.bfloat16(), conf.bfloat16()
+        assert loc16.dtype == torch.bfloat16
+        plain = criterion((loc, conf, model.priors), targets)
+        fast = criterion((loc16, conf16, model.priors), targets)
+    # bf16 keeps 8 bits of mantissa: the summed losses agree to about 1%
+    assert all(torch.allclose(a, b, rtol=0.03) for a, b in zip(plain, fast)), (plain, fast)
+
+
+def test_loss_takes_bf16_network_outputs():
+    bf16_agreement("cpu", autocast_network=False)
+
+
+@cuda
+def test_bf16_autocast_loss_matches_fp32_on_cuda():
+    bf16_agreement("cuda", autocast_network=True)
+
+
 def assert_same_detections(expected, actual, atol=1e-4):
     assert len(expected) == len(actual)
     for a, b in zip(expected, actual):

@@ -20,11 +20,15 @@ def init_distributed(device_arg: str):
 
 
 def resolve_device(device_arg: str) -> torch.device:
-    if device_arg in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device_arg)
+    """`--device` (None/"auto": cuda when available) -> torch.device. On CUDA it also turns on cuDNN's autotuner:
+    SSD's input shapes are fixed, so each convolution's fastest algorithm is picked once (GPU results are then
+    not bit-reproducible run to run; CPU runs are unaffected)."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device_arg in (None, "auto")
+                          else device_arg)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda asked for, but no CUDA device is available (use --device cpu)")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     return device
 
 
