@@ -19,7 +19,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from config import DATASET_DEFAULTS, Config, config_for
-from data import DatasetError, build_dataset, build_source, train_loader
+from data import DatasetError, as_model_input, build_dataset, build_source, train_loader
 from layers import MultiBoxLoss
 from models import WeightsError, build_ssd_from_config, load_basenet
 from models.ssd import InputNormalizer
@@ -243,9 +243,7 @@ class Trainer:
         window_start, window_images = time.perf_counter(), 0
         while self.iteration < cfg.max_iter:
             images, targets, _, _ = next(batches)
-            images = images.to(self.device, non_blocking=True)
-            if cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = as_model_input(images, self.device, cfg.channels_last)
             targets = targets.to(self.device, non_blocking=True)
             loss_l, loss_c, finite = self.step(images, targets)
             bad["count"] += ~finite

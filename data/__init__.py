@@ -3,7 +3,7 @@ from config import PIXEL_FORMATS, VOC_CLASSES
 
 from .coco import COCODetection
 from .common import DatasetError, read_image
-from .loader import SSDDataset, collate, eval_loader, train_loader
+from .loader import SSDDataset, as_model_input, collate, eval_loader, train_loader
 from .shapes import ShapesDataset
 from .transforms import BaseTransform, SSDAugmentation
 from .voc import VOCDetection

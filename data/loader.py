@@ -46,14 +46,25 @@ class SSDDataset(Dataset):
         target = np.concatenate([boxes, labels[:, None].astype(np.float32)], 1) if len(labels) else \
             np.zeros((0, 5), np.float32)
         height, width = original_size
-        return (torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(target), index,
-                (height, width))
+        # a [3, S, S] view of the HWC pixels: no transpose here (see `collate`)
+        return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(target), index, (height, width)
 
 
 def collate(batch):
-    """-> images uint8 [B, 3, S, S], targets [B, N, 5] padded with label -1, indices [B], sizes [B, 2] (h, w)."""
+    """-> images uint8 [B, 3, S, S], targets [B, N, 5] padded with label -1, indices [B], sizes [B, 2] (h, w).
+
+    The images keep the decoder's HWC layout: the batch is [B, 3, S, S] with channels-last strides, so no worker
+    spends time transposing pixels; the consumer makes it contiguous in the format its model runs in, on the GPU
+    (`as_model_input`)."""
     images, targets, indices, sizes = zip(*batch)
-    return torch.stack(images), pad_targets(list(targets)), torch.tensor(indices), torch.tensor(sizes)
+    images = torch.stack([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
+    return images, pad_targets(list(targets)), torch.tensor(indices), torch.tensor(sizes)
+
+
+def as_model_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """A uint8 batch [B, 3, S, S] of any strides -> on `device`, contiguous in the model's memory format."""
+    images = images.to(device, non_blocking=True)
+    return images.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 class TrainSampler(Sampler):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from config import Config, config_for
-from data import BaseTransform, build_dataset, eval_loader
+from data import BaseTransform, as_model_input, build_dataset, eval_loader
 from layers import PostProcessor, unpad_detections
 from models import build_ssd_from_config, load_ssd_weights
 from models.weights import read_state, weights_format
@@ -49,7 +49,7 @@ def preprocess(images, size: int) -> tuple:
     """uint8 BGR HxWx3 images of any sizes -> (batch uint8 [B, 3, S, S], sizes [B, 2] (h, w))."""
     resize = BaseTransform(size)
     batch = [resize(im, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))[0] for im in images]
-    tensor = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous()
+    tensor = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)  # channels-last strides, as `collate`
     return tensor, torch.tensor([im.shape[:2] for im in images])
 
 
@@ -124,9 +124,7 @@ class Detector:
     def padded(self, images: torch.Tensor) -> tuple:
         """-> fixed-shape detections (boxes [B, T, 4] in [0, 1], scores [B, T], labels [B, T], counts [B]), as
         `layers.postprocess_padded`. Graph outputs are overwritten by the next call of the same shape."""
-        images = images.to(self.device, non_blocking=True)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = as_model_input(images, self.device, self.channels_last)
         start = time.perf_counter()
         if self.cuda_graph:
             loc, conf, detections = self._replay(images)
