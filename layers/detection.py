@@ -19,29 +19,42 @@ def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float, iter
     sync (for CUDA graphs) and `converged` tells whether the result is final. Groups go in chunks of at most
     `chunk_elements` IoU entries, which bounds the memory.
     """
-    k = boxes.shape[1]
-    chunk = max(1, chunk_elements // (k * k))
-    results = [_greedy_nms_chunk(b, v, iou_thresh, iterations) for b, v in zip(boxes.split(chunk), valid.split(chunk))]
+    groups, k = valid.shape
+    pad = -k % 8  # whole bytes of bits: padding boxes are invalid, so they are never kept and suppress nothing
+    boxes = torch.cat([boxes, boxes.new_zeros(groups, pad, 4)], 1)
+    valid = torch.cat([valid, valid.new_zeros(groups, pad)], 1)
+    chunk = max(1, chunk_elements // (k + pad) ** 2)
+    results = [_greedy_nms_rounds(suppression_bits(b, iou_thresh), v, iterations)
+               for b, v in zip(boxes.split(chunk), valid.split(chunk))]
     keep, converged = zip(*results)
-    return torch.cat(keep), torch.stack(converged).all()
+    return torch.cat(keep)[:, :k], torch.stack(converged).all()
 
 
-def _greedy_nms_chunk(boxes, valid, iou_thresh, iterations):
+def suppression_bits(boxes: torch.Tensor, iou_thresh: float) -> torch.Tensor:
+    """boxes [G, K, 4] (K a multiple of 8) -> uint8 [G, K, K/8]: bit i of row j is set when box i comes before
+    box j and their IoU > iou_thresh. IoU is symmetric, so the mask is built row by row of `j`; packed 8 per byte,
+    a round of NMS reads K*K/8 bytes per group (a float matrix product would read 16-32x more)."""
     index = torch.arange(boxes.shape[1], device=boxes.device)
-    later = index[None, :] > index[:, None]  # [K, K]: the column's box comes after the row's
-    # 0/1 entries and counts <= K are exact in fp16, which halves the memory traffic of each round on the GPU
-    dtype = torch.float16 if boxes.is_cuda else torch.float32
-    overlaps = ((pairwise_box_iou(boxes, boxes) > iou_thresh) & later).to(dtype)  # [G, K, K]
+    earlier = index[None, :] < index[:, None]  # [K, K]: the column's box comes before the row's
+    return _pack_bits((pairwise_box_iou(boxes, boxes) > iou_thresh) & earlier)
 
+
+def _pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """bool [..., 8n] -> uint8 [..., n], bit b of byte w = mask[..., 8w + b]."""
+    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=mask.device)
+    return (mask.unflatten(-1, (-1, 8)).to(torch.uint8) * weights).sum(-1, dtype=torch.uint8)
+
+
+def _greedy_nms_rounds(suppressors, valid, iterations):
     def suppressed(keep):
-        return torch.bmm(keep[:, None, :].to(dtype), overlaps)[:, 0] > 0
+        return (suppressors & _pack_bits(keep)[:, None, :]).amax(dim=2) > 0
 
     keep = valid
     if iterations is None:
         while True:
             previous, keep = keep, valid & ~suppressed(keep)
             if torch.equal(keep, previous):
-                return keep, torch.ones((), dtype=torch.bool, device=boxes.device)
+                return keep, torch.ones((), dtype=torch.bool, device=valid.device)
     for _ in range(iterations):
         previous, keep = keep, valid & ~suppressed(keep)
     return keep, (keep == previous).all()
