@@ -61,8 +61,6 @@ class ImageDetector:
             raise WeightsError(f"--classes {sorted(unknown)} not among the model's classes {self.names}")
         self.keep = torch.tensor([self.names.index(c) for c in args.classes]) if args.classes else None
         self.score_thresh = args.score_thresh
-        if args.channels_last:
-            self.model.to(memory_format=torch.channels_last)
         self.detector = Detector(self.model, PostProcessor.from_config(self.cfg), args.amp, args.channels_last,
                                  cuda_graph=args.cuda_graph)
 

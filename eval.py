@@ -13,7 +13,6 @@ import os
 import sys
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from config import DATASET_DEFAULTS, Config, config_for
@@ -132,8 +131,6 @@ def main(argv=None):
             return 2
         device = resolve_device(args.device)
         model, cfg = load_model(args.weights, device, cfg.to_dict(), state)
-        if cfg.channels_last:
-            model.to(memory_format=torch.channels_last)
         source = build_source(cfg, train=False)
         if cfg.dataset != "COCO" and source.class_names != list(cfg.labels):
             raise DatasetError(f"dataset classes {source.class_names} differ from the model's {cfg.labels}")

@@ -47,8 +47,6 @@ def main():
         else:
             cfg = config_for("VOC", **settings)
             model = build_ssd_from_config(cfg).to(device).eval()
-        if args.channels_last:
-            model.to(memory_format=torch.channels_last)
         start = time.perf_counter()
         source = build_source(cfg, train=False)
         parsed = time.perf_counter()

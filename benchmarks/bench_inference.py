@@ -98,8 +98,6 @@ def main():
         torch.manual_seed(0)
         model = build_ssd(size, 21).to(device).eval()
         images = torch.randint(0, 255, (args.batch_size, 3, size, size), dtype=torch.uint8, device=device)
-        if args.channels_last:
-            model = model.to(memory_format=torch.channels_last)
         for mode in modes:
             rate, latency, fallbacks, split = bench_mode(model, mode, images, args)
             parts = " | ".join(f"{split[p]:.1f}" if split else "-" for p in ("network", "postprocess"))

@@ -73,6 +73,8 @@ class Detector:
     def __init__(self, model, postprocessor: PostProcessor, amp: str = "off", channels_last: bool = False,
                  compile: bool = False, cuda_graph: bool = False, nms_rounds: int = None, timing: bool = False):
         self.model, self.postprocessor, self.amp, self.channels_last = model, postprocessor, amp, channels_last
+        if channels_last:  # the model's memory format goes with its input's
+            model.to(memory_format=torch.channels_last)
         self.network = torch.compile(model) if compile else model
         self.device = next(model.parameters()).device
         if cuda_graph and self.device.type != "cuda":
