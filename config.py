@@ -1,15 +1,20 @@
-"""Every default of the project in one place.
+"""Every default of the project, the one function that resolves a config, and the command-line vocabulary.
 
-`Config` holds the model, data, schedule and evaluation settings. `train.py` builds one from these defaults,
-the per-dataset overrides in `DATASET_DEFAULTS` and the command line; the resolved config is stored in every
-checkpoint (as a plain dict) so that eval.py, detect.py and the notebook rebuild the same model from it.
+`resolve()` builds the frozen `Config` every entry point uses, with one precedence:
+    Config defaults < DATASET_DEFAULTS[dataset] < a preset (the CPU pipeline check) < a checkpoint's config
+    < flags given on the command line.
+The resolved config is stored in every checkpoint (as a plain dict) so that eval.py, detect.py, the ONNX export
+and the notebook rebuild the same model from it. `add_flags` gives every script the same flag names, types,
+help texts and displayed defaults (those of the dataset actually chosen).
 
 The prior-box settings use ssd.pytorch's dict keys (`PriorBox(cfg)` takes them) so its checkpoints line up.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -69,20 +74,25 @@ PIXEL_FORMATS = {
 }
 
 
-@dataclass
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the flag and says what to do."""
+
+
+@dataclass(frozen=True)
 class Config:
     # model
     size: int = 300
     batch_norm: bool = False
     basenet: str = "weights/vgg16_reducedfc.pth"
     pixel_format: str = "caffe"
-    labels: list = field(default_factory=lambda: list(VOC_CLASSES))
+    labels: tuple = VOC_CLASSES
     # data
     dataset: str = "VOC"
     dataset_root: str = "~/data/VOCdevkit"
-    sets: list = field(default_factory=lambda: ["2007:trainval", "2012:trainval"])
-    test_sets: list = field(default_factory=lambda: ["2007:test"])
+    sets: tuple = ("2007:trainval", "2012:trainval")
+    test_sets: tuple = ("2007:test",)
     augment: bool = True
+    photometric: str = "caffe"  # colour distortion: Caffe SSD's values, or ssd.pytorch's (data/transforms.py)
     # The original Caffe SSD trains with `difficult` objects (more positives, and its published mAP comes from it);
     # ssd.pytorch drops them. Evaluation always ignores them, as the devkit does.
     train_difficult: bool = True
@@ -90,20 +100,29 @@ class Config:
     shapes_train_images: int = 20000
     shapes_test_images: int = 500
     workers: int = 4
+    # evaluation of an image that cannot be decoded: "stop" with its name, or "miss" (no detections: its objects
+    # count as misses). It is never replaced by another image.
+    unreadable: str = "stop"
     # schedule (paper defaults for VOC)
     batch_size: int = 32
+    # `lr` is the learning rate for a total batch of `lr_reference_batch` images; the rate used is scaled
+    # linearly to the total batch actually trained with (batch size x processes), so a small batch does not diverge
     lr: float = 1e-3
+    lr_reference_batch: int = 32
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    lr_steps: list = field(default_factory=lambda: [80000, 100000])
+    # Caffe SSD's solver: biases learn at 2x the rate and take no weight decay (ssd.pytorch: 1x, with decay)
+    caffe_biases: bool = False
+    lr_steps: tuple = (80000, 100000)
     gamma: float = 0.1
     warmup_iters: int = 500
     max_iter: int = 120000
     # loss
     overlap_thresh: float = 0.5
     neg_pos: int = 3
-    # post-processing / evaluation
-    conf_thresh: float = 0.01
+    # post-processing / evaluation (Caffe SSD's test settings; ssd.pytorch's eval: --pre-nms-top-k 200
+    # --top-k 200 per class, see README)
+    score_thresh: float = 0.01
     nms_thresh: float = 0.45
     top_k: int = 200
     pre_nms_top_k: int = 400
@@ -112,7 +131,6 @@ class Config:
     soft_nms_sigma: float = 0.5
     metric: str = "voc07"
     # run
-    device: str = "auto"
     seed: int = 0
     amp: str = "off"
     channels_last: bool = False
@@ -121,15 +139,20 @@ class Config:
     # runs a fixed number of rounds and falls back to the exact eager path when they did not converge
     cuda_graph: bool = False
     graph_nms_rounds: int = 12  # an untrained SSD300, the worst case, needs 8-10
-    save_folder: str = "weights/run"
+    output: str = ""  # the run folder; empty: runs/<dataset>-<size>-<date-time>
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
     eval_every: int = 10000
     eval_limit: int = 0
+    final_eval: bool = True
     log_every: int = 10
     max_bad_steps: int = 5
     visdom: bool = False
     tensorboard: bool = True
+
+    def __post_init__(self):
+        for name in TUPLE_FIELDS:  # lists from the command line or a checkpoint become tuples: truly frozen
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def num_classes(self) -> int:
@@ -143,33 +166,288 @@ class Config:
     def priors(self) -> dict:
         return dict(PRIORS[(self.prior_family, self.size)])
 
+    @property
+    def variances(self) -> tuple:
+        return tuple(PRIORS[(self.prior_family, self.size)]["variance"])
+
+    def lr_for(self, total_batch: int) -> float:
+        """The learning rate used for a total batch of `total_batch` images (linear scaling rule)."""
+        return self.lr * total_batch / self.lr_reference_batch
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain lists and scalars: what a checkpoint stores."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
+        """A stored config, from this version or an earlier one (renamed keys mapped, unknown keys dropped)."""
         known = {f.name for f in dataclasses.fields(cls)}
+        values = {RENAMED.get(k, k): v for k, v in values.items()}
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-# Per-dataset defaults applied before the command line.
+TUPLE_FIELDS = ("labels", "sets", "test_sets", "lr_steps")
+# Keys renamed since checkpoints were first written: old name -> new name.
+RENAMED = {"conf_thresh": "score_thresh", "save_folder": "output"}
+# The settings that define the network: a checkpoint and a config must agree on them.
+MODEL_KEYS = ("size", "batch_norm", "labels", "dataset", "pixel_format")
+
+# Per-dataset defaults applied over Config's.
 DATASET_DEFAULTS = {
-    "VOC": dict(dataset_root="~/data/VOCdevkit", sets=["2007:trainval", "2012:trainval"], test_sets=["2007:test"],
-                labels=list(VOC_CLASSES)),
-    "COCO": dict(dataset_root="~/data/coco", sets=["train2017"], test_sets=["val2017"], labels=list(COCO_CLASSES),
-                 lr_steps=[280000, 360000], max_iter=400000),
+    "VOC": dict(dataset_root="~/data/VOCdevkit", sets=("2007:trainval", "2012:trainval"), test_sets=("2007:test",),
+                labels=VOC_CLASSES),
+    # COCO-format labels: empty = every category of the annotation file that has annotations (COCO: its 80)
+    "COCO": dict(dataset_root="~/data/coco", sets=("train2017",), test_sets=("val2017",), labels=(),
+                 lr_steps=(280000, 360000), max_iter=400000),
     # The built-in synthetic set: no download and no pretrained weights, so the BatchNorm variant from scratch
     # with a short schedule.
-    "shapes": dict(dataset_root="", sets=["train"], test_sets=["test"], labels=list(SHAPES_CLASSES),
+    "shapes": dict(dataset_root="", sets=("train",), test_sets=("test",), labels=SHAPES_CLASSES,
                    batch_norm=True, basenet="none", lr=1e-2, warmup_iters=300, max_iter=6000,
-                   lr_steps=[4000, 5200], checkpoint_every=1000, eval_every=2000, eval_limit=0),
+                   lr_steps=(4000, 5200), checkpoint_every=1000, eval_every=2000, eval_limit=0),
 }
 
+# The main command on a machine without a GPU: a pipeline check of about 5 minutes on 2 cores instead of the
+# 6000 x 32-image schedule (about 33 hours there). Any schedule flag given on the command line wins.
+CPU_CHECK = dict(batch_size=8, max_iter=40, warmup_iters=10, lr_steps=(30,), checkpoint_every=0, eval_every=0,
+                 eval_limit=40, log_every=5)
+SCHEDULE_KEYS = ("batch_size", "max_iter", "warmup_iters", "lr_steps", "lr", "checkpoint_every", "eval_every",
+                 "eval_limit")
 
-def config_for(dataset: str, **overrides) -> Config:
-    """Defaults for a dataset, then `overrides` (keys of Config; None values are ignored)."""
+# Range checks: key -> (lowest allowed value, what the value means)
+MINIMUM = {"batch_size": 1, "max_iter": 1, "workers": 0, "warmup_iters": 0, "checkpoint_every": 0, "eval_every": 0,
+           "eval_limit": 0, "log_every": 1, "keep_checkpoints": 1, "max_bad_steps": 1, "top_k": 1,
+           "pre_nms_top_k": 1, "shapes_train_images": 1, "shapes_test_images": 1, "graph_nms_rounds": 1,
+           "lr_reference_batch": 1, "neg_pos": 1}
+CHOICES = {"dataset": tuple(DATASET_DEFAULTS), "size": (300, 512), "amp": ("off", "bf16", "fp16"),
+           "nms": ("hard", "soft"), "soft_nms_method": ("linear", "gaussian"), "metric": ("voc07", "voc12"),
+           "unreadable": ("stop", "miss"), "photometric": ("caffe", "ssd.pytorch"), "pixel_format": tuple(PIXEL_FORMATS)}
+
+
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _check(cfg: Config) -> Config:
+    for key, lowest in MINIMUM.items():
+        value = getattr(cfg, key)
+        if not isinstance(value, int) or value < lowest:
+            raise ConfigError(f"{flag(key)} must be a whole number >= {lowest} (got {value!r})")
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"{flag(key)} must be one of {', '.join(map(str, allowed))} (got {getattr(cfg, key)!r})")
+    for key in ("lr", "soft_nms_sigma", "expand_max_ratio"):
+        if not getattr(cfg, key) > 0:
+            raise ConfigError(f"{flag(key)} must be > 0 (got {getattr(cfg, key)!r})")
+    for key in ("score_thresh", "nms_thresh", "overlap_thresh", "momentum", "gamma"):
+        if not 0 <= getattr(cfg, key) <= 1:
+            raise ConfigError(f"{flag(key)} must be between 0 and 1 (got {getattr(cfg, key)!r})")
+    if cfg.weight_decay < 0:
+        raise ConfigError(f"--weight-decay must be >= 0 (got {cfg.weight_decay!r})")
+    if not cfg.labels and cfg.dataset != "COCO":
+        raise ConfigError("--labels: give at least one class name")
+    if len(set(cfg.labels)) != len(cfg.labels):
+        raise ConfigError(f"--labels: a class name is repeated ({' '.join(cfg.labels)})")
+    return cfg
+
+
+def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset: str = "VOC",
+            preset: dict = None) -> Config:
+    """The one config resolution. `flags`: Config keys given on the command line (None values = not given);
+    `checkpoint_config`: the config stored in a checkpoint (any version); `preset`: e.g. CPU_CHECK.
+
+    Precedence: Config defaults < DATASET_DEFAULTS[dataset] < preset < checkpoint < flags. The dataset is the
+    flag's, else the checkpoint's, else `default_dataset`. A checkpoint of another dataset contributes only the
+    keys that define its network (MODEL_KEYS). Raises ConfigError naming the flag for any value out of range."""
+    flags = {RENAMED.get(k, k): v for k, v in (flags or {}).items() if v is not None}
+    saved = Config.from_dict(checkpoint_config).to_dict() if checkpoint_config else {}
+    dataset = flags.get("dataset") or saved.get("dataset") or default_dataset
     if dataset not in DATASET_DEFAULTS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASET_DEFAULTS)}")
-    values = {k: v for k, v in DATASET_DEFAULTS[dataset].items() if v is not None}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Config(dataset=dataset, **values)
+        raise ConfigError(f"--dataset must be one of {', '.join(DATASET_DEFAULTS)} (got {dataset!r})")
+    if dataset == "shapes":
+        ignored = [flag(k) for k in ("dataset_root", "labels", "sets", "test_sets") if k in flags]
+        if ignored:
+            raise ConfigError(f"{', '.join(ignored)}: the built-in shapes dataset reads no files and has fixed "
+                              f"classes and splits; drop {' '.join(ignored)} or choose --dataset VOC or COCO")
+    values = dict(DATASET_DEFAULTS[dataset], dataset=dataset)
+    values.update(preset or {})
+    if saved:
+        same = saved["dataset"] == dataset
+        values.update(saved if same else {k: saved[k] for k in MODEL_KEYS if k != "dataset"})
+    values.update(flags)
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {unknown}")
+    try:
+        return _check(Config(**values))
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def config_for(dataset: str, **flags) -> Config:
+    """`resolve` for one dataset without a checkpoint (tests, benchmarks, the notebook)."""
+    return resolve(dict(flags, dataset=dataset))
+
+
+def changed_settings(before: Config, after: Config) -> list:
+    """'--flag old -> new' for every setting that differs (how a resumed run reports the flags given again)."""
+    one, two = before.to_dict(), after.to_dict()
+    return [f"{flag(k)} {one[k]} -> {two[k]}" for k in one if one[k] != two[k]]
+
+
+# ---- The command-line vocabulary: one name, type, help text and displayed default per setting, in every script.
+FLAG_HELP = {
+    "dataset": "VOC, COCO or shapes (built in, no download)",
+    "dataset_root": "VOCdevkit folder, a single VOC-style folder, or the COCO root",
+    "sets": "training image sets: 2007:trainval 2012:trainval (VOCdevkit) | trainval (one folder) | train2017",
+    "test_sets": "evaluation image sets: 2007:test | test | val2017",
+    "labels": "class names, in order (VOC-style folders: the <name>s to train on; COCO-format: categories to keep)",
+    "size": "input size: SSD300 or SSD512",
+    "batch_norm": "BatchNorm variant (for training from scratch)",
+    "basenet": "VGG16 weights (vgg16_reducedfc.pth or torchvision's vgg16 file), or 'none' to train from scratch",
+    "augment": "the paper's data augmentation",
+    "photometric": "colour distortion values: Caffe SSD's (hue +-36 degrees) or ssd.pytorch's (+-18, channel swap)",
+    "train_difficult": "train on objects marked difficult (as Caffe SSD; ssd.pytorch drops them)",
+    "workers": "data loading processes (capped to the CPU cores)",
+    "unreadable": "an evaluation image that cannot be decoded: stop naming it, or score it as no detections",
+    "batch_size": "images per step (per GPU under torchrun)",
+    "lr": "learning rate for a total batch of 32 images; scaled linearly to the batch used (printed at start)",
+    "momentum": "SGD momentum",
+    "weight_decay": "SGD weight decay",
+    "caffe_biases": "biases at 2x the learning rate and without weight decay, as Caffe SSD's solver",
+    "lr_steps": "iterations where the learning rate is multiplied by --gamma",
+    "gamma": "learning-rate decay factor at each --lr-steps",
+    "warmup_iters": "linear learning-rate warm-up iterations",
+    "max_iter": "training iterations",
+    "score_thresh": "keep detections scoring at least this (per class)",
+    "nms_thresh": "NMS IoU threshold",
+    "top_k": "detections kept per image after NMS",
+    "pre_nms_top_k": "candidates per class entering NMS",
+    "nms": "hard NMS or Soft-NMS",
+    "soft_nms_method": "Soft-NMS rescoring",
+    "soft_nms_sigma": "Gaussian Soft-NMS sigma",
+    "metric": "VOC07 11-point AP or VOC2010+ area under the curve",
+    "seed": "seed of initialisation, sampling and augmentation",
+    "amp": "mixed precision",
+    "channels_last": "channels-last (NHWC) memory format (faster with --amp on GPUs)",
+    "compile": "torch.compile the network (minutes of compilation; pays off on long runs)",
+    "cuda_graph": "capture network + post-processing as a CUDA graph per batch shape and replay it (CUDA only)",
+    "graph_nms_rounds": "NMS rounds inside the CUDA graph before the exact fallback",
+    "output": "folder for this run's outputs",
+    "checkpoint_every": "iterations between checkpoints, 0 = only at the end",
+    "keep_checkpoints": "how many recent checkpoints to keep",
+    "eval_every": "iterations between validation mAP runs, 0 = never",
+    "eval_limit": "validate on N evenly spaced test images, 0 = all",
+    "final_eval": "evaluate after the last iteration",
+    "log_every": "iterations between log lines (the first iteration is always logged)",
+    "max_bad_steps": "stop after this many non-finite losses in a row",
+    "visdom": "live plots on a visdom server",
+    "tensorboard": "TensorBoard scalars in the run folder",
+    "shapes_train_images": "size of the shapes training split",
+    "shapes_test_images": "size of the shapes test split",
+}
+
+# ssd.pytorch's spellings, read as ours (any other --a_b is read as --a-b when that is one of ours).
+SSD_PYTORCH_FLAGS = {"--voc_root": "--dataset-root", "--trained_model": "--weights", "--save_folder": "--output",
+                     "--visual_threshold": "--score-thresh", "--confidence_threshold": "--score-thresh",
+                     "--num_workers": "--workers", "--conf-thresh": "--score-thresh", "--save-folder": "--output"}
+TRUE_WORDS = ("true", "yes", "1", "t", "y")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) and ssd.pytorch's flag spellings read as ours."""
+
+    def __init__(self, doc: str, aliases: dict = None):
+        super().__init__(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        self.aliases = dict(SSD_PYTORCH_FLAGS, **(aliases or {}))
+
+    def error(self, message):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+    def translate(self, argv: list) -> list:
+        out, notes = [], []
+        known = set(self._option_string_actions)
+        argv = list(argv)
+        while argv:
+            arg = argv.pop(0)
+            name, eq, value = arg.partition("=")
+            if not name.startswith("--") or name in known:
+                out.append(arg)
+                continue
+            if name in ("--cuda", "--visdom"):  # ssd.pytorch: str2bool values
+                text = value if eq else (argv.pop(0) if argv and not argv[0].startswith("-") else "true")
+                on = text.lower() in TRUE_WORDS
+                new = ["--device", "cuda" if on else "cpu"] if name == "--cuda" else ["--visdom" if on else
+                                                                                       "--no-visdom"]
+                notes.append(f"{name} {text} read as {' '.join(new)}")
+                out += new
+                continue
+            if name == "--start_iter":
+                self.error("--start_iter: not needed; --resume restores the iteration from the checkpoint")
+            new = self.aliases.get(name) or name.replace("_", "-")
+            if new in known:
+                notes.append(f"{name} read as {new}")
+                out.append(new + eq + value)
+            else:
+                out.append(arg)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        return out
+
+    def parse_args(self, argv=None, namespace=None):
+        return super().parse_args(self.translate(sys.argv[1:] if argv is None else argv), namespace)
+
+
+def add_flags(parser: argparse.ArgumentParser, keys, defaults: Config, shown: dict = None):
+    """Add `--key` for each Config key in `keys`, typed from the field, every default None (= not given), the help
+    showing `defaults`' value (or `shown[key]`, a text, where a script decides it otherwise)."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for key in keys:
+        value = getattr(defaults, key)
+        display = (shown or {}).get(key)
+        if display is None:
+            display = " ".join(map(str, value)) if isinstance(value, tuple) else value
+            display = display if display != "" else "none"
+        text = f"{FLAG_HELP[key]} (default: {display})"
+        if key in CHOICES and key != "pixel_format":
+            kind = type(CHOICES[key][0])
+            parser.add_argument(flag(key), type=kind, choices=CHOICES[key], help=text)
+        elif fields[key].type == "bool":
+            parser.add_argument(flag(key), action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif isinstance(value, tuple):
+            kind = int if key == "lr_steps" else str
+            parser.add_argument(flag(key), nargs="+", type=kind, help=text)
+        else:
+            parser.add_argument(flag(key), type=type(value), help=text)
+
+
+def chosen_dataset(argv: list, default: str):
+    """The --dataset in `argv` (before parsing, so that --help can show that dataset's defaults)."""
+    for i, arg in enumerate(argv):
+        if arg == "--dataset" and i + 1 < len(argv):
+            return argv[i + 1] if argv[i + 1] in DATASET_DEFAULTS else default
+        if arg.startswith("--dataset="):
+            value = arg.split("=", 1)[1]
+            return value if value in DATASET_DEFAULTS else default
+    return default
+
+
+def flags_given(args: argparse.Namespace) -> dict:
+    """The Config keys the command line set."""
+    known = {f.name for f in dataclasses.fields(Config)}
+    return {k: v for k, v in vars(args).items() if k in known and v is not None}
+
+
+def check_model_flags(path: str, checkpoint_config: dict, flags: dict):
+    """Flags that would change a checkpoint's network are a one-line error (its weights fix them)."""
+    saved = Config.from_dict(checkpoint_config).to_dict()
+    for key in ("size", "batch_norm", "labels"):
+        value = flags.get(key)
+        if value is not None and (list(value) if isinstance(value, (list, tuple)) else value) != saved[key]:
+            shown = " ".join(map(str, saved[key])) if isinstance(saved[key], list) else saved[key]
+            raise ConfigError(f"{flag(key)}: {path} was trained with {flag(key)} {shown}; a checkpoint carries "
+                              f"its network settings, drop {flag(key)}")

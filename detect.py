@@ -1,13 +1,13 @@
 """Run a trained SSD on images, folders, video files or a webcam and write annotated copies.
 
-    python detect.py --weights weights/run/final.pth photo.jpg folder/ clip.mp4 --output detections/
-    python detect.py --weights weights/run/final.pth --camera 0 --output detections/
-    python detect.py --weights weights/ssd300_mAP_77.43_v2.pth --size 300 street.jpg --classes person car
+    python detect.py --weights runs/RUN/final.pth photo.jpg folder/ clip.mp4
+    python detect.py --weights runs/RUN/final.pth --camera 0
+    python detect.py --weights weights/ssd300_mAP_77.43_v2.pth street.jpg --classes person car
 
-Annotated images keep their names under --output; a video becomes <name>.mp4 there; --json writes every
+Annotated images keep their names under --output (default: a detections folder beside the weights file); a video
+becomes <name>.mp4 there; --json writes every
 detection (pixel boxes x1 y1 x2 y2, score, class). Frames/s are printed for video.
 """
-import argparse
 import json
 import os
 import sys
@@ -16,35 +16,36 @@ import time
 import cv2
 import torch
 
+from config import Config, ConfigError, Parser, add_flags, flags_given
 from data import read_image
-from layers import PostProcessor
-from models import WeightsError
+from engine import Detector, load_model, preprocess
+from utils.checkpoint import WeightsError
 from utils.distributed import resolve_device
-from utils.evaluation import Detector, load_model, preprocess
 from utils.visualize import draw_detections
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
+DETECT_KEYS = ("labels", "size", "batch_norm", "score_thresh", "nms_thresh", "top_k", "pre_nms_top_k", "nms",
+               "soft_nms_method", "soft_nms_sigma", "amp", "channels_last", "compile", "cuda_graph",
+               "graph_nms_rounds", "output")
+DRAW_THRESH = 0.4  # detect.py keeps what is worth drawing; evaluation keeps everything above 0.01
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("inputs", nargs="*", help="images, folders of images, or video files")
-    p.add_argument("--weights", required=True, help="train.py checkpoint/final.pth or plain SSD weights")
+    p.add_argument("--weights", help="train.py checkpoint (final.pth ...) or plain SSD weights (required)")
     p.add_argument("--camera", type=int, help="webcam index (e.g. 0) instead of files")
-    p.add_argument("--output", default="detections", help="folder for annotated images/videos")
     p.add_argument("--json", help="also write all detections to this JSON file")
-    p.add_argument("--score-thresh", type=float, default=0.4, help="draw/keep detections above this score")
     p.add_argument("--classes", nargs="+", help="keep only these class names")
-    p.add_argument("--size", type=int, choices=[300, 512], help="plain weights: input size")
-    p.add_argument("--labels", nargs="+", help="plain weights: class names (default VOC)")
-    p.add_argument("--batch-norm", action="store_true", default=None, help="plain weights: BN variant")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
-    p.add_argument("--device", help="cuda, cpu (default: cuda when available)")
-    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPUs, with --amp)")
-    p.add_argument("--cuda-graph", action="store_true",
-                   help="replay network + post-processing as a CUDA graph (lowest latency; CUDA only)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto = cuda when available)")
+    add_flags(p, DETECT_KEYS, Config(), shown={"score_thresh": DRAW_THRESH, "output": "a detections folder "
+                                               "beside --weights", "size": "the checkpoint's, else 300",
+                                               "batch_norm": "the checkpoint's, else off",
+                                               "labels": "the checkpoint's, else VOC's"})
     return p.parse_args(argv)
 
 
@@ -53,16 +54,15 @@ class ImageDetector:
 
     def __init__(self, args):
         self.device = resolve_device(args.device)
-        self.model, self.cfg = load_model(args.weights, self.device,
-                                          dict(size=args.size, labels=args.labels, batch_norm=args.batch_norm))
+        flags = dict(flags_given(args), score_thresh=DRAW_THRESH if args.score_thresh is None else args.score_thresh)
+        self.model, self.cfg = load_model(args.weights, self.device, flags)
         self.names = list(self.cfg.labels)
         unknown = set(args.classes or []) - set(self.names)
         if unknown:
             raise WeightsError(f"--classes {sorted(unknown)} not among the model's classes {self.names}")
         self.keep = torch.tensor([self.names.index(c) for c in args.classes]) if args.classes else None
-        self.score_thresh = args.score_thresh
-        self.detector = Detector(self.model, PostProcessor.from_config(self.cfg), args.amp, args.channels_last,
-                                 cuda_graph=args.cuda_graph)
+        self.score_thresh = self.cfg.score_thresh
+        self.detector = Detector.from_config(self.model, self.cfg)
 
     def __call__(self, images):
         batch, sizes = preprocess(images, self.cfg.size)
@@ -150,9 +150,17 @@ def run_video(detector, source, name, args, report):
 
 def main(argv=None):
     args = parse_args(argv)
+    if not args.weights:
+        print("error: give --weights (a train.py checkpoint, or e.g. weights/ssd300_mAP_77.43_v2.pth)",
+              file=sys.stderr)
+        return 2
     if not args.inputs and args.camera is None:
         print("error: give images, folders or videos, or --camera N", file=sys.stderr)
         return 2
+    if args.batch_size < 1:
+        print(f"error: --batch-size must be a whole number >= 1 (got {args.batch_size})", file=sys.stderr)
+        return 2
+    args.output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), "detections")
     try:
         detector = ImageDetector(args)
         os.makedirs(args.output, exist_ok=True)
@@ -163,7 +171,7 @@ def main(argv=None):
             run_video(detector, video, video, args, report)
         if args.camera is not None:
             run_video(detector, args.camera, f"camera{args.camera}", args, report)
-    except (WeightsError, FileNotFoundError, ValueError) as exc:
+    except (WeightsError, ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:

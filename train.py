@@ -1,32 +1,37 @@
-"""Train SSD300/SSD512 on VOC, COCO, your own VOC-style data or the built-in `shapes` set.
+"""Train SSD300/SSD512 on VOC, COCO, your own VOC-style or COCO-format data, or the built-in `shapes` set.
 
-    python train.py --dataset shapes                        # built-in data, no download
+    python train.py                                          # shapes; on a CPU: a 5-minute pipeline check
     python train.py --dataset VOC --dataset-root ~/data/VOCdevkit --amp bf16
     torchrun --nproc_per_node=4 train.py --dataset VOC ...  # multi-GPU (DistributedDataParallel)
+    python train.py --resume auto                            # continue the newest run under runs/
 
-Every default lives in config.py; flags override it. See README.md for the full manual.
+Every run writes into its own folder (default runs/<dataset>-<size>-<date-time>). Every default lives in
+config.py; flags override it. See README.md for the full manual.
 """
-import argparse
 import logging
 import math
 import os
+import signal
 import sys
 import time
 import warnings
+from datetime import datetime
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from config import DATASET_DEFAULTS, Config, config_for
-from data import DatasetError, as_model_input, build_dataset, build_source, train_loader
+from config import (CPU_CHECK, SCHEDULE_KEYS, Config, ConfigError, Parser, add_flags, changed_settings,
+                    check_model_flags, chosen_dataset, config_for, flags_given, resolve)
+from data import DatasetError, as_model_input, build_dataset, build_source, objects_for_training, train_loader
+from engine import AMP_DTYPES, evaluate, format_ap_table
 from layers import MultiBoxLoss
-from models import WeightsError, build_ssd_from_config, load_basenet
+from models import build_ssd_from_config, load_basenet
 from models.ssd import InputNormalizer
-from utils.checkpoint import (atomic_save, check_compatible, latest_checkpoint, load_checkpoint, rng_state,
-                              save_checkpoint, set_rng_state)
-from utils.distributed import cleanup, init_distributed
-from utils.evaluation import AMP_DTYPES, evaluate, format_ap_table
+from models.weights import weights_format
+from utils.checkpoint import (WeightsError, atomic_save, is_full_checkpoint, latest_checkpoint, read_state,
+                              rng_state, save_checkpoint, set_rng_state)
+from utils.distributed import cleanup, describe_device, init_distributed, usable_cores
 from utils.logger import MetricsLogger
 
 log = logging.getLogger("ssd")
@@ -34,63 +39,66 @@ log = logging.getLogger("ssd")
 # iteration; torch warns when that happens before the first optimizer step.
 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
 
+TRAIN_KEYS = ("dataset", "dataset_root", "sets", "test_sets", "labels", "size", "batch_norm", "basenet",
+              "batch_size", "lr", "momentum", "weight_decay", "caffe_biases", "lr_steps", "gamma", "warmup_iters",
+              "max_iter", "workers", "seed", "output", "checkpoint_every", "keep_checkpoints", "eval_every",
+              "eval_limit", "final_eval", "amp", "channels_last", "compile", "augment", "photometric",
+              "train_difficult", "visdom", "tensorboard", "log_every", "max_bad_steps", "shapes_train_images",
+              "shapes_test_images")
+RUNS_ROOT = "runs"
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    a = p.add_argument
-    a("--dataset", default="shapes", choices=sorted(DATASET_DEFAULTS), help="dataset (default: shapes)")
-    a("--dataset-root", help="VOCdevkit folder, a single VOC-style folder, or the COCO root")
-    a("--sets", nargs="+", help="training image sets, e.g. 2007:trainval 2012:trainval | trainval | train2017")
-    a("--test-sets", nargs="+", help="evaluation image sets, e.g. 2007:test | test | val2017")
-    a("--labels", nargs="+", help="class names of a custom VOC-style dataset (default: the 20 VOC classes)")
-    a("--size", type=int, choices=[300, 512], help="input size: SSD300 or SSD512 (default 300)")
-    a("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
-      help="BatchNorm variant (default: off, on for shapes); use it when training from scratch")
-    a("--basenet", help="VGG16 weights: vgg16_reducedfc.pth or torchvision's vgg16 state dict; 'none' = scratch "
-                        "(default weights/vgg16_reducedfc.pth)")
-    a("--batch-size", type=int, help="images per step per GPU (default 32)")
-    a("--lr", type=float, help="learning rate (default 1e-3; scale it with the total batch when using more GPUs)")
-    a("--momentum", type=float, help="SGD momentum (default 0.9)")
-    a("--weight-decay", type=float, help="weight decay (default 5e-4)")
-    a("--lr-steps", type=int, nargs="+", help="iterations where the LR is multiplied by --gamma (80000 100000)")
-    a("--gamma", type=float, help="LR decay factor (default 0.1)")
-    a("--warmup-iters", type=int, help="linear LR warm-up iterations (default 500)")
-    a("--max-iter", type=int, help="training iterations (default 120000 for VOC)")
-    a("--workers", type=int, help="data loading processes per GPU (default 4)")
-    a("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-    a("--seed", type=int, help="seed of initialisation, sampling and augmentation (default 0)")
-    a("--save-folder", help="checkpoints, logs and final weights (default weights/run)")
-    a("--checkpoint-every", type=int, help="iterations between checkpoints (default 5000)")
-    a("--keep-checkpoints", type=int, help="how many recent checkpoints to keep (default 3)")
-    a("--eval-every", type=int, help="iterations between validation mAP runs, 0 = never (default 10000)")
-    a("--eval-limit", type=int, help="evaluate on the first N validation images only (default: all)")
-    a("--no-final-eval", action="store_true", help="skip the evaluation after the last iteration")
-    a("--resume", help="checkpoint to continue from, or 'auto' for the newest in --save-folder")
-    a("--amp", choices=["off", "bf16", "fp16"], help="mixed precision (default off)")
-    a("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="NHWC memory format")
-    a("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
-    a("--augment", action=argparse.BooleanOptionalAction, default=None, help="SSD data augmentation (default on)")
-    a("--train-difficult", action=argparse.BooleanOptionalAction, default=None,
-      help="train on objects marked difficult (default on, as the original Caffe SSD)")
-    a("--visdom", action=argparse.BooleanOptionalAction, default=None, help="live plots on a visdom server")
-    a("--tensorboard", action=argparse.BooleanOptionalAction, default=None, help="tensorboard scalars (default on)")
-    a("--log-every", type=int, help="iterations between log lines (default 10)")
-    a("--max-bad-steps", type=int,
-      help="stop after this many non-finite losses in a row, checked at each log line (default 5)")
-    a("--shapes-train-images", type=int, help="size of the shapes training split (default 20000)")
-    a("--shapes-test-images", type=int, help="size of the shapes test split (default 500)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    dataset = chosen_dataset(argv, "shapes")
+    p = Parser(__doc__)
+    add_flags(p, TRAIN_KEYS, config_for(dataset), shown={"output": f"{RUNS_ROOT}/<dataset>-<size>-<date-time>"})
+    p.add_argument("--resume", metavar="auto|FOLDER|FILE",
+                   help="continue a run: 'auto' = the newest run (in --output when given), a run folder (its newest "
+                        "checkpoint), or a checkpoint file; its settings come back, flags given again win")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto = cuda when available)")
     return p.parse_args(argv)
 
 
-def resolve_config(args, checkpoint_config=None) -> Config:
-    overrides = {k: v for k, v in vars(args).items()
-                 if k in Config.__dataclass_fields__ and k != "dataset" and v is not None}
-    if checkpoint_config is not None:
-        # a resumed run keeps its saved settings; flags given now override the non-model ones
-        merged = dict(checkpoint_config)
-        merged.update(overrides, dataset=args.dataset)
-        return Config.from_dict(merged)
-    return config_for(args.dataset, **overrides)
+def find_resume(resume: str, output: str = None):
+    """--resume auto|FOLDER|FILE -> a checkpoint path, or None for 'auto' with nothing to continue."""
+    if resume == "auto":
+        if output:
+            folders = [output]
+        else:
+            folders = sorted((os.path.join(RUNS_ROOT, d) for d in os.listdir(RUNS_ROOT)) if os.path.isdir(RUNS_ROOT)
+                             else [], key=os.path.getmtime, reverse=True)
+        for folder in folders:
+            found = run_checkpoint(folder)
+            if found:
+                return found
+        return None
+    if os.path.isdir(resume):
+        found = run_checkpoint(resume)
+        if found is None:
+            raise WeightsError(f"{resume}: no ckpt_*.pth or final.pth in this folder to resume from")
+        return found
+    return resume
+
+
+def run_checkpoint(folder: str):
+    """A run folder's newest full checkpoint, else its final.pth, else None."""
+    found = latest_checkpoint(folder)
+    if found is None and os.path.isfile(os.path.join(folder, "final.pth")):
+        found = os.path.join(folder, "final.pth")
+    return found
+
+
+def default_output(cfg: Config) -> str:
+    return os.path.join(RUNS_ROOT, f"{cfg.dataset.lower()}-{cfg.size}-{datetime.now():%Y%m%d-%H%M%S}")
+
+
+def check_fresh_folder(folder: str):
+    """A new run never writes into another run's folder."""
+    if os.path.isdir(folder) and any(name.startswith("ckpt_") or name in ("final.pth", "metrics.jsonl")
+                                     for name in os.listdir(folder)):
+        raise ConfigError(f"--output {folder}: holds another run; continue it with --resume {folder}, or choose "
+                          f"another --output")
 
 
 def lr_factor(cfg: Config, iteration: int) -> float:
@@ -102,55 +110,95 @@ def parameters_checksum(model) -> torch.Tensor:
     return torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
 
 
+def build_model(cfg: Config, checkpoint: dict = None):
+    """-> (model, cfg with the pixel format of the weights used). From a checkpoint: its weights (and format);
+    else the backbone weights of cfg.basenet, or from scratch with standardised input (what the initialisation
+    assumes) instead of caffe's unscaled 0..255."""
+    torch.manual_seed(cfg.seed)
+    if checkpoint is None:
+        pixel_format = "torchvision" if cfg.basenet.lower() == "none" else None
+        model = build_ssd_from_config(cfg)
+        if pixel_format is None:
+            pixel_format = load_basenet(model, cfg.basenet)
+        cfg = cfg.replace(pixel_format=pixel_format)
+        model.normalize = InputNormalizer(pixel_format)
+        log.info("base network: %s (%s input format)", cfg.basenet, cfg.pixel_format)
+        return model, cfg
+    model = build_ssd_from_config(cfg)
+    model.load_state_dict(checkpoint["model"])
+    return model, cfg
+
+
+def build_optimizer(model, cfg: Config, total_batch: int):
+    """SGD at the learning rate scaled to `total_batch`; with cfg.caffe_biases, biases at 2x and without decay.
+    Fused SGD takes a device-side `found_inf` flag, so a non-finite step is skipped without a host sync."""
+    lr = cfg.lr_for(total_batch)
+    if cfg.caffe_biases:
+        biases = [p for name, p in model.named_parameters() if name.endswith(".bias")]
+        others = [p for name, p in model.named_parameters() if not name.endswith(".bias")]
+        groups = [dict(params=others), dict(params=biases, lr=2 * lr, weight_decay=0.0)]
+    else:
+        groups = [dict(params=list(model.parameters()))]
+    optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True)
+    # With momentum buffers still unset, a skipped first step would leave them uninitialised (torch allocates
+    # them before it reads `found_inf`); zeros make the first real step the same as with unset buffers.
+    for p in model.parameters() if cfg.momentum else ():
+        optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return optimizer
+
+
+def check_training_objects(cfg: Config, source):
+    """Training on a set without any object of the label list is refused, naming what the annotations hold."""
+    if objects_for_training(source, cfg.train_difficult) > 0:
+        return
+    found = getattr(source, "names_found", {})
+    names = ", ".join(f"{name} ({count})" for name, count in found.most_common()) if found else "no objects at all"
+    raise DatasetError(f"{source.name}: the training set holds no object of --labels {' '.join(cfg.labels)}"
+                       + ("" if cfg.train_difficult else " (difficult ones excluded)")
+                       + f"; its annotations name: {names}")
+
+
 class Trainer:
     def __init__(self, cfg: Config, rank: int, world_size: int, device: torch.device, resume: str = None,
-                 checkpoint: dict = None, final_eval: bool = True):
-        """`checkpoint`: the state read from `resume` (a path) to continue from, or None."""
-        self.cfg, self.rank, self.world_size, self.device = cfg, rank, world_size, device
+                 checkpoint: dict = None):
+        """`checkpoint`: the state read from `resume` (a path) to continue from, or None. A checkpoint with
+        weights only (final.pth, best.pth) continues from its weights with a fresh optimizer and schedule."""
+        self.rank, self.world_size, self.device = rank, world_size, device
         self.main = rank == 0
-        self.final_eval = final_eval
         self.train_source = build_source(cfg, train=True)
         if cfg.dataset == "COCO":  # the classes are the annotation file's (COCO itself or a COCO-format set)
-            cfg.labels = list(self.train_source.class_names)
+            cfg = cfg.replace(labels=tuple(self.train_source.class_names))
         elif self.train_source.class_names != list(cfg.labels):
             raise DatasetError(f"dataset classes {self.train_source.class_names} differ from --labels {cfg.labels}")
-        if checkpoint is not None:
-            check_compatible(resume, checkpoint["config"], cfg)
-        torch.manual_seed(cfg.seed)
-        self.model = build_ssd_from_config(cfg)
-        if checkpoint is None:
-            # The input format follows the backbone weights; from scratch, standardised input (unit variance,
-            # what the initialisation assumes) instead of caffe's unscaled 0..255.
-            if cfg.basenet.lower() == "none":
-                cfg.pixel_format = "torchvision"
-            else:
-                cfg.pixel_format = load_basenet(self.model, cfg.basenet)
-            self.model.normalize = InputNormalizer(cfg.pixel_format)
-            log.info("base network: %s (%s input format)", cfg.basenet, cfg.pixel_format)
+        check_training_objects(cfg, self.train_source)
+        self.model, cfg = build_model(cfg, checkpoint)
+        self.cfg = cfg
         self.model.to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if world_size > 1 and cfg.batch_norm and device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        # fused SGD takes a device-side `found_inf` flag, so a non-finite step is skipped without a host sync
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay, fused=True)
-        # With momentum buffers still unset, a skipped first step would leave them uninitialised (torch allocates
-        # them before it reads `found_inf`); zeros make the first real step the same as with unset buffers.
-        for p in self.model.parameters() if cfg.momentum else ():
-            self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        self.optimizer = build_optimizer(self.model, cfg, cfg.batch_size * world_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(cfg, it))
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-        self.criterion = MultiBoxLoss(cfg.num_classes, cfg.overlap_thresh, cfg.neg_pos, cfg.priors()["variance"])
+        self.criterion = MultiBoxLoss(cfg.num_classes, cfg.overlap_thresh, cfg.neg_pos, cfg.variances)
         self.iteration, self.best_map = 0, -1.0
-        if checkpoint is not None:
-            self.model.load_state_dict(checkpoint["model"])
+        if checkpoint is not None and is_full_checkpoint(checkpoint):
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             self.scheduler.load_state_dict(checkpoint["scheduler"])
             self.scaler.load_state_dict(checkpoint["scaler"])
             self.iteration, self.best_map = checkpoint["iteration"], checkpoint["best_map"]
             set_rng_state(checkpoint["rng"])
             log.info("resumed from %s at iteration %d", resume, self.iteration)
+        elif checkpoint is not None:
+            self.iteration = checkpoint.get("iteration", 0)
+            if self.iteration >= cfg.max_iter:
+                raise ConfigError(f"--resume {resume}: its weights are at iteration {self.iteration}, the end of "
+                                  f"the schedule (--max-iter {cfg.max_iter}); pass a larger --max-iter")
+            self.scheduler.last_epoch = self.iteration
+            log.warning("%s holds weights only: continuing from its weights at iteration %d with a fresh optimizer "
+                        "(momentum) and RNG state; an exact resume needs a ckpt_*.pth of the run", resume,
+                        self.iteration)
         self.net = self.model
         if world_size > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -159,9 +207,9 @@ class Trainer:
             self.net = torch.compile(self.net)
         self.dataset = build_dataset(cfg, train=True, source=self.train_source)
         self.val_source = None
-        if self.main and (cfg.eval_every > 0 or final_eval):
+        if self.main and (cfg.eval_every > 0 or cfg.final_eval):
             self.val_source = build_source(cfg, train=False)
-        self.logger = MetricsLogger(cfg.save_folder, cfg.tensorboard, cfg.visdom) if self.main else None
+        self.logger = MetricsLogger(cfg.output, cfg.tensorboard, cfg.visdom) if self.main else None
 
     def state(self) -> dict:
         return {"config": self.cfg.to_dict(), "model": self.model.state_dict(),
@@ -171,19 +219,21 @@ class Trainer:
 
     def save(self):
         if self.main:
-            path = save_checkpoint(self.cfg.save_folder, self.state(), self.cfg.keep_checkpoints)
+            path = save_checkpoint(self.cfg.output, self.state(), self.cfg.keep_checkpoints)
             log.info("checkpoint: %s", path)
 
     def save_weights(self, name: str) -> str:
         """Weights + config only (what eval.py, detect.py and the notebook need), in the checkpoint format."""
-        path = os.path.join(self.cfg.save_folder, name)
+        path = os.path.join(self.cfg.output, name)
         atomic_save({"config": self.cfg.to_dict(), "model": self.model.state_dict(), "iteration": self.iteration,
                      "best_map": self.best_map}, path)
         return path
 
-    def validate(self):
+    def validate(self, output: str = None):
         metrics = evaluate(self.model, self.cfg, self.val_source, self.device, self.cfg.batch_size,
-                           min(self.cfg.workers, 4), self.cfg.amp, self.cfg.eval_limit)
+                           min(self.cfg.workers, 4), self.cfg.amp, self.cfg.eval_limit, output,
+                           progress=lambda it: tqdm(it, desc=f"evaluating (iteration {self.iteration})",
+                                                    leave=False, dynamic_ncols=True))
         self.logger.log(self.iteration, {"mAP": metrics["mAP"]}, kind="eval")
         log.info("iteration %d: validation %s mAP %.4f", self.iteration, metrics["metric"], metrics["mAP"])
         if not math.isnan(metrics["mAP"]) and metrics["mAP"] > self.best_map:
@@ -251,7 +301,7 @@ class Trainer:
             bad["longest"] = torch.maximum(bad["longest"], bad["run"])
             window_images += images.shape[0] * self.world_size
             bar.update(1)
-            logging_now = self.iteration % cfg.log_every == 0 or self.iteration == cfg.max_iter
+            logging_now = self.iteration % cfg.log_every == 0 or self.iteration in (1, cfg.max_iter)
             checkpoint_now = cfg.checkpoint_every > 0 and self.iteration % cfg.checkpoint_every == 0
             eval_now = self.main and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0 \
                 and self.iteration < cfg.max_iter
@@ -285,41 +335,113 @@ class Trainer:
         if self.main:
             self.save()
             log.info("final weights: %s", self.save_weights("final.pth"))
-            if self.final_eval:
-                metrics = self.validate()
+            if self.cfg.final_eval:
+                metrics = self.validate(os.path.join(self.cfg.output, "eval"))
                 print(format_ap_table(metrics))
+                print(f"evaluation of final.pth on {metrics['speed']['images']} test images: results, metrics.json "
+                      f"and detections drawn in {os.path.join(self.cfg.output, 'eval', 'examples.jpg')}")
             self.logger.plot_losses()
             self.logger.close()
         return metrics
 
 
+class Terminated(Exception):
+    """SIGTERM (what cluster schedulers send before killing a job): save a checkpoint like Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def prepare(args, rank: int, world_size: int, device: torch.device):
+    """-> (Config, checkpoint path or None, checkpoint state or None, whether this is the CPU pipeline check)."""
+    flags = flags_given(args)
+    resume = find_resume(args.resume, flags.get("output")) if args.resume else None
+    if args.resume == "auto" and resume is None:
+        log.info("--resume auto: no run to continue (%s), starting a new one",
+                 flags.get("output") or f"nothing under {RUNS_ROOT}/")
+    state = read_state(resume) if resume else None
+    if state is not None:
+        if weights_format(state) != "checkpoint":
+            raise WeightsError(f"{resume}: not a train.py checkpoint (plain weights); to start a new run from "
+                               f"these weights use eval.py/detect.py --weights, or --basenet for VGG16 weights")
+        check_model_flags(resume, state["config"], flags)
+        saved = resolve(None, state["config"])
+        cfg = resolve(dict(flags, output=flags.get("output") or os.path.dirname(os.path.abspath(resume))),
+                      state["config"])
+        if rank == 0:
+            changes = [c for c in changed_settings(saved, cfg) if not c.startswith("--output")]
+            log.info("resuming %s: %s", resume, "settings changed by flags: " + "; ".join(changes) if changes
+                     else "settings as stored")
+        return cfg, resume, state, False
+    cpu_check = device.type == "cpu" and (flags.get("dataset") or "shapes") == "shapes" and \
+        not any(k in flags for k in SCHEDULE_KEYS)
+    cfg = resolve(flags, default_dataset="shapes", preset=CPU_CHECK if cpu_check else None)
+    if not cfg.output:
+        cfg = cfg.replace(output=default_output(cfg))
+    if rank == 0:
+        check_fresh_folder(cfg.output)
+    return cfg, None, None, cpu_check
+
+
+def announce(cfg: Config, device: torch.device, world_size: int, cpu_check: bool):
+    log.info("device: %s%s", describe_device(device), f" x {world_size} processes" if world_size > 1 else "")
+    total = cfg.batch_size * world_size
+    log.info("learning rate %.3g (--lr %.3g is for a total batch of %d; scaled to %d)", cfg.lr_for(total), cfg.lr,
+             cfg.lr_reference_batch, total)
+    log.info("run folder: %s", cfg.output)
+    if cpu_check:
+        log.warning("no GPU: running a pipeline check instead of the %d x %d-image schedule (about %.0f hours on "
+                    "this CPU): %d iterations at batch %d, then evaluation on %d test images; about 5 minutes on 2 "
+                    "cores. Any schedule flag (e.g. --max-iter) runs the schedule you give instead.",
+                    config_for("shapes").max_iter, config_for("shapes").batch_size,
+                    config_for("shapes").max_iter * config_for("shapes").batch_size / 1.6 / 3600, cfg.max_iter,
+                    cfg.batch_size, cfg.eval_limit)
+
+
+CPU_CHECK_DONE = """\
+pipeline check done: data, augmentation, training, checkpointing, evaluation and drawing all ran on this CPU.
+A CPU cannot train SSD300 into a useful detector in minutes (the mAP above is near 0, as expected); next:
+  real detections on this CPU (a trained VOC model, about 0.3 s per image):
+    bash scripts/get_weights.sh --ssd && python detect.py --weights weights/ssd300_mAP_77.43_v2.pth YOUR_PHOTO.jpg
+  the full shapes run on a GPU machine: python train.py"""
+
+
 def main(argv=None):
     args = parse_args(argv)
-    rank, world_size, _, device = init_distributed(args.device)
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    resume = args.resume
     try:
-        if resume == "auto":
-            folder = args.save_folder or config_for(args.dataset).save_folder
-            resume = latest_checkpoint(folder)
-            if resume is None:
-                log.info("--resume auto: no checkpoint in %s, starting fresh", folder)
-        checkpoint = load_checkpoint(resume) if resume else None
-        cfg = resolve_config(args, checkpoint["config"] if checkpoint else None)
-        if rank == 0:
-            log.info("config: %s", cfg.to_dict())
-        trainer = Trainer(cfg, rank, world_size, device, resume, checkpoint, final_eval=not args.no_final_eval)
-    except (DatasetError, WeightsError) as exc:
+        rank, world_size, _, device = init_distributed(args.device)
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", force=True)
     try:
-        trainer.train()
-    except KeyboardInterrupt:
-        log.warning("interrupted at iteration %d: saving a checkpoint (continue with --resume auto)",
-                    trainer.iteration)
+        cfg, resume, checkpoint, cpu_check = prepare(args, rank, world_size, device)
+        if cfg.batch_norm and cfg.batch_size == 1:
+            raise ConfigError("--batch-size 1 with the BatchNorm variant: BatchNorm needs at least 2 images per "
+                              "step; use --batch-size 2 or more, or --no-batch-norm")
+        cores = usable_cores(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        if cfg.workers > cores:
+            log.info("--workers %d capped to %d (the CPU cores this process can use)", cfg.workers, cores)
+            cfg = cfg.replace(workers=cores)
+        if rank == 0:
+            announce(cfg, device, world_size, cpu_check)
+            log.info("config: %s", cfg.to_dict())
+        trainer = Trainer(cfg, rank, world_size, device, resume, checkpoint)
+    except (DatasetError, WeightsError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        cleanup()
+        return 2
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        metrics = trainer.train()
+    except (KeyboardInterrupt, Terminated) as exc:
+        log.warning("%s at iteration %d: saving a checkpoint (continue with --resume %s)",
+                    "terminated" if isinstance(exc, Terminated) else "interrupted", trainer.iteration,
+                    trainer.cfg.output)
         trainer.save()
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     except torch.OutOfMemoryError:
         print(f"error: out of GPU memory at batch size {cfg.batch_size}, size {cfg.size}: lower --batch-size, "
               f"use --amp bf16, or train SSD300 instead of SSD512", file=sys.stderr)
@@ -328,8 +450,14 @@ def main(argv=None):
         trainer.save()
         print(f"error: {exc}", file=sys.stderr)
         return 4
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
+        signal.signal(signal.SIGTERM, previous)
         cleanup()
+    if cpu_check and rank == 0 and metrics is not None:
+        print(CPU_CHECK_DONE)
     return 0
 
 

@@ -22,7 +22,7 @@ from config import VOC_CLASSES, config_for  # noqa: E402
 from data import build_source  # noqa: E402
 from models import build_ssd_from_config  # noqa: E402
 from utils.distributed import resolve_device  # noqa: E402
-from utils.evaluation import evaluate, load_model  # noqa: E402
+from engine import evaluate, load_model  # noqa: E402
 
 
 def main():

@@ -22,7 +22,7 @@ from benchmarks.common import device_name, step_parser, sync  # noqa: E402
 from layers import PostProcessor  # noqa: E402
 from models import build_ssd  # noqa: E402
 from utils.distributed import resolve_device  # noqa: E402
-from utils.evaluation import Detector, autocast  # noqa: E402
+from engine import Detector, autocast  # noqa: E402
 from utils.voc_eval import evaluate_detections  # noqa: E402
 
 

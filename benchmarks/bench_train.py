@@ -42,10 +42,10 @@ def main():
                          batch_size=args.batch_size, workers=args.workers, amp=args.amp,
                          channels_last=args.channels_last, compile=args.compile, max_iter=2 * args.steps,
                          log_every=args.steps, warmup_iters=0, checkpoint_every=0, eval_every=0,
-                         save_folder=os.path.join(folder, "run"), tensorboard=False)
-        trainer = Trainer(cfg, 0, 1, device, final_eval=False)
+                         output=os.path.join(folder, "run"), tensorboard=False, final_eval=False)
+        trainer = Trainer(cfg, 0, 1, device)
         trainer.train()
-        with open(os.path.join(cfg.save_folder, "metrics.jsonl")) as f:
+        with open(os.path.join(cfg.output, "metrics.jsonl")) as f:
             records = [json.loads(line) for line in f if '"img_s"' in line]
     rate = records[-1]["img_s"]
     print(f"\nSSD{args.size} training end to end, batch {args.batch_size}, amp {args.amp}, channels-last "

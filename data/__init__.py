@@ -1,12 +1,14 @@
 """Datasets, augmentation and loading. `build_source(cfg, train=...)` is the one place a config becomes data."""
-from config import PIXEL_FORMATS, VOC_CLASSES
+import os
+
+from config import PIXEL_FORMATS
 
 from .coco import COCODetection
-from .common import DatasetError, read_image
+from .common import DatasetError, decode_image, read_image
 from .loader import SSDDataset, as_model_input, collate, eval_loader, train_loader
 from .shapes import ShapesDataset
 from .transforms import BaseTransform, SSDAugmentation
-from .voc import VOCDetection
+from .voc import VOCDetection, is_devkit, single_folder_sets
 
 
 def build_source(cfg, train: bool):
@@ -17,9 +19,12 @@ def build_source(cfg, train: bool):
         count = cfg.shapes_train_images if split == "train" else cfg.shapes_test_images
         return ShapesDataset(split, count, seed=cfg.seed if split == "train" else 0)
     if cfg.dataset == "VOC":
-        return VOCDetection(cfg.dataset_root, sets, cfg.labels or VOC_CLASSES)
+        root = os.path.expanduser(cfg.dataset_root)
+        if os.path.isdir(root) and not is_devkit(root):
+            sets = single_folder_sets(root, sets, "--sets" if train else "--test-sets")
+        return VOCDetection(root, sets, cfg.labels)
     if cfg.dataset == "COCO":
-        return COCODetection(cfg.dataset_root, sets, skip_empty=train)
+        return COCODetection(cfg.dataset_root, sets, cfg.labels, skip_empty=train)
     raise DatasetError(f"unknown dataset {cfg.dataset!r}: use VOC, COCO or shapes")
 
 
@@ -28,12 +33,20 @@ def build_dataset(cfg, train: bool, source=None):
     if train and cfg.augment:
         spec = PIXEL_FORMATS[cfg.pixel_format]
         mean_bgr = spec["mean"][::-1] if spec["rgb"] else spec["mean"]
-        transform = SSDAugmentation(cfg.size, mean_bgr, cfg.expand_max_ratio)
+        transform = SSDAugmentation(cfg.size, mean_bgr, cfg.expand_max_ratio, cfg.photometric)
     else:
         transform = BaseTransform(cfg.size)
-    return SSDDataset(source, transform, use_difficult=cfg.train_difficult if train else True)
+    return SSDDataset(source, transform, use_difficult=cfg.train_difficult if train else True, substitute=train)
+
+
+def objects_for_training(source, use_difficult: bool) -> int:
+    """Objects of the label list a training run would learn from (file-backed sources; shapes always has some)."""
+    records = getattr(source, "records", None)
+    if records is None:
+        return len(source)
+    return sum(int(len(r.labels) if use_difficult else (~r.difficult).sum()) for r in records)
 
 
 __all__ = ["build_source", "build_dataset", "VOCDetection", "COCODetection", "ShapesDataset", "SSDDataset",
            "SSDAugmentation", "BaseTransform", "collate", "train_loader", "eval_loader", "DatasetError",
-           "read_image"]
+           "read_image", "decode_image", "objects_for_training"]

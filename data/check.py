@@ -1,76 +1,99 @@
-"""Scan a dataset before spending GPU hours on it: `python -m data.check --dataset VOC --dataset-root R --sets S`.
+"""Scan a dataset before spending GPU hours on it, through the very code train.py and eval.py use:
 
-Prints images, objects per class (difficult in brackets), annotation problems, and decodes every image to find
-corrupt or unreadable files and size mismatches. Exit status 1 when it finds anything.
+    python -m data.check --dataset VOC --dataset-root DIR --sets trainval --labels A B C
+    python -m data.check --dataset VOC --dataset-root DIR --test-sets test --split test --labels A B C
+
+`--split train` (default) reads --sets as train.py does (images without objects skipped, --no-train-difficult
+honoured); `--split test` reads --test-sets as eval.py does (every listed image kept). Prints images, objects per
+class (difficult in brackets), what was dropped and why (a count per kind, then every file), and decodes every
+image to find unreadable files, size mismatches with the XML and transparent images. Exit status 1 when it finds
+a problem.
 """
-import argparse
 import logging
 import sys
 from collections import Counter
 
 from tqdm import tqdm
 
-from config import config_for
+from config import ConfigError, Parser, add_flags, chosen_dataset, config_for, flags_given, resolve
 
 from . import build_source
-from .common import DatasetError, read_image
+from .common import DatasetError, decode_image
 
 
-def check(source, decode: bool = True):
-    """-> (report lines, number of problems)."""
-    problems = list(source.problems)
-    objects, hard, empty = Counter(), Counter(), 0
+def check(source, decode: bool = True, use_difficult: bool = True):
+    """-> (report lines, number of problems). `use_difficult`: whether the run would learn from difficult objects."""
+    problems, notices = list(source.problems), []
+    objects, hard, empty, alpha, unreadable = Counter(), Counter(), 0, 0, 0
     sizes = Counter()
     for i in tqdm(range(len(source)), desc=f"checking {source.name}", disable=not sys.stderr.isatty()):
         boxes, labels, difficult = source.annotation(i)
-        if len(labels) == 0:
-            empty += 1
-        objects.update(labels.tolist())
-        hard.update(labels[difficult].tolist())
         if decode and hasattr(source, "records"):
             record = source.records[i]
             try:
-                image = read_image(record.image_path)
+                image, had_alpha = decode_image(record.image_path)
             except ValueError as exc:
-                problems.append(str(exc))
+                problems.append(f"{exc} (training replaces it with another image; eval.py stops on it, or scores "
+                                f"it as a miss with --unreadable miss)")
+                unreadable += 1
                 continue
+            alpha += had_alpha
             h, w = image.shape[:2]
             sizes[(w, h)] += 1
             if record.width and (record.width, record.height) != (w, h):
-                problems.append(f"{record.image_path}: image is {w}x{h} but its annotation says "
-                                f"{record.width}x{record.height}; boxes are clipped to the image")
-    lines = [f"dataset: {source.name}", f"images: {len(source)} ({empty} without objects)",
-             f"objects: {sum(objects.values())}"]
-    width = max(len(n) for n in source.class_names)
+                notices.append(f"{record.image_path}: image is {w}x{h} but its annotation says "
+                               f"{record.width}x{record.height}; boxes are clipped to the image")
+        if len(labels) == 0:
+            empty += 1
+        used = labels if use_difficult else labels[~difficult]
+        objects.update(used.tolist())
+        hard.update(labels[difficult].tolist())
+    lines = [f"dataset: {source.name}",
+             f"images: {len(source) - unreadable} readable ({empty} without objects)"
+             + (f", {unreadable} unreadable" if unreadable else ""),
+             f"objects used: {sum(objects.values())}" + ("" if use_difficult else " (difficult ones excluded)")]
+    width = max(len(n) for n in source.class_names) if source.class_names else 5
     for label, name in enumerate(source.class_names):
         lines.append(f"  {name:<{width}} {objects[label]:>7}" + (f"  ({hard[label]} difficult)" if hard[label] else ""))
     missing = [n for label, n in enumerate(source.class_names) if objects[label] == 0]
     if missing:
-        problems.append(f"{source.name}: no object at all of class(es) {missing}")
+        found = getattr(source, "names_found", Counter())
+        problems.append(f"{source.name}: no object at all of class(es) {missing}; the annotations name: "
+                        + (", ".join(f"{n} ({c})" for n, c in found.most_common()) or "nothing"))
     if sizes:
         common = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(3))
         lines.append(f"image sizes: {common}")
+    if alpha:
+        lines.append(f"transparent images: {alpha} (composited on white, as a viewer shows them)")
+    summary = source.problems.summary() if hasattr(source.problems, "summary") else []
+    if summary:
+        lines.append("dropped or changed while reading:")
+        lines += [f"  {line}" for line in summary]
+    lines.append(f"notices: {len(notices)}")
+    lines += [f"  {n}" for n in notices]
     lines.append(f"problems: {len(problems)}")
     lines += [f"  {p}" for p in problems]
     return lines, len(problems)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="VOC", choices=["VOC", "COCO", "shapes"])
-    parser.add_argument("--dataset-root")
-    parser.add_argument("--sets", nargs="+", help="image sets, e.g. 2007:trainval 2012:trainval, or trainval")
-    parser.add_argument("--labels", nargs="+", help="class names of a custom VOC-style dataset")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = Parser(__doc__)
+    add_flags(parser, ("dataset", "dataset_root", "sets", "test_sets", "labels", "train_difficult",
+                       "shapes_train_images", "shapes_test_images"), config_for(chosen_dataset(argv, "VOC")))
+    parser.add_argument("--split", choices=["train", "test"], default="train",
+                        help="read --sets as train.py does, or --test-sets as eval.py does (default: train)")
     parser.add_argument("--no-decode", action="store_true", help="check annotations only, skip image decoding")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(message)s")
-    cfg = config_for(args.dataset, dataset_root=args.dataset_root, sets=args.sets, labels=args.labels)
     try:
-        source = build_source(cfg, train=True)
-    except DatasetError as exc:
-        print(f"error: {exc}")
-        return 1
-    lines, count = check(source, decode=not args.no_decode)
+        cfg = resolve(flags_given(args))
+        source = build_source(cfg, train=args.split == "train")
+    except (DatasetError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    lines, count = check(source, decode=not args.no_decode,
+                         use_difficult=cfg.train_difficult if args.split == "train" else True)
     print("\n".join(lines))
     return 1 if count else 0
 

@@ -16,12 +16,14 @@ class SSDDataset(Dataset):
     """source + transform -> (image uint8 [3, S, S] BGR, target float32 [n, 5] (x1, y1, x2, y2 in [0, 1], label),
     index, original (height, width)). An int key gives the untransformed-by-chance sample (evaluation); an
     (index, seed) key from `TrainSampler` seeds the augmentation, so a sample depends only on the run seed, the
-    epoch and the index. An image that cannot be read is logged (naming the file) and replaced by the next
-    readable one."""
+    epoch and the index. An image that cannot be read: with `substitute` (training) it is logged, naming the file,
+    and the next readable one takes its place; without (evaluation) the sample is a blank image with size (0, 0),
+    the mark the evaluation loop reads, so that every listed image is scored exactly once."""
 
-    def __init__(self, source, transform, use_difficult: bool = True, max_substitutions: int = 20):
+    def __init__(self, source, transform, use_difficult: bool = True, substitute: bool = True,
+                 max_substitutions: int = 20):
         self.source, self.transform, self.use_difficult = source, transform, use_difficult
-        self.max_substitutions = max_substitutions
+        self.substitute, self.max_substitutions = substitute, max_substitutions
 
     def __len__(self):
         return len(self.source)
@@ -34,6 +36,10 @@ class SSDDataset(Dataset):
                 image, boxes, labels, difficult = self.source.load(index)
                 break
             except ValueError as exc:
+                if not self.substitute:
+                    blank, target = self.transform(np.zeros((1, 1, 3), np.uint8), np.zeros((0, 4), np.float32),
+                                                   np.zeros(0, np.int64))[0], np.zeros((0, 5), np.float32)
+                    return torch.from_numpy(blank).permute(2, 0, 1), torch.from_numpy(target), index, (0, 0)
                 log.warning("%s; using another image instead", exc)
                 index = (index + 1) % len(self.source)
         else:

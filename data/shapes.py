@@ -6,11 +6,14 @@ occluded by later ones (at most half of an object is hidden). Boxes are the tigh
 `python scripts/make_shapes_voc.py` writes a split out as a VOC-style folder.
 """
 import functools
+from collections import Counter
 
 import cv2
 import numpy as np
 
 from config import SHAPES_CLASSES
+
+from .common import Problems
 
 SPLIT_IDS = {"train": 0, "test": 1, "val": 2}
 
@@ -99,13 +102,16 @@ class ShapesDataset:
         self.split, self.num_images, self.seed = split, num_images, seed
         self.class_names = list(SHAPES_CLASSES)
         self.name = f"shapes:{split}"
-        self.problems = []
+        self.problems, self.names_found = Problems(), Counter()
 
     def __len__(self):
         return self.num_images
 
     def image_id(self, index: int) -> str:
         return f"{self.split}_{index:06d}"
+
+    def image_path(self, index: int) -> str:
+        return f"shapes:{self.image_id(index)}"
 
     @functools.lru_cache(maxsize=4096)
     def _generate(self, index: int):

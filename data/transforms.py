@@ -65,17 +65,24 @@ def swap_channels(image: np.ndarray, order) -> np.ndarray:
     return out
 
 
-def photometric_distort(image: np.ndarray, rng) -> np.ndarray:
-    """Brightness (+-32), contrast (x0.5..1.5), saturation (x0.5..1.5), hue (+-18 degrees), each with p = 0.5,
-    contrast before or after the HSV part at random, then a random channel swap with p = 0.5 (ssd.pytorch's
-    PhotometricDistort + RandomLightingNoise). uint8 in, uint8 out."""
+# Photometric distortion presets: (hue delta in degrees, probability of a random channel swap).
+# Caffe SSD (ssd_pascal.py: hue_delta 18 on OpenCV's 8-bit hue, 2 degrees a step; random_order_prob 0) and
+# ssd.pytorch (hue +-18 on a 0..360 float hue; RandomLightingNoise swaps channels half the time).
+PHOTOMETRIC = {"caffe": (36.0, 0.0), "ssd.pytorch": (18.0, 0.5)}
+
+
+def photometric_distort(image: np.ndarray, rng, preset: str = "caffe") -> np.ndarray:
+    """Brightness (+-32), contrast (x0.5..1.5), saturation (x0.5..1.5), hue (+-36 degrees for 'caffe', +-18 for
+    'ssd.pytorch'), each with p = 0.5, contrast before or after the HSV part at random; 'ssd.pytorch' then swaps
+    the channels in a random order with p = 0.5. uint8 in, uint8 out."""
+    hue_delta, swap_prob = PHOTOMETRIC[preset]
     levels = np.arange(256, dtype=np.float32)
     delta = rng.uniform(-32, 32) if rng.random() < 0.5 else 0.0
     alpha = rng.uniform(0.5, 1.5) if rng.random() < 0.5 else 1.0
     contrast_first = rng.random() < 0.5
     saturation = rng.uniform(0.5, 1.5) if rng.random() < 0.5 else 1.0
-    hue = rng.uniform(-18, 18) if rng.random() < 0.5 else 0.0
-    swap = rng.permutation(3) if rng.random() < 0.5 else None
+    hue = rng.uniform(-hue_delta, hue_delta) if rng.random() < 0.5 else 0.0
+    swap = rng.permutation(3) if rng.random() < swap_prob else None
 
     first = levels + delta
     if contrast_first:
@@ -99,7 +106,10 @@ class SSDAugmentation:
     (image uint8 SxSx3, boxes [m, 4] in [0, 1], labels [m])."""
 
     def __init__(self, size: int, mean_bgr=(104, 117, 123), expand_max_ratio: float = 4.0,
-                 photometric: bool = True):
+                 photometric: str = "caffe"):
+        """`photometric`: a PHOTOMETRIC preset, or None for none."""
+        if photometric not in (None, *PHOTOMETRIC):
+            raise ValueError(f"photometric must be one of {list(PHOTOMETRIC)} or None, got {photometric!r}")
         self.size = size
         self.mean_bgr = tuple(float(m) for m in mean_bgr)
         self.expand_max_ratio = expand_max_ratio
@@ -151,7 +161,7 @@ class SSDAugmentation:
         if flip:
             pixels = cv2.flip(pixels, 1)
         if self.photometric:
-            pixels = photometric_distort(pixels, rng)
+            pixels = photometric_distort(pixels, rng, self.photometric)
         return pixels, out.astype(np.float32), labels
 
 

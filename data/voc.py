@@ -10,24 +10,37 @@ results with the exact inverse. No other place adds or subtracts a pixel.
 """
 import os
 import xml.etree.ElementTree as ET
+from collections import Counter
+from typing import NamedTuple
 
 import numpy as np
 
-from .common import DatasetError, Record, RecordSource, clean_boxes, exists, log, report_problems
+from .common import DatasetError, Problems, Record, RecordSource, clean_boxes, exists, log
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 
 
-def parse_voc_xml(path: str, class_to_index: dict, problems: list):
-    """-> (boxes [n, 4] float32, labels [n] int64, difficult [n] bool, width, height, filename), or None when
-    the file is unusable (a line in `problems` says why). Objects of unknown classes are skipped and reported."""
+class VocAnnotation(NamedTuple):
+    boxes: np.ndarray  # [n, 4] float32, continuous pixel corners
+    labels: np.ndarray  # [n] int64
+    difficult: np.ndarray  # [n] bool
+    width: int  # the file's <size>, 0 when missing
+    height: int
+    filename: str
+    names: Counter  # every object <name> in the file, known or not
+
+
+def parse_voc_xml(path: str, class_to_index: dict, problems: Problems) -> VocAnnotation:
+    """One VOC XML file -> VocAnnotation, or None when the file is unusable (`problems` says why). Objects of
+    classes not in `class_to_index` are dropped and counted per name."""
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as exc:
-        problems.append(f"{path}: malformed XML ({exc}), image skipped")
+        problems.add("malformed XML files, images skipped", f"{path}: malformed XML ({exc}), image skipped")
         return None
     if root.tag != "annotation":
-        problems.append(f"{path}: not a VOC annotation (root <{root.tag}>), image skipped")
+        problems.add("XML files that are not VOC annotations, images skipped",
+                     f"{path}: not a VOC annotation (root <{root.tag}>), image skipped")
         return None
     size = root.find("size")
     try:
@@ -35,38 +48,47 @@ def parse_voc_xml(path: str, class_to_index: dict, problems: list):
         height = int(float(size.findtext("height"))) if size is not None else 0
     except (TypeError, ValueError):
         width = height = 0
-    boxes, labels, difficult, unknown = [], [], [], {}
+    boxes, labels, difficult, unknown, names = [], [], [], Counter(), Counter()
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
+        names[name] += 1
         if name not in class_to_index:
-            unknown[name] = unknown.get(name, 0) + 1
+            unknown[name] += 1
             continue
         bndbox = obj.find("bndbox")
         try:
             x1, y1, x2, y2 = (float(bndbox.findtext(tag)) for tag in ("xmin", "ymin", "xmax", "ymax"))
         except (AttributeError, TypeError, ValueError):
-            problems.append(f"{path}: object '{name}' has a missing or non-numeric <bndbox>, object skipped")
+            problems.add("objects with a missing or non-numeric <bndbox>, dropped",
+                         f"{path}: object '{name}' has a missing or non-numeric <bndbox>, dropped")
             continue
         if x2 <= x1 or y2 <= y1:  # judged on the file's own corners: xmax == xmin is a degenerate annotation
-            problems.append(f"{path}: object '{name}' has a zero-area or inverted box "
-                            f"({x1:g}, {y1:g}, {x2:g}, {y2:g}), dropped")
+            problems.add("zero-area or inverted boxes, dropped", f"{path}: object '{name}' has a zero-area or "
+                         f"inverted box ({x1:g}, {y1:g}, {x2:g}, {y2:g}), dropped")
             continue
         boxes.append((x1 - 1, y1 - 1, x2, y2))
         labels.append(class_to_index[name])
         difficult.append((obj.findtext("difficult") or "0").strip() == "1")
     for name, count in unknown.items():
-        problems.append(f"{path}: {count} object(s) of class '{name}' not in the class list, skipped")
+        problems.add(f"objects of class '{name}' not in --labels, dropped",
+                     f"{path}: {count} object(s) of class '{name}' not in --labels, dropped", count)
     boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
     keep = clean_boxes(boxes, width, height, path, problems)
     filename = (root.findtext("filename") or "").strip()
-    return (boxes[keep], np.array(labels, dtype=np.int64)[keep], np.array(difficult, dtype=bool)[keep],
-            width, height, filename)
+    return VocAnnotation(boxes[keep], np.array(labels, dtype=np.int64)[keep], np.array(difficult, dtype=bool)[keep],
+                         width, height, filename, names)
 
 
 def _find_image(folder: str, image_id: str, filename: str):
     candidates = ([os.path.join(folder, filename)] if filename else []) + \
                  [os.path.join(folder, image_id + ext) for ext in IMAGE_EXTENSIONS]
     return next((c for c in candidates if exists(c)), None)
+
+
+def is_devkit(root: str) -> bool:
+    """A VOCdevkit root (VOC2007/, VOC2012/ ...) rather than one VOC-style folder."""
+    return not os.path.isdir(os.path.join(root, "ImageSets")) and any(
+        name.startswith("VOC") and os.path.isdir(os.path.join(root, name)) for name in os.listdir(root))
 
 
 def resolve_set(root: str, image_set: str):
@@ -81,11 +103,28 @@ def resolve_set(root: str, image_set: str):
     return root, image_set
 
 
+def single_folder_sets(root: str, image_sets, flag: str) -> list:
+    """VOC's default sets ('2007:test', ...) named for a single VOC-style folder -> the folder's own set of that
+    name ('test'), or a DatasetError saying which sets the folder has."""
+    main = os.path.join(root, "ImageSets", "Main")
+    available = sorted(f[:-4] for f in os.listdir(main) if f.endswith(".txt")) if os.path.isdir(main) else []
+    out = []
+    for image_set in image_sets:
+        name = image_set.split(":", 1)[1] if ":" in image_set else image_set
+        if name not in available:
+            raise DatasetError(f"{root}: no image set '{name}' (ImageSets/Main/{name}.txt); pass {flag} with one "
+                               f"of: {' '.join(available) or '(none found)'}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
 class VOCDetection(RecordSource):
     """Parses and validates every annotation of the given image sets at construction (several sets concatenate).
 
     `records[i]` holds image path, boxes (continuous pixel corners), labels and difficult flags; problems found
-    are logged (one line each, naming the file) and kept in `problems`; unusable images are skipped.
+    are summarised in one line per kind and kept per file in `problems`; unusable images are skipped.
+    `names_found` counts every object name in the annotations read, known or not.
     """
 
     def __init__(self, root: str, image_sets, class_names, name: str = "VOC"):
@@ -95,7 +134,7 @@ class VOCDetection(RecordSource):
         if not os.path.isdir(self.root):
             raise DatasetError(f"{self.root}: dataset root not found (see README: Datasets)")
         class_to_index = {c: i for i, c in enumerate(self.class_names)}
-        self.records, self.problems = [], []
+        self.records, self.problems, self.names_found = [], Problems(), Counter()
         for image_set in ([image_sets] if isinstance(image_sets, str) else image_sets):
             folder, set_name = resolve_set(self.root, image_set)
             list_file = os.path.join(folder, "ImageSets", "Main", f"{set_name}.txt")
@@ -106,22 +145,24 @@ class VOCDetection(RecordSource):
             for image_id in ids:
                 xml_path = os.path.join(folder, "Annotations", f"{image_id}.xml")
                 if not exists(xml_path):
-                    self.problems.append(f"{list_file}: lists '{image_id}' but {xml_path} does not exist, skipped")
+                    self.problems.add("listed ids without an annotation file, skipped",
+                                      f"{list_file}: lists '{image_id}' but {xml_path} does not exist, skipped")
                     continue
                 parsed = parse_voc_xml(xml_path, class_to_index, self.problems)
                 if parsed is None:
                     continue
-                boxes, labels, difficult, width, height, filename = parsed
-                image_path = _find_image(os.path.join(folder, "JPEGImages"), image_id, filename)
+                image_path = _find_image(os.path.join(folder, "JPEGImages"), image_id, parsed.filename)
                 if image_path is None:
-                    self.problems.append(f"{xml_path}: no image {image_id}.jpg/.png in "
-                                         f"{os.path.join(folder, 'JPEGImages')}, skipped")
+                    self.problems.add("annotated images not found, skipped", f"{xml_path}: no image "
+                                      f"{image_id}.jpg/.png in {os.path.join(folder, 'JPEGImages')}, skipped")
                     continue
-                self.records.append(Record(image_id, image_path, boxes, labels, difficult, width, height))
-        report_problems(self.problems, name)
+                self.names_found.update(parsed.names)
+                self.records.append(Record(image_id, image_path, parsed.boxes, parsed.labels, parsed.difficult,
+                                           parsed.width, parsed.height))
+        self.problems.report(name)
         if not self.records:
-            raise DatasetError(f"{self.root}: image set(s) {image_sets} hold no usable image"
-                               + (f" ({len(self.problems)} problem(s), first: {self.problems[0]})"
+            raise DatasetError(f"{self.root}: image set(s) {list(image_sets)} hold no usable image"
+                               + (f" ({len(self.problems)} problem(s), first: {self.problems.lines[0]})"
                                   if self.problems else ""))
         log.info("%s %s: %d images, %d objects", name, image_sets, len(self.records),
                  sum(len(r.labels) for r in self.records))

@@ -93,15 +93,15 @@ def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, iterations: int, method:
 
 
 def postprocess_padded(loc: torch.Tensor, conf: torch.Tensor, priors_cxcywh: torch.Tensor, variances=(0.1, 0.2),
-                       conf_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 200,
+                       score_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 200,
                        pre_nms_top_k: int = 400, nms: str = "hard", soft_method: str = "gaussian",
                        soft_sigma: float = 0.5, nms_iterations: int = None):
     """loc [B, P, 4], conf [B, P, C] logits, priors [P, 4] -> fixed-shape detections: boxes [B, T, 4]
-    (x1, y1, x2, y2 in [0, 1]), scores [B, T], labels [B, T] (class 0..C-2), counts [B], converged (0-d bool);
+    (x1, y1, x2, y2 clipped to [0, 1]), scores [B, T], labels [B, T] (class 0..C-2), counts [B], converged (0-d bool);
     T <= top_k (exactly min(top_k, (C-1) x pre_nms_top_k) with `nms_iterations`); each image's detections
     first, by descending score, then zeros.
 
-    Softmax, decode, per class: the best `pre_nms_top_k` priors, those with score >= conf_thresh go through NMS
+    Softmax, decode, per class: the best `pre_nms_top_k` priors, those with score >= score_thresh go through NMS
     at `nms_thresh` (`nms='soft'`: Soft-NMS); then the best `top_k` of each image over all classes.
     `nms_iterations`: see `greedy_nms` (None = exact with host syncs; an int = sync-free, for CUDA graphs).
     """
@@ -109,25 +109,26 @@ def postprocess_padded(loc: torch.Tensor, conf: torch.Tensor, priors_cxcywh: tor
         raise ValueError(f"nms must be 'hard' or 'soft', got {nms!r}")
     batch, num_priors, num_classes = conf.shape
     fg = num_classes - 1
-    boxes = decode(loc.float(), priors_cxcywh.to(loc.device, torch.float32), variances)  # [B, P, 4]
+    # clipped to the image before NMS and scoring, as Caffe SSD's detection output does
+    boxes = decode(loc.float(), priors_cxcywh.to(loc.device, torch.float32), variances).clamp_(0, 1)  # [B, P, 4]
     scores = F.softmax(conf.float(), dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, P]
     k = min(pre_nms_top_k, num_priors)
     cand_scores, cand_index = scores.topk(k, dim=2)  # [B, C-1, K], sorted
     if nms_iterations is None:  # eager: drop the columns no class fills above the threshold (one host sync)
-        k = max(1, int((cand_scores >= conf_thresh).sum(dim=2).max()))
+        k = max(1, int((cand_scores >= score_thresh).sum(dim=2).max()))
         cand_scores, cand_index = cand_scores[..., :k], cand_index[..., :k]
     cand_boxes = boxes.gather(1, cand_index.reshape(batch, -1, 1).expand(-1, -1, 4)).view(batch * fg, k, 4)
     cand_scores = cand_scores.reshape(batch * fg, k)
 
     if nms == "soft":
         kept_scores, kept_index = soft_nms(cand_boxes, cand_scores, top_k, soft_method, soft_sigma, nms_thresh,
-                                           conf_thresh)
+                                           score_thresh)
         cand_boxes = cand_boxes.gather(1, kept_index[..., None].expand(-1, -1, 4))
         keep = kept_scores > 0
         converged = torch.ones((), dtype=torch.bool, device=loc.device)
     else:
         kept_scores = cand_scores
-        keep, converged = greedy_nms(cand_boxes, cand_scores >= conf_thresh, nms_thresh, nms_iterations)
+        keep, converged = greedy_nms(cand_boxes, cand_scores >= score_thresh, nms_thresh, nms_iterations)
 
     per_image = keep.shape[1]
     ranked = torch.where(keep, kept_scores, -1.0).view(batch, fg * per_image)
@@ -153,16 +154,16 @@ def unpad_detections(boxes, scores, labels, counts) -> list:
 class PostProcessor(nn.Module):
     """`postprocess` with its settings bound: `PostProcessor(...)(loc, conf, priors)`."""
 
-    def __init__(self, variances=(0.1, 0.2), conf_thresh=0.01, nms_thresh=0.45, top_k=200, pre_nms_top_k=400,
+    def __init__(self, variances=(0.1, 0.2), score_thresh=0.01, nms_thresh=0.45, top_k=200, pre_nms_top_k=400,
                  nms="hard", soft_method="gaussian", soft_sigma=0.5):
         super().__init__()
-        self.settings = dict(variances=tuple(variances), conf_thresh=conf_thresh, nms_thresh=nms_thresh,
+        self.settings = dict(variances=tuple(variances), score_thresh=score_thresh, nms_thresh=nms_thresh,
                              top_k=top_k, pre_nms_top_k=pre_nms_top_k, nms=nms, soft_method=soft_method,
                              soft_sigma=soft_sigma)
 
     @classmethod
     def from_config(cls, cfg, **overrides):
-        settings = dict(variances=cfg.priors()["variance"], conf_thresh=cfg.conf_thresh, nms_thresh=cfg.nms_thresh,
+        settings = dict(variances=cfg.variances, score_thresh=cfg.score_thresh, nms_thresh=cfg.nms_thresh,
                         top_k=cfg.top_k, pre_nms_top_k=cfg.pre_nms_top_k, nms=cfg.nms,
                         soft_method=cfg.soft_nms_method, soft_sigma=cfg.soft_nms_sigma)
         settings.update(overrides)
@@ -175,5 +176,3 @@ class PostProcessor(nn.Module):
         """`postprocess_padded` with these settings."""
         return postprocess_padded(loc, conf, priors_cxcywh, **self.settings, nms_iterations=nms_iterations)
 
-
-Detect = PostProcessor  # ssd.pytorch's name

@@ -8,6 +8,8 @@ import os
 import torch
 import torch.nn as nn
 
+from utils.checkpoint import WeightsError, read_state
+
 from .ssd import InputNormalizer, vgg_reduced_fc
 
 # The SHA-256 of the published files, so that a user can check a download.
@@ -18,23 +20,6 @@ KNOWN_FILES = {
 VGG_WEIGHTS_HELP = (
     "get it with `bash scripts/get_weights.sh` (ssd.pytorch's vgg16_reducedfc.pth), or convert torchvision's "
     "ImageNet VGG16 with `python scripts/convert_vgg16.py`, or pass `--basenet none` to train from scratch")
-
-
-class WeightsError(ValueError):
-    """A weights file that cannot be used, with a message naming the file and the problem."""
-
-
-def read_state(path: str) -> dict:
-    path = os.path.expanduser(str(path))
-    if not os.path.isfile(path):
-        raise WeightsError(f"{path}: no such weights file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated download, a pickle with code in it, not a torch file at all
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
-    return state
 
 
 def strip_prefix(state: dict, prefix: str = "module.") -> dict:
@@ -159,7 +144,15 @@ def load_ssd_weights(model, path: str, state: dict = None) -> dict:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        hint = " (BatchNorm variant vs plain?)" if any("running_mean" in k for k in missing + unexpected) else ""
+        hint = ""
+        if any(k.startswith("loc.6.") for k in unexpected):
+            hint = " (the file is an SSD512: pass --size 512)"
+        elif any(k.startswith("loc.6.") for k in missing):
+            hint = " (the file is an SSD300: pass --size 300)"
+        elif any("running_mean" in k for k in unexpected):
+            hint = " (the file is the BatchNorm variant: pass --batch-norm)"
+        elif any("running_mean" in k for k in missing):
+            hint = " (the file is the plain variant, not BatchNorm: pass --no-batch-norm)"
         raise WeightsError(f"{path}: keys do not match the model{hint}: missing {missing[:3]}, "
                            f"unexpected {unexpected[:3]}")
     for key, value in state.items():

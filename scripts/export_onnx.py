@@ -1,13 +1,12 @@
 """Export a trained SSD (network + softmax + box decoding) to ONNX.
 
-    python scripts/export_onnx.py --weights weights/run/final.pth --output weights/ssd300.onnx
+    python -m scripts.export_onnx --weights runs/RUN/final.pth              # writes runs/RUN/ssd300.onnx
 
 The graph takes `images`: uint8 [B, 3, S, S] BGR (batch size dynamic) and returns `boxes` [B, P, 4]
 (x1, y1, x2, y2 in [0, 1]) and `scores` [B, P, C] (softmax, column 0 = background). Per-class NMS is left to the
 runtime (e.g. layers.postprocess's recipe: score >= 0.01, top 400 per class, IoU 0.45, top 200 per image).
 Uses the TorchScript-based exporter (no onnxscript needed).
 """
-import argparse
 import os
 import sys
 import warnings
@@ -16,9 +15,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from layers import decode  # noqa: E402
-from utils.evaluation import load_model  # noqa: E402
+from config import Config, ConfigError, Parser, add_flags, flags_given
+from engine import load_model
+from layers import decode
+from utils.checkpoint import WeightsError
 
 
 class DecodedSSD(nn.Module):
@@ -46,17 +46,26 @@ def export(model, path: str, variances=(0.1, 0.2), opset: int = 17) -> DecodedSS
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True)
-    parser.add_argument("--output", default="weights/ssd.onnx")
-    parser.add_argument("--size", type=int, choices=[300, 512], help="plain weights: input size")
-    parser.add_argument("--labels", nargs="+", help="plain weights: class names")
-    parser.add_argument("--opset", type=int, default=17)
+    parser = Parser(__doc__)
+    parser.add_argument("--weights", help="train.py checkpoint or plain SSD weights (required)")
+    parser.add_argument("--output", help="the .onnx file to write (default: ssd<size>.onnx beside --weights)")
+    add_flags(parser, ("size", "labels", "batch_norm"), Config(),
+              shown={"size": "the checkpoint's, else 300", "labels": "the checkpoint's, else VOC's",
+                     "batch_norm": "the checkpoint's, else off"})
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
     args = parser.parse_args(argv)
-    model, cfg = load_model(args.weights, "cpu", dict(size=args.size, labels=args.labels))
-    export(model, args.output, cfg.priors()["variance"], args.opset)
-    print(f"wrote {args.output} (input uint8 [B, 3, {cfg.size}, {cfg.size}] BGR; outputs boxes, scores)")
+    if not args.weights:
+        parser.error("--weights is required")
+    try:
+        model, cfg = load_model(args.weights, "cpu", flags_given(args))
+        output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), f"ssd{cfg.size}.onnx")
+        export(model, output, cfg.variances, args.opset)
+    except (WeightsError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {output} (input uint8 [B, 3, {cfg.size}, {cfg.size}] BGR; outputs boxes, scores)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from data import COCODetection
-from utils.evaluation import score_coco
+from utils.coco_eval import score_coco
 
 
 def test_coco_scoring_on_a_tiny_json(tmp_path):
@@ -22,10 +22,13 @@ def test_coco_scoring_on_a_tiny_json(tmp_path):
     source = COCODetection(str(tmp_path), "val2017", skip_empty=False)
     perfect = {0: {"boxes": np.array([[10, 10, 50, 50]], float), "scores": np.array([0.9]), "labels": np.array([0])},
                1: {"boxes": np.array([[20, 30, 70, 90]], float), "scores": np.array([0.8]), "labels": np.array([1])}}
-    metrics = score_coco(source, perfect, str(tmp_path / "out"))
+    assert source.class_names == ["car", "train"]
+    def by_coco_id(results):
+        return {source.coco_id(i): det for i, det in results.items()}
+    metrics = score_coco(source.api, by_coco_id(perfect), source.category_ids, str(tmp_path / "out"))
     assert metrics["AP"] == pytest.approx(1.0) and metrics["AP50"] == pytest.approx(1.0)
     saved = json.loads((tmp_path / "out" / "detections_coco.json").read_text())
     assert saved[1]["category_id"] == 7 and saved[1]["bbox"] == [20, 30, 50, 60]
     # a wrong class for the second image halves the AP
     perfect[1]["labels"] = np.array([0])
-    assert score_coco(source, perfect)["AP"] == pytest.approx(0.5)
+    assert score_coco(source.api, by_coco_id(perfect), source.category_ids)["AP"] == pytest.approx(0.5)

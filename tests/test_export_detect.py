@@ -10,7 +10,7 @@ import detect as detect_script
 from layers import decode
 from models import build_ssd
 from scripts.export_onnx import export
-from utils.evaluation import load_model
+from engine import load_model
 
 
 @pytest.fixture(scope="module")

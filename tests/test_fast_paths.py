@@ -5,7 +5,7 @@ import torch
 
 from layers import MultiBoxLoss, PostProcessor
 from models import build_ssd
-from utils.evaluation import Detector, detect
+from engine import Detector, detect
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

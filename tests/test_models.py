@@ -1,3 +1,4 @@
+import argparse
 import hashlib
 import os
 
@@ -134,8 +135,17 @@ def test_mismatched_weight_files_give_clear_errors(tmp_path):
     with pytest.raises(WeightsError, match="not a VGG16 backbone"):
         load_basenet(build_ssd(300, 21), tmp_path / "voc.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match="junk.pth: not a readable"):
+    with pytest.raises(WeightsError, match="junk.pth: corrupt or truncated") as caught:
         load_ssd_weights(build_ssd(300, 21), tmp_path / "junk.pth")
+    assert "weights_only" not in str(caught.value)
+    torch.save({"model": build_ssd(300, 4).state_dict(), "note": argparse.Namespace(a=1)}, tmp_path / "pickle.pth")
+    with pytest.raises(WeightsError, match="pickle.pth: holds Python objects") as caught:
+        load_ssd_weights(build_ssd(300, 21), tmp_path / "pickle.pth")
+    assert "weights_only" not in str(caught.value)
+    data = (tmp_path / "voc.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match="cut.pth: corrupt or truncated"):
+        load_ssd_weights(build_ssd(300, 21), tmp_path / "cut.pth")
     with pytest.raises(WeightsError, match="not found.*--basenet none"):
         load_basenet(build_ssd(300, 21), tmp_path / "missing.pth")
     bad = ssd_pytorch_vgg_state()

@@ -14,7 +14,7 @@ def test_demo_notebook_executes(tmp_path, monkeypatch):
     folder = str(tmp_path / "run")
     assert train.main(["--dataset", "shapes", "--batch-size", "1", "--workers", "0", "--no-batch-norm",
                        "--max-iter", "1", "--eval-every", "0", "--no-final-eval", "--no-tensorboard",
-                       "--checkpoint-every", "0", "--shapes-test-images", "4", "--save-folder", folder]) == 0
+                       "--checkpoint-every", "0", "--shapes-test-images", "4", "--output", folder]) == 0
     monkeypatch.setenv("SSD_DEMO_CHECKPOINT", os.path.join(folder, "final.pth"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(os.path.join(ROOT, "demo.ipynb"), as_version=4)

@@ -25,7 +25,7 @@ def test_nms_suppresses_within_a_class_and_keeps_the_same_box_for_two_classes():
                        [0.30, 0.70, 1e-6],
                        [0.99, 0.005, 0.005]]])
     loc = torch.zeros(1, 4, 4)  # boxes = priors
-    (det,) = postprocess(loc, conf, priors, conf_thresh=0.01, nms_thresh=0.45, top_k=200)
+    (det,) = postprocess(loc, conf, priors, score_thresh=0.01, nms_thresh=0.45, top_k=200)
     got = sorted(zip(det["labels"].tolist(), [round(s, 4) for s in det["scores"].tolist()]))
     # cat: A (0.55) suppresses B (0.50); C (0.70) kept; D (0.005) below threshold.
     # dog: A (0.40) suppresses B (0.30); C below threshold.
@@ -112,18 +112,18 @@ def test_greedy_nms_with_too_few_rounds_says_so():
     assert greedy_nms(boxes, valid, 0.45)[0].tolist() == [[True, False, True]]
 
 
-def reference_postprocess(loc, conf, priors, conf_thresh=0.01, nms_thresh=0.45, top_k=200, pre_nms_top_k=400):
+def reference_postprocess(loc, conf, priors, score_thresh=0.01, nms_thresh=0.45, top_k=200, pre_nms_top_k=400):
     """The recipe written out image by image and class by class with torchvision's nms."""
     out = []
     for b in range(loc.shape[0]):
         centre = priors[:, :2] + loc[b, :, :2] * 0.1 * priors[:, 2:]
         size = priors[:, 2:] * torch.exp(loc[b, :, 2:] * 0.2)
-        boxes = torch.cat([centre - size / 2, centre + size / 2], 1)
+        boxes = torch.cat([centre - size / 2, centre + size / 2], 1).clamp(0, 1)  # Caffe clips decoded boxes
         probs = torch.softmax(conf[b], dim=-1)
         found = []
         for c in range(1, conf.shape[2]):
             scores, index = probs[:, c].topk(pre_nms_top_k)
-            mask = scores >= conf_thresh
+            mask = scores >= score_thresh
             kept = nms(boxes[index][mask], scores[mask], nms_thresh)
             found += [(float(s), c - 1) for s in scores[mask][kept]]
         out.append(sorted(found, reverse=True)[:top_k])
@@ -137,7 +137,7 @@ def test_postprocess_matches_per_class_torchvision_nms_at_ssd300_shapes():
     conf = torch.randn(2, len(priors), 21, generator=generator) * 2
     detections = postprocess(loc, conf, priors)
     for det, expected in zip(detections, reference_postprocess(loc, conf, priors)):
-        got = list(zip(det["scores"].tolist(), det["labels"].tolist()))
+        got = sorted(zip(det["scores"].tolist(), det["labels"].tolist()), reverse=True)  # exact ties: by label
         assert len(got) == len(expected) == 200
         assert [label for _, label in got] == [label for _, label in expected]
         assert [s for s, _ in got] == pytest.approx([s for s, _ in expected], abs=1e-7)

@@ -13,7 +13,7 @@ from models.weights import read_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset", "shapes", "--batch-size", "1", "--workers", "0", "--no-batch-norm", "--warmup-iters", "0",
-        "--lr", "1e-3", "--eval-every", "0", "--no-final-eval", "--no-tensorboard", "--log-every", "1",
+        "--lr", "3.2e-2", "--eval-every", "0", "--no-final-eval", "--no-tensorboard", "--log-every", "1",
         "--checkpoint-every", "0"]
 
 
@@ -25,7 +25,7 @@ def losses(folder):
 def test_loss_decreases_and_files_are_written(tmp_path):
     folder = str(tmp_path / "run")
     code = train.main(TINY + ["--shapes-train-images", "2", "--no-augment", "--max-iter", "10",
-                              "--save-folder", folder])
+                              "--output", folder])
     assert code == 0
     history = losses(folder)
     assert len(history) == 10
@@ -37,11 +37,11 @@ def test_loss_decreases_and_files_are_written(tmp_path):
 
 
 def test_resume_is_exact(tmp_path):
-    common = TINY + ["--shapes-train-images", "8", "--lr", "1e-2"]
-    assert train.main(common + ["--max-iter", "3", "--save-folder", str(tmp_path / "once")]) == 0
-    assert train.main(common + ["--max-iter", "2", "--save-folder", str(tmp_path / "twice")]) == 0
+    common = TINY + ["--shapes-train-images", "8", "--lr", "0.32"]
+    assert train.main(common + ["--max-iter", "3", "--output", str(tmp_path / "once")]) == 0
+    assert train.main(common + ["--max-iter", "2", "--output", str(tmp_path / "twice")]) == 0
     checkpoint = str(tmp_path / "twice" / "ckpt_0000002.pth")
-    assert train.main(common + ["--max-iter", "3", "--save-folder", str(tmp_path / "twice"),
+    assert train.main(common + ["--max-iter", "3", "--output", str(tmp_path / "twice"),
                                 "--resume", checkpoint]) == 0
     one = read_state(str(tmp_path / "once" / "final.pth"))["model"]
     two = read_state(str(tmp_path / "twice" / "final.pth"))["model"]
@@ -49,7 +49,7 @@ def test_resume_is_exact(tmp_path):
     assert all(torch.equal(one[k], two[k]) for k in one)
     # a checkpoint from another model config is refused
     assert train.main(common + ["--max-iter", "4", "--size", "512", "--resume", checkpoint,
-                                "--save-folder", str(tmp_path / "other")]) == 2
+                                "--output", str(tmp_path / "other")]) == 2
 
 
 def test_nan_loss_is_skipped_then_stops(tmp_path, monkeypatch):
@@ -64,20 +64,22 @@ def test_nan_loss_is_skipped_then_stops(tmp_path, monkeypatch):
     monkeypatch.setattr(MultiBoxLoss, "forward", sometimes_nan)
     bad = {2}
     folder = str(tmp_path / "one_nan")
-    assert train.main(TINY + ["--shapes-train-images", "4", "--max-iter", "3", "--save-folder", folder]) == 0
+    assert train.main(TINY + ["--shapes-train-images", "4", "--max-iter", "3", "--output", folder]) == 0
     assert len(losses(folder)) == 3
     calls["n"], bad = 0, {1, 2, 3}
     folder = str(tmp_path / "all_nan")
     code = train.main(TINY + ["--shapes-train-images", "4", "--max-iter", "5", "--max-bad-steps", "2",
-                              "--save-folder", folder])
+                              "--output", folder])
     assert code == 4
     assert os.listdir(folder) and any(name.startswith("ckpt_") for name in os.listdir(folder))
 
 
 def make_trainer(tmp_path, *extra):
-    args = train.parse_args(TINY + ["--shapes-train-images", "4", "--max-iter", "2", "--save-folder",
+    args = train.parse_args(TINY + ["--shapes-train-images", "4", "--max-iter", "2", "--output",
                                      str(tmp_path)] + list(extra))
-    return train.Trainer(train.resolve_config(args), 0, 1, torch.device(args.device or "cpu"), final_eval=False)
+    device = torch.device(args.device or "cpu")
+    cfg, *_ = train.prepare(args, 0, 1, device)
+    return train.Trainer(cfg, 0, 1, device)
 
 
 def test_skipped_step_changes_nothing_even_as_the_first_step(tmp_path):
@@ -117,7 +119,7 @@ def test_training_step_never_waits_for_the_gpu(tmp_path):
 
 def test_missing_basenet_is_a_clear_error(tmp_path, capsys):
     code = train.main(["--dataset", "shapes", "--basenet", str(tmp_path / "vgg.pth"), "--max-iter", "1",
-                       "--save-folder", str(tmp_path)])
+                       "--output", str(tmp_path)])
     assert code == 2
     err = capsys.readouterr().err
     assert "vgg.pth: base network weights not found" in err and "scripts/get_weights.sh" in err
@@ -127,7 +129,7 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
            os.path.join(ROOT, "train.py")] + TINY + ["--device", "cpu", "--shapes-train-images", "8",
-                                                     "--max-iter", "2", "--save-folder", str(tmp_path)]
+                                                     "--max-iter", "2", "--output", str(tmp_path)]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ranks in sync: True" in result.stderr
@@ -146,10 +148,10 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(MultiBoxLoss, "forward", interrupt_second_step)
     folder = str(tmp_path / "run")
-    assert train.main(TINY + ["--shapes-train-images", "4", "--max-iter", "3", "--save-folder", folder]) == 130
+    assert train.main(TINY + ["--shapes-train-images", "4", "--max-iter", "3", "--output", folder]) == 130
     assert read_state(os.path.join(folder, "ckpt_0000001.pth"))["iteration"] == 1
     monkeypatch.setattr(MultiBoxLoss, "forward", original)
-    assert train.main(TINY + ["--shapes-train-images", "4", "--max-iter", "2", "--save-folder", folder,
+    assert train.main(TINY + ["--shapes-train-images", "4", "--max-iter", "2", "--output", folder,
                               "--resume", "auto"]) == 0
     assert read_state(os.path.join(folder, "final.pth"))["iteration"] == 2
 
@@ -164,7 +166,7 @@ def test_one_step_on_real_voc_folder_with_custom_labels(tmp_path):
                        "--labels", "RBC", "WBC", "Platelets", "--basenet", "none", "--batch-size", "1",
                        "--workers", "0", "--no-batch-norm", "--max-iter", "1", "--eval-every", "0",
                        "--no-final-eval", "--no-tensorboard", "--checkpoint-every", "0",
-                       "--save-folder", folder]) == 0
+                       "--output", folder]) == 0
     saved = read_state(os.path.join(folder, "final.pth"))["config"]
     assert saved["labels"] == ["RBC", "WBC", "Platelets"] and saved["pixel_format"] == "torchvision"
 
@@ -184,5 +186,6 @@ def test_one_step_on_a_coco_format_dataset_takes_its_classes(tmp_path):
     assert train.main(["--dataset", "COCO", "--dataset-root", str(tmp_path), "--sets", "train2017",
                        "--basenet", "none", "--batch-size", "1", "--workers", "0", "--no-batch-norm",
                        "--max-iter", "1", "--eval-every", "0", "--no-final-eval", "--no-tensorboard",
-                       "--checkpoint-every", "0", "--save-folder", folder]) == 0
-    assert read_state(os.path.join(folder, "final.pth"))["config"]["labels"] == ["kite", "boat"]
+                       "--checkpoint-every", "0", "--output", folder]) == 0
+    # the category without annotations (an export's placeholder) is left out
+    assert read_state(os.path.join(folder, "final.pth"))["config"]["labels"] == ["boat"]

@@ -2,14 +2,37 @@
 written atomically (temp file + rename), read with weights_only=True."""
 import glob
 import os
+import pickle
 import random
 
 import numpy as np
 import torch
 
-from models.weights import WeightsError, read_state
 
-MODEL_KEYS = ("size", "batch_norm", "labels", "dataset", "pixel_format")
+class WeightsError(ValueError):
+    """A weights file that cannot be used, with a message naming the file and the problem."""
+
+
+def read_state(path: str) -> dict:
+    """A weights file's contents, read with weights_only=True (tensors and plain containers only)."""
+    path = os.path.expanduser(str(path))
+    if os.path.isdir(path):
+        raise WeightsError(f"{path}: is a folder, not a weights file")
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            raise WeightsError(f"{path}: holds Python objects besides tensors, which are not loaded for safety; "
+                               f"save its state_dict() instead") from None
+        raise WeightsError(f"{path}: corrupt or truncated weights file (download or copy it again)") from None
+    except Exception:  # a truncated download, not a torch file at all
+        raise WeightsError(f"{path}: corrupt or truncated weights file, or not a PyTorch file "
+                           f"(download or copy it again)") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
+    return state
 
 
 def atomic_save(obj, path: str):
@@ -52,17 +75,6 @@ def latest_checkpoint(folder: str):
     return found[-1] if found else None
 
 
-def load_checkpoint(path: str) -> dict:
-    state = read_state(path)
-    if "model" not in state or "config" not in state:
-        raise WeightsError(f"{path}: not a train.py checkpoint (no 'model'/'config'); use --weights or --basenet")
-    return state
-
-
-def check_compatible(path: str, saved: dict, cfg) -> None:
-    """A checkpoint from another model config is a clear error."""
-    current = cfg.to_dict()
-    different = [f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}" for k in MODEL_KEYS
-                 if k in saved and saved.get(k) != current[k]]
-    if different:
-        raise WeightsError(f"{path}: checkpoint is from another model config ({'; '.join(different)})")
+def is_full_checkpoint(state: dict) -> bool:
+    """A checkpoint that resumes exactly (optimizer, schedule and RNG states), not only weights + config."""
+    return all(k in state for k in ("config", "model", "optimizer", "scheduler", "iteration", "rng"))

@@ -23,10 +23,17 @@ def resolve_device(device_arg: str) -> torch.device:
     """`--device` (None/"auto": cuda when available) -> torch.device. On CUDA it also turns on cuDNN's autotuner:
     SSD's input shapes are fixed, so each convolution's fastest algorithm is picked once (GPU results are then
     not bit-reproducible run to run; CPU runs are unaffected)."""
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device_arg in (None, "auto")
-                          else device_arg)
+    name = ("cuda" if torch.cuda.is_available() else "cpu") if device_arg in (None, "auto") else device_arg
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device_arg}: unknown device; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but no CUDA device is available (use --device cpu)")
+        raise ValueError(f"--device {device_arg}: no CUDA device is available here (use --device cpu)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {device_arg}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     return device
@@ -35,3 +42,16 @@ def resolve_device(device_arg: str) -> torch.device:
 def cleanup():
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def describe_device(device: torch.device) -> str:
+    """'cuda:0 (NVIDIA H100 80GB HBM3)' or 'cpu (2 cores)'."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({usable_cores()} cores, no GPU)" if not torch.cuda.is_available() else f"cpu ({usable_cores()} cores)"
+
+
+def usable_cores(processes: int = 1) -> int:
+    """CPU cores this process may use (its affinity mask), shared among `processes` on the machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, processes))

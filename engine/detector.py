@@ -1,24 +1,20 @@
-"""The one inference path (model + post-processing, batched, device- and AMP-aware) and dataset evaluation,
-shared by eval.py, evaluation during training, detect scripts and the notebook."""
+"""The one inference path: load weights (a checkpoint of train.py or foreign weights), preprocess, run the network
+and the post-processing in batches (device- and AMP-aware), map detections back to image pixels. Used by
+eval.py, evaluation during training, detect.py, the ONNX export, the notebook and the benchmarks."""
 import contextlib
-import io
-import json
-import math
-import os
+import copy
 import time
 from collections import defaultdict
 
 import numpy as np
 import torch
 
-from config import Config, config_for
-from data import BaseTransform, as_model_input, build_dataset, eval_loader
+from config import Config, check_model_flags, resolve
+from data import BaseTransform, as_model_input
 from layers import PostProcessor, unpad_detections
 from models import build_ssd_from_config, load_ssd_weights
-from models.weights import read_state, weights_format
-
-from .visualize import write_examples
-from .voc_eval import evaluate_detections, to_devkit, write_results
+from models.weights import weights_format
+from utils.checkpoint import read_state
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -29,19 +25,20 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 
-def load_model(weights: str, device="cpu", overrides: dict = None, state: dict = None):
-    """-> (model in eval mode on `device`, Config). A train.py checkpoint carries its settings; plain weights
-    (e.g. ssd.pytorch's) take them from `overrides` (Config keys: size, labels, batch_norm, dataset, ...) over
-    the VOC defaults. None values in `overrides` are ignored. `state`: the file's contents if already read."""
-    overrides = overrides or {}
+def load_model(weights: str, device="cpu", flags: dict = None, state: dict = None):
+    """-> (model in eval mode on `device`, Config). A train.py checkpoint carries its settings (flags that would
+    change its network are a ConfigError); plain weights (e.g. ssd.pytorch's) take the network settings from
+    `flags` (Config keys: size, labels, batch_norm, dataset, ...; None = not given) over the VOC defaults.
+    `state`: the file's contents if already read."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
     state = read_state(weights) if state is None else state
-    saved = dict(state["config"]) if weights_format(state) == "checkpoint" else {}
-    values = {**(saved or config_for(overrides.get("dataset") or "VOC").to_dict())}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = Config.from_dict(values)
+    saved = state["config"] if weights_format(state) == "checkpoint" else None
+    if saved is not None:
+        check_model_flags(weights, saved, flags)
+    cfg = resolve(flags, saved)
     model = build_ssd_from_config(cfg)
     load_ssd_weights(model, weights, state)
-    cfg.pixel_format = model.pixel_format  # plain ssd.pytorch weights bring their own input format
+    cfg = cfg.replace(pixel_format=model.pixel_format)  # plain ssd.pytorch weights bring their own input format
     return model.to(device).eval(), cfg
 
 
@@ -51,6 +48,11 @@ def preprocess(images, size: int) -> tuple:
     batch = [resize(im, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))[0] for im in images]
     tensor = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)  # channels-last strides, as `collate`
     return tensor, torch.tensor([im.shape[:2] for im in images])
+
+
+def _is_channels_last(model) -> bool:
+    weight = next(m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
 
 
 def _sync(device):
@@ -72,9 +74,9 @@ class Detector:
 
     def __init__(self, model, postprocessor: PostProcessor, amp: str = "off", channels_last: bool = False,
                  compile: bool = False, cuda_graph: bool = False, nms_rounds: int = None, timing: bool = False):
+        if channels_last and not _is_channels_last(model):  # a copy: the caller's model stays as it is
+            model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         self.model, self.postprocessor, self.amp, self.channels_last = model, postprocessor, amp, channels_last
-        if channels_last:  # the model's memory format goes with its input's
-            model.to(memory_format=torch.channels_last)
         self.network = torch.compile(model) if compile else model
         self.device = next(model.parameters()).device
         if cuda_graph and self.device.type != "cuda":
@@ -82,7 +84,7 @@ class Detector:
         if cuda_graph and postprocessor.settings["nms"] != "hard":
             raise ValueError("CUDA graphs support hard NMS only (Soft-NMS runs eagerly)")
         self.cuda_graph = cuda_graph
-        self.nms_rounds = nms_rounds if nms_rounds is not None or not cuda_graph else Config.graph_nms_rounds
+        self.nms_rounds = nms_rounds if nms_rounds is not None or not cuda_graph else Config().graph_nms_rounds
         self.graphs = {}  # batch shape -> (graph, static input, static outputs)
         self.timing = timing
         self.seconds = defaultdict(float)
@@ -162,102 +164,3 @@ def detect(model, images: torch.Tensor, postprocessor: PostProcessor, sizes=None
            channels_last: bool = False) -> list:
     """One eager batch through `Detector`: images uint8 [B, 3, S, S] BGR -> list of B detection dicts."""
     return Detector(model, postprocessor, amp, channels_last)(images, sizes)
-
-
-def evaluate(model, cfg, source, device, batch_size: int = 32, workers: int = 2, amp: str = "off",
-             limit: int = 0, output: str = None, detector: Detector = None, progress=None) -> dict:
-    """Run the model over `source` (its first `limit` images when > 0) and score it: VOC-style mAP (devkit) for
-    VOC and shapes, COCOeval for COCO. `detector`: a `Detector` of `model` with its settings (default: from
-    `cfg`). Writes results files, metrics.json and examples.jpg (the first images with their detections) to
-    `output` when given."""
-    was_training = model.training
-    model.eval()
-    detector = detector or Detector.from_config(model, cfg, amp, timing=True)
-    dataset = build_dataset(cfg, train=False, source=source)
-    indices = list(range(min(limit, len(source)) if limit > 0 else len(source)))
-    loader = eval_loader(dataset, batch_size, workers, pin_memory=device.type == "cuda", indices=indices)
-    results = {}
-    start = time.perf_counter()
-    for images, _, batch_indices, sizes in (progress(loader) if progress else loader):
-        for index, det in zip(batch_indices.tolist(), detector(images, sizes, to="cpu")):
-            results[index] = {k: v.numpy() for k, v in det.items()}
-    total = time.perf_counter() - start
-    model.train(was_training)
-    if cfg.dataset == "COCO":
-        metrics = score_coco(source, results, output)
-    else:
-        metrics = score_voc(source, results, cfg.metric, output)
-    count = len(indices)
-    metrics["speed"] = {"images": count, "total_s": total, "end_to_end_img_s": count / max(total, 1e-9),
-                        **{f"{part}_img_s": count / max(seconds, 1e-9) for part, seconds in detector.seconds.items()}}
-    if output:
-        os.makedirs(output, exist_ok=True)
-        write_examples(source, results, os.path.join(output, "examples.jpg"))
-        with open(os.path.join(output, "metrics.json"), "w") as f:
-            json.dump({k: v for k, v in metrics.items() if k != "curves"}, f, indent=2,
-                      default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
-    return metrics
-
-
-def score_voc(source, results: dict, metric: str = "voc07", output: str = None) -> dict:
-    names = source.class_names
-    ground_truth, image_ids = {}, []
-    for index, det in results.items():
-        image_id = source.image_id(index)
-        boxes, labels, difficult = source.annotation(index)
-        ground_truth[image_id] = (to_devkit(boxes), labels, difficult)
-        image_ids.append(np.full(len(det["scores"]), image_id))
-    dets = list(results.values())
-    image_ids = np.concatenate([np.zeros(0, str)] + image_ids)
-    scores = np.concatenate([np.zeros(0)] + [d["scores"] for d in dets]).astype(np.float64)
-    boxes = to_devkit(np.concatenate([np.zeros((0, 4))] + [d["boxes"] for d in dets]))
-    labels = np.concatenate([np.zeros(0, np.int64)] + [d["labels"] for d in dets])
-    by_class = {}
-    for c, name in enumerate(names):
-        mask = labels == c
-        by_class[name] = (image_ids[mask], scores[mask], boxes[mask])
-    if output:
-        write_results(output, by_class, names)
-    return evaluate_detections(by_class, ground_truth, names, metric)
-
-
-def score_coco(source, results: dict, output: str = None) -> dict:
-    from pycocotools.cocoeval import COCOeval
-
-    detections = []
-    for index, det in results.items():
-        record = source.records[index]
-        for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
-                                                  det["labels"].tolist()):
-            detections.append({"image_id": record.extra["coco_id"], "category_id": source.category_ids[label],
-                               "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                               "score": round(score, 5)})
-    if output:
-        os.makedirs(output, exist_ok=True)
-        with open(os.path.join(output, "detections_coco.json"), "w") as f:
-            json.dump(detections, f)
-    api = next(iter(source.apis.values()))
-    names = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
-             "AR_medium", "AR_large"]
-    if not detections:
-        return {"metric": "coco", "mAP": 0.0, **{n: 0.0 for n in names}}
-    with contextlib.redirect_stdout(io.StringIO()) as captured:
-        coco_dt = api.loadRes(detections)
-        evaluator = COCOeval(api, coco_dt, "bbox")
-        evaluator.params.imgIds = sorted({source.records[i].extra["coco_id"] for i in results})
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    stats = {n: float(v) for n, v in zip(names, evaluator.stats)}
-    return {"metric": "coco", "mAP": stats["AP"], **stats, "summary": captured.getvalue()}
-
-
-def format_ap_table(metrics: dict) -> str:
-    if metrics.get("metric") == "coco":
-        return metrics.get("summary", "") + f"\nAP: {metrics['mAP']:.4f}"
-    width = max(len(n) for n in metrics["AP"]) if metrics["AP"] else 5
-    lines = [f"| {'class':<{width}} | AP     |", f"|{'-' * (width + 2)}|--------|"]
-    for name, ap in metrics["AP"].items():
-        lines.append(f"| {name:<{width}} | " + ("  -   " if math.isnan(ap) else f"{ap:.4f}") + " |")
-    lines.append(f"| {'mAP':<{width}} | {metrics['mAP']:.4f} |")
-    return "\n".join(lines)

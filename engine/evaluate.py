@@ -1,0 +1,129 @@
+"""Evaluate a model on a dataset through the one inference path: VOC-style mAP (devkit) for VOC-style data and
+shapes, COCOeval for COCO. Every listed image is scored exactly once."""
+import json
+import logging
+import math
+import os
+import time
+
+import numpy as np
+
+from data import DatasetError, build_dataset, eval_loader
+from utils.coco_eval import score_coco
+from utils.visualize import write_examples
+from utils.voc_eval import evaluate_detections, to_devkit, write_results
+
+from .detector import Detector
+
+log = logging.getLogger("ssd")
+
+
+def evenly_spaced(count: int, limit: int) -> list:
+    """`limit` indices spread evenly over range(count) (all when limit is 0 or >= count): a subset that keeps
+    every part of a list sorted by class or by date."""
+    if limit <= 0 or limit >= count:
+        return list(range(count))
+    return np.unique(np.linspace(0, count - 1, limit).round().astype(int)).tolist()
+
+
+def json_safe(value):
+    """NaN -> None (JSON null), recursively: json.dump would write NaN, which is not JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_metrics(metrics: dict, output: str):
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, "metrics.json"), "w") as f:
+        json.dump(json_safe({k: v for k, v in metrics.items() if k != "curves"}), f, indent=2)
+
+
+def evaluate(model, cfg, source, device, batch_size: int = 32, workers: int = 2, amp: str = "off",
+             limit: int = 0, output: str = None, detector: Detector = None, progress=None) -> dict:
+    """Run the model over `source` (`limit` > 0: that many evenly spaced images) and score it. `detector`: a
+    `Detector` of `model` with its settings (default: from `cfg`). An image that cannot be decoded stops with a
+    DatasetError naming it (cfg.unreadable == "stop") or is scored as an image without detections ("miss", one
+    summary line). Writes results files, metrics.json and examples.jpg to `output` when given."""
+    was_training = model.training
+    model.eval()
+    detector = detector or Detector.from_config(model, cfg, amp, timing=True)
+    dataset = build_dataset(cfg, train=False, source=source)
+    indices = evenly_spaced(len(source), limit)
+    loader = eval_loader(dataset, batch_size, workers, pin_memory=device.type == "cuda", indices=indices)
+    results, unreadable = {}, []
+    start = time.perf_counter()
+    for images, _, batch_indices, sizes in (progress(loader) if progress else loader):
+        for index, det, size in zip(batch_indices.tolist(), detector(images, sizes, to="cpu"), sizes.tolist()):
+            if size == [0, 0]:  # the loader's mark of an image it could not decode
+                path = source.image_path(index)
+                if cfg.unreadable == "stop":
+                    model.train(was_training)
+                    raise DatasetError(f"{path}: cannot be decoded; fix or remove it, or pass --unreadable miss "
+                                       f"to score it as an image without detections")
+                unreadable.append(path)
+                det = {k: v[:0] for k, v in det.items()}
+            results[index] = {k: v.numpy() for k, v in det.items()}
+    total = time.perf_counter() - start
+    model.train(was_training)
+    if unreadable:
+        log.warning("%d image(s) could not be decoded and were scored as images without detections (their "
+                    "objects count as misses), first: %s", len(unreadable), unreadable[0])
+    if cfg.dataset == "COCO":
+        metrics = score_coco(source.api, {source.coco_id(i): det for i, det in results.items()},
+                             source.category_ids, output)
+    else:
+        metrics = score_voc(source, results, cfg.metric, output)
+    count = len(indices)
+    metrics["unreadable"] = len(unreadable)
+    metrics["speed"] = {"images": count, "total_s": total, "end_to_end_img_s": count / max(total, 1e-9),
+                        **{f"{part}_img_s": count / max(seconds, 1e-9) for part, seconds in detector.seconds.items()}}
+    if output:
+        readable = {i: det for i, det in results.items() if source.image_path(i) not in set(unreadable)}
+        write_examples(source, readable, os.path.join(output, "examples.jpg"))
+        write_metrics(metrics, output)
+    return metrics
+
+
+def score_voc(source, results: dict, metric: str = "voc07", output: str = None) -> dict:
+    """Devkit AP of `results` ({index: dict(boxes, scores, labels)}) against the source's annotations.
+    A DatasetError when the evaluated images hold no object to score."""
+    names = source.class_names
+    ground_truth, image_ids, objects = {}, [], 0
+    for index, det in results.items():
+        image_id = source.image_id(index)
+        boxes, labels, difficult = source.annotation(index)
+        ground_truth[image_id] = (to_devkit(boxes), labels, difficult)
+        objects += int((~difficult).sum())
+        image_ids.append(np.full(len(det["scores"]), image_id))
+    if objects == 0:
+        raise DatasetError(f"{source.name}: the {len(results)} evaluated image(s) hold no object of the classes "
+                           f"{list(names)} (difficult ones aside): nothing to score; check --labels and "
+                           f"--test-sets")
+    dets = list(results.values())
+    image_ids = np.concatenate([np.zeros(0, str)] + image_ids)
+    scores = np.concatenate([np.zeros(0)] + [d["scores"] for d in dets]).astype(np.float64)
+    boxes = to_devkit(np.concatenate([np.zeros((0, 4))] + [d["boxes"] for d in dets]))
+    labels = np.concatenate([np.zeros(0, np.int64)] + [d["labels"] for d in dets])
+    by_class = {}
+    for c, name in enumerate(names):
+        mask = labels == c
+        by_class[name] = (image_ids[mask], scores[mask], boxes[mask])
+    if output:
+        write_results(output, by_class, names)
+    return evaluate_detections(by_class, ground_truth, names, metric)
+
+
+def format_ap_table(metrics: dict) -> str:
+    if metrics.get("metric") == "coco":
+        return metrics.get("summary", "") + f"\nAP: {metrics['mAP']:.4f}"
+    width = max(len(n) for n in metrics["AP"]) if metrics["AP"] else 5
+    lines = [f"| {'class':<{width}} | AP     |", f"|{'-' * (width + 2)}|--------|"]
+    for name, ap in metrics["AP"].items():
+        lines.append(f"| {name:<{width}} | " + ("  -   " if math.isnan(ap) else f"{ap:.4f}") + " |")
+    lines.append(f"| {'mAP':<{width}} | {metrics['mAP']:.4f} |")
+    return "\n".join(lines)
