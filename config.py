@@ -211,8 +211,8 @@ DATASET_DEFAULTS = {
 
 # The main command on a machine without a GPU: a pipeline check of about 5 minutes on 2 cores instead of the
 # 6000 x 32-image schedule (about 33 hours there). Any schedule flag given on the command line wins.
-CPU_CHECK = dict(batch_size=8, max_iter=40, warmup_iters=10, lr_steps=(30,), checkpoint_every=0, eval_every=0,
-                 eval_limit=40, log_every=5)
+CPU_CHECK = dict(batch_size=4, max_iter=36, warmup_iters=6, lr_steps=(28,), checkpoint_every=0, eval_every=0,
+                 eval_limit=32, log_every=4)
 SCHEDULE_KEYS = ("batch_size", "max_iter", "warmup_iters", "lr_steps", "lr", "checkpoint_every", "eval_every",
                  "eval_limit")
 
@@ -355,6 +355,7 @@ SSD_PYTORCH_FLAGS = {"--voc_root": "--dataset-root", "--trained_model": "--weigh
                      "--visual_threshold": "--score-thresh", "--confidence_threshold": "--score-thresh",
                      "--num_workers": "--workers", "--conf-thresh": "--score-thresh", "--save-folder": "--output"}
 TRUE_WORDS = ("true", "yes", "1", "t", "y")
+FALSE_WORDS = ("false", "no", "0", "f", "n")
 
 
 class Parser(argparse.ArgumentParser):
@@ -375,16 +376,22 @@ class Parser(argparse.ArgumentParser):
         while argv:
             arg = argv.pop(0)
             name, eq, value = arg.partition("=")
+            action = self._option_string_actions.get(name)
+            boolean = name == "--cuda" or isinstance(action, argparse.BooleanOptionalAction)
+            if boolean and (eq or (argv and argv[0].lower() in TRUE_WORDS + FALSE_WORDS)):
+                text = value if eq else argv.pop(0)  # ssd.pytorch's str2bool style: --visdom True
+                on = text.lower() in TRUE_WORDS
+                new = ["--device", "cuda" if on else "cpu"] if name == "--cuda" else \
+                    [name if on else "--no-" + name[2:]]
+                notes.append(f"{name} {text} read as {' '.join(new)}")
+                out += new
+                continue
             if not name.startswith("--") or name in known:
                 out.append(arg)
                 continue
-            if name in ("--cuda", "--visdom"):  # ssd.pytorch: str2bool values
-                text = value if eq else (argv.pop(0) if argv and not argv[0].startswith("-") else "true")
-                on = text.lower() in TRUE_WORDS
-                new = ["--device", "cuda" if on else "cpu"] if name == "--cuda" else ["--visdom" if on else
-                                                                                       "--no-visdom"]
-                notes.append(f"{name} {text} read as {' '.join(new)}")
-                out += new
+            if name == "--cuda":
+                notes.append("--cuda read as --device cuda")
+                out += ["--device", "cuda"]
                 continue
             if name == "--start_iter":
                 self.error("--start_iter: not needed; --resume restores the iteration from the checkpoint")

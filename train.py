@@ -395,7 +395,7 @@ def announce(cfg: Config, device: torch.device, world_size: int, cpu_check: bool
                     "this CPU): %d iterations at batch %d, then evaluation on %d test images; about 5 minutes on 2 "
                     "cores. Any schedule flag (e.g. --max-iter) runs the schedule you give instead.",
                     config_for("shapes").max_iter, config_for("shapes").batch_size,
-                    config_for("shapes").max_iter * config_for("shapes").batch_size / 1.6 / 3600, cfg.max_iter,
+                    config_for("shapes").max_iter * config_for("shapes").batch_size / 0.65 / 3600, cfg.max_iter,
                     cfg.batch_size, cfg.eval_limit)
 
 
@@ -427,8 +427,9 @@ def main(argv=None):
             cfg = cfg.replace(workers=cores)
         if rank == 0:
             announce(cfg, device, world_size, cpu_check)
-            log.info("config: %s", cfg.to_dict())
         trainer = Trainer(cfg, rank, world_size, device, resume, checkpoint)
+        if rank == 0:
+            log.info("config: %s", trainer.cfg.to_dict())
     except (DatasetError, WeightsError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         cleanup()

@@ -29,12 +29,12 @@ $py benchmarks/bench_data.py --images 2000 --workers 1 8 "$workers" 2>&1 | tee "
 [[ "${1:-}" == "quick" ]] && exit 0
 # the README's main command, timed, and its mAP
 /usr/bin/time -v $py train.py --dataset shapes --amp bf16 --channels-last --workers "$workers" \
-    --save-folder "$out/shapes" 2>&1 | tee "$out/shapes_train.txt" | tail -20
+    --output "$out/shapes" 2>&1 | tee "$out/shapes_train.txt" | tail -20
 # BCCD from scratch: BN variant, higher LR with warm-up ($BCCD: a copy where ../shared does not travel)
 bccd="${BCCD:-../shared/data/bccd}"
 if [[ -d "$bccd" ]]; then
     /usr/bin/time -v $py train.py --dataset VOC --dataset-root "$bccd" --sets trainval --test-sets test \
         --labels RBC WBC Platelets --basenet none --batch-norm --lr 1e-2 --warmup-iters 500 --max-iter 6000 \
         --lr-steps 4000 5200 --amp bf16 --channels-last --workers "$workers" --eval-every 2000 \
-        --save-folder "$out/bccd" 2>&1 | tee "$out/bccd_train.txt" | tail -20
+        --output "$out/bccd" 2>&1 | tee "$out/bccd_train.txt" | tail -20
 fi
