@@ -178,11 +178,11 @@ class Config:
         """Plain lists and scalars: what a checkpoint stores."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Config":
+    def from_dict(cls, values: dict) -> Config:
         """A stored config, from this version or an earlier one (renamed keys mapped, unknown keys dropped)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {RENAMED.get(k, k): v for k, v in values.items()}
@@ -223,7 +223,8 @@ MINIMUM = {"batch_size": 1, "max_iter": 1, "workers": 0, "warmup_iters": 0, "che
            "lr_reference_batch": 1, "neg_pos": 1}
 CHOICES = {"dataset": tuple(DATASET_DEFAULTS), "size": (300, 512), "amp": ("off", "bf16", "fp16"),
            "nms": ("hard", "soft"), "soft_nms_method": ("linear", "gaussian"), "metric": ("voc07", "voc12"),
-           "unreadable": ("stop", "miss"), "photometric": ("caffe", "ssd.pytorch"), "pixel_format": tuple(PIXEL_FORMATS)}
+           "unreadable": ("stop", "miss"), "photometric": ("caffe", "ssd.pytorch"),
+           "pixel_format": tuple(PIXEL_FORMATS)}
 
 
 def flag(key: str) -> str:

@@ -166,7 +166,12 @@ def main(argv=None):
         os.makedirs(args.output, exist_ok=True)
         report = {}
         images, videos = expand_inputs(args.inputs)
+        start = time.perf_counter()
         run_images(detector, images, args, report)
+        if images:
+            elapsed = time.perf_counter() - start
+            print(f"{len(report)} image(s) in {elapsed:.1f} s ({elapsed / max(len(report), 1):.2f} s per image on "
+                  f"{detector.device}, SSD{detector.cfg.size}); skipped: {len(images) - len(report)}")
         for video in videos:
             run_video(detector, video, video, args, report)
         if args.camera is not None:

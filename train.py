@@ -21,16 +21,36 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from config import (CPU_CHECK, SCHEDULE_KEYS, Config, ConfigError, Parser, add_flags, changed_settings,
-                    check_model_flags, chosen_dataset, config_for, flags_given, resolve)
+from config import (
+    CPU_CHECK,
+    SCHEDULE_KEYS,
+    Config,
+    ConfigError,
+    Parser,
+    add_flags,
+    changed_settings,
+    check_model_flags,
+    chosen_dataset,
+    config_for,
+    flags_given,
+    resolve,
+)
 from data import DatasetError, as_model_input, build_dataset, build_source, objects_for_training, train_loader
 from engine import AMP_DTYPES, evaluate, format_ap_table
 from layers import MultiBoxLoss
 from models import build_ssd_from_config, load_basenet
 from models.ssd import InputNormalizer
 from models.weights import weights_format
-from utils.checkpoint import (WeightsError, atomic_save, is_full_checkpoint, latest_checkpoint, read_state,
-                              rng_state, save_checkpoint, set_rng_state)
+from utils.checkpoint import (
+    WeightsError,
+    atomic_save,
+    is_full_checkpoint,
+    latest_checkpoint,
+    read_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from utils.distributed import cleanup, describe_device, init_distributed, usable_cores
 from utils.logger import MetricsLogger
 
@@ -402,7 +422,7 @@ def announce(cfg: Config, device: torch.device, world_size: int, cpu_check: bool
 CPU_CHECK_DONE = """\
 pipeline check done: data, augmentation, training, checkpointing, evaluation and drawing all ran on this CPU.
 A CPU cannot train SSD300 into a useful detector in minutes (the mAP above is near 0, as expected); next:
-  real detections on this CPU (a trained VOC model, about 0.3 s per image):
+  real detections on this CPU (a trained VOC model, about 0.6 s per image on 2 cores):
     bash scripts/get_weights.sh --ssd && python detect.py --weights weights/ssd300_mAP_77.43_v2.pth YOUR_PHOTO.jpg
   the full shapes run on a GPU machine: python train.py"""
 

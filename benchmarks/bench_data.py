@@ -1,6 +1,6 @@
 """Decode + augmentation throughput (images/s) for one worker and for N DataLoader workers.
 
-    python benchmarks/bench_data.py [--images 400] [--workers 1 2 4] [--size 300]
+    python -m benchmarks.bench_data [--images 400] [--workers 1 2 4] [--size 300]
 
 Writes VOC-sized (500x375) JPEGs with random boxes to a temporary VOC-style folder, then times
 (a) OpenCV decode + resize alone, (b) the full training augmentation (decode + expand/crop/flip/resize warp +
@@ -9,17 +9,15 @@ DataLoader (collate and uint8 batches included) with each worker count.
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import cv2
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import write_voc_folder  # noqa: E402
-from config import config_for  # noqa: E402
-from data import build_dataset, train_loader  # noqa: E402
+from benchmarks.common import write_voc_folder
+from config import config_for
+from data import build_dataset, train_loader
 
 
 def rate(fn, count):

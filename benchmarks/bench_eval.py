@@ -1,7 +1,7 @@
 """VOC2007-test-sized evaluation end to end, as eval.py runs it: reading the annotations, JPEG decoding and
 resizing in DataLoader workers, the network, post-processing, copying detections back, devkit scoring.
 
-    python benchmarks/bench_eval.py [--images 4952] [--batch-size 64] [--workers 16] [--amp bf16]
+    python -m benchmarks.bench_eval [--images 4952] [--batch-size 64] [--workers 16] [--amp bf16]
         [--channels-last] [--compile] [--cuda-graph] [--weights W]
 
 Writes --images VOC-sized (500x375) JPEGs with VOC classes to a temporary folder. Without --weights the model is
@@ -10,19 +10,17 @@ untrained: the worst case for NMS and scoring (200 detections per image reach th
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import device_name, write_voc_folder  # noqa: E402
-from config import VOC_CLASSES, config_for  # noqa: E402
-from data import build_source  # noqa: E402
-from models import build_ssd_from_config  # noqa: E402
-from utils.distributed import resolve_device  # noqa: E402
-from engine import evaluate, load_model  # noqa: E402
+from benchmarks.common import device_name, write_voc_folder
+from config import VOC_CLASSES, config_for
+from data import build_source
+from engine import evaluate, load_model
+from models import build_ssd_from_config
+from utils.distributed import resolve_device
 
 
 def main():

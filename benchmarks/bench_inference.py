@@ -2,28 +2,25 @@
 for each fast-path mode, and torchvision's ssd300_vgg16 with its own post-processing in the same run; also
 batch-1 latency and the devkit VOC scoring rate.
 
-    python benchmarks/bench_inference.py [--batch-size 256] [--amp bf16] [--channels-last] [--size 300 512]
+    python -m benchmarks.bench_inference [--batch-size 256] [--amp bf16] [--channels-last] [--size 300 512]
         [--modes eager compile graph compile+graph] [--steps 10]
 
 Modes: eager; compile (torch.compile'd network); graph (network + post-processing replayed as one CUDA graph);
 compile+graph. Default: all four on CUDA, eager on CPU (CPU: use e.g. --batch-size 4 --steps 2 --warmup 1).
 Untrained weights give the worst case for NMS (every class keeps 400 candidates above the 0.01 threshold).
 """
-import os
-import sys
 import time
 
 import numpy as np
 import torch
 import torchvision
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import device_name, step_parser, sync  # noqa: E402
-from layers import PostProcessor  # noqa: E402
-from models import build_ssd  # noqa: E402
-from utils.distributed import resolve_device  # noqa: E402
-from engine import Detector, autocast  # noqa: E402
-from utils.voc_eval import evaluate_detections  # noqa: E402
+from benchmarks.common import device_name, step_parser, sync
+from engine import Detector, autocast
+from layers import PostProcessor
+from models import build_ssd
+from utils.distributed import resolve_device
+from utils.voc_eval import evaluate_detections
 
 
 def seconds_per_call(fn, steps, warmup, device):

@@ -2,7 +2,7 @@
 copies, the network, batched matching + loss, the sync-free fused-SGD step. torchvision's ssd300_vgg16 training
 step (on batches already on the device) runs in the same process for the ratio.
 
-    python benchmarks/bench_train.py [--batch-size 32] [--amp bf16] [--channels-last] [--compile] [--workers 16]
+    python -m benchmarks.bench_train [--batch-size 32] [--amp bf16] [--channels-last] [--compile] [--workers 16]
         [--size 300] [--steps 100] [--images 2000]
 
 Writes VOC-sized (500x375) JPEGs with VOC classes to a temporary VOC-style folder, trains SSD from scratch on it
@@ -12,17 +12,15 @@ cuDNN autotuning) from the trainer's own img/s log. On CPU use e.g. --batch-size
 """
 import json
 import os
-import sys
 import tempfile
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.bench_train_step import bench_torchvision, random_targets  # noqa: E402
-from benchmarks.common import device_name, step_parser, write_voc_folder  # noqa: E402
-from config import VOC_CLASSES, config_for  # noqa: E402
-from train import Trainer  # noqa: E402
-from utils.distributed import resolve_device  # noqa: E402
+from benchmarks.bench_train_step import bench_torchvision, random_targets
+from benchmarks.common import device_name, step_parser, write_voc_folder
+from config import VOC_CLASSES, config_for
+from train import Trainer
+from utils.distributed import resolve_device
 
 
 def main():

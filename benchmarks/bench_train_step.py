@@ -1,23 +1,20 @@
 """One SSD300 training step (forward, matching + loss, backward, SGD) and torchvision's ssd300_vgg16 in the
 same run, as the reference ratio.
 
-    python benchmarks/bench_train_step.py [--batch-size 32] [--steps 10] [--amp bf16] [--channels-last]
+    python -m benchmarks.bench_train_step [--batch-size 32] [--steps 10] [--amp bf16] [--channels-last]
 
 Prints images/s for the full step and the time split into network (forward + backward) and matching + loss.
 On CPU use a small batch (e.g. --batch-size 4 --steps 3).
 """
-import os
-import sys
 import time
 
 import torch
 import torchvision
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import device_name, step_parser, sync  # noqa: E402
-from layers import MultiBoxLoss  # noqa: E402
-from models import build_ssd  # noqa: E402
-from utils.distributed import resolve_device  # noqa: E402
+from benchmarks.common import device_name, step_parser, sync
+from layers import MultiBoxLoss
+from models import build_ssd
+from utils.distributed import resolve_device
 
 
 def random_targets(batch, device, generator):

@@ -13,19 +13,19 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/device.txt" 2>&1
 # the CUDA-only tests (CUDA graph and torch.compile against eager), then the whole suite on this machine
 $py -m pytest -q tests/test_fast_paths.py 2>&1 | tee "$out/tests_cuda.txt"
-$py benchmarks/bench_inference.py --batch-size 256 --amp bf16 --channels-last --size 300 512 2>&1 \
+$py -m benchmarks.bench_inference --batch-size 256 --amp bf16 --channels-last --size 300 512 2>&1 \
     | tee "$out/inference_bf16.txt"
-$py benchmarks/bench_train_step.py --batch-size 32 --amp off 2>&1 | tee "$out/train_step_fp32.txt"
-$py benchmarks/bench_train_step.py --batch-size 32 --amp bf16 --channels-last 2>&1 | tee "$out/train_step_bf16.txt"
+$py -m benchmarks.bench_train_step --batch-size 32 --amp off 2>&1 | tee "$out/train_step_fp32.txt"
+$py -m benchmarks.bench_train_step --batch-size 32 --amp bf16 --channels-last 2>&1 | tee "$out/train_step_bf16.txt"
 for flags in "" "--compile"; do
-    $py benchmarks/bench_train.py --batch-size 32 --amp bf16 --channels-last $flags --workers "$workers" 2>&1 \
+    $py -m benchmarks.bench_train --batch-size 32 --amp bf16 --channels-last $flags --workers "$workers" 2>&1 \
         | tee -a "$out/train_end_to_end.txt"
 done
-$py benchmarks/bench_train.py --batch-size 32 --amp bf16 --channels-last --compile --size 512 --workers "$workers" \
+$py -m benchmarks.bench_train --batch-size 32 --amp bf16 --channels-last --compile --size 512 --workers "$workers" \
     2>&1 | tee -a "$out/train_end_to_end.txt"
-$py benchmarks/bench_eval.py --batch-size 64 --amp bf16 --channels-last --cuda-graph --workers "$workers" 2>&1 \
+$py -m benchmarks.bench_eval --batch-size 64 --amp bf16 --channels-last --cuda-graph --workers "$workers" 2>&1 \
     | tee "$out/eval_voc07_sized.txt"
-$py benchmarks/bench_data.py --images 2000 --workers 1 8 "$workers" 2>&1 | tee "$out/data.txt"
+$py -m benchmarks.bench_data --images 2000 --workers 1 8 "$workers" 2>&1 | tee "$out/data.txt"
 [[ "${1:-}" == "quick" ]] && exit 0
 # the README's main command, timed, and its mAP
 /usr/bin/time -v $py train.py --dataset shapes --amp bf16 --channels-last --workers "$workers" \

@@ -48,5 +48,5 @@ def objects_for_training(source, use_difficult: bool) -> int:
 
 
 __all__ = ["build_source", "build_dataset", "VOCDetection", "COCODetection", "ShapesDataset", "SSDDataset",
-           "SSDAugmentation", "BaseTransform", "collate", "train_loader", "eval_loader", "DatasetError",
-           "read_image", "decode_image", "objects_for_training"]
+           "SSDAugmentation", "BaseTransform", "collate", "train_loader", "eval_loader", "as_model_input",
+           "DatasetError", "read_image", "decode_image", "objects_for_training"]

@@ -31,7 +31,7 @@ class SSDDataset(Dataset):
     def __getitem__(self, key):
         index, seed = key if isinstance(key, tuple) else (key, (0, key))
         rng = np.random.default_rng(seed)
-        for attempt in range(self.max_substitutions):
+        for _attempt in range(self.max_substitutions):
             try:
                 image, boxes, labels, difficult = self.source.load(index)
                 break

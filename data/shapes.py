@@ -103,6 +103,7 @@ class ShapesDataset:
         self.class_names = list(SHAPES_CLASSES)
         self.name = f"shapes:{split}"
         self.problems, self.names_found = Problems(), Counter()
+        self._cached = functools.lru_cache(maxsize=4096)(self._generate)  # test images are read many times
 
     def __len__(self):
         return self.num_images
@@ -113,13 +114,11 @@ class ShapesDataset:
     def image_path(self, index: int) -> str:
         return f"shapes:{self.image_id(index)}"
 
-    @functools.lru_cache(maxsize=4096)
     def _generate(self, index: int):
         return generate(self.seed, self.split, index, self.class_names)
 
     def load(self, index: int):
-        image, boxes, labels = self._generate(index) if self.split != "train" else \
-            generate(self.seed, self.split, index, self.class_names)
+        image, boxes, labels = self._cached(index) if self.split != "train" else self._generate(index)
         return image, boxes, labels, np.zeros(len(labels), bool)
 
     def annotation(self, index: int):

@@ -1,6 +1,5 @@
 from .box_utils import batched_box_iou, cxcywh_to_xyxy, decode, encode, pairwise_box_iou, xyxy_to_cxcywh
-from .detection import (PostProcessor, greedy_nms, postprocess, postprocess_padded, soft_nms,
-                        unpad_detections)
+from .detection import PostProcessor, greedy_nms, postprocess, postprocess_padded, soft_nms, unpad_detections
 from .matching import match_priors, pad_targets
 from .multibox_loss import MultiBoxLoss
 from .prior_box import PriorBox

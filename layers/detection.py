@@ -147,8 +147,8 @@ def postprocess(loc: torch.Tensor, conf: torch.Tensor, priors_cxcywh: torch.Tens
 
 def unpad_detections(boxes, scores, labels, counts) -> list:
     """Fixed-shape detections [B, T, ...] and counts [B] -> list of B dicts with each image's first counts[b]."""
-    return [dict(boxes=b[:n], scores=s[:n], labels=l[:n])
-            for b, s, l, n in zip(boxes, scores, labels, counts.tolist())]
+    return [dict(boxes=b[:n], scores=s[:n], labels=c[:n])
+            for b, s, c, n in zip(boxes, scores, labels, counts.tolist())]
 
 
 class PostProcessor(nn.Module):

@@ -1,6 +1,6 @@
 """Convert torchvision's ImageNet VGG16 (vgg16-397923af.pth) into a reduced-fc backbone file.
 
-    python scripts/convert_vgg16.py [--input vgg16-397923af.pth] [--output weights/vgg16_tv_reducedfc.pth]
+    python -m scripts.convert_vgg16 [--input vgg16-397923af.pth] [--output weights/vgg16_tv_reducedfc.pth]
 
 Without --input it asks torchvision for the weights (downloaded to the torch hub cache). fc6/fc7 are decimated
 as in the paper (see models/weights.py: decimate_torchvision_vgg16). The result has ssd.pytorch's keys
@@ -10,12 +10,10 @@ the torchvision file itself as `--basenet` and converts it on the fly.)
 """
 import argparse
 import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from models.weights import decimate_torchvision_vgg16, read_state  # noqa: E402
+from models.weights import decimate_torchvision_vgg16, read_state
 
 
 def main(argv=None):

@@ -1,19 +1,17 @@
 """Write the built-in shapes dataset out as a VOC-style folder, so the VOC loader path runs on it too.
 
-    python scripts/make_shapes_voc.py --output data/shapes_voc --train 2000 --test 200
+    python -m scripts.make_shapes_voc --output data/shapes_voc --train 2000 --test 200
     python train.py --dataset VOC --dataset-root data/shapes_voc --sets trainval --test-sets test \
         --labels ellipse rectangle triangle star cross --basenet none --batch-norm
 """
 import argparse
 import os
-import sys
 
 import cv2
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from config import SHAPES_CLASSES  # noqa: E402
-from data.shapes import generate  # noqa: E402
-from utils.voc_eval import to_devkit  # noqa: E402
+from config import SHAPES_CLASSES
+from data.shapes import generate
+from utils.voc_eval import to_devkit
 
 
 def write_split(folder: str, split: str, set_name: str, count: int, seed: int):

@@ -9,14 +9,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("script, args, expected", [
-    ("bench_inference.py", ["--batch-size", "1", "--steps", "1", "--warmup", "0", "--skip-torchvision"],
+    ("bench_inference", ["--batch-size", "1", "--steps", "1", "--warmup", "0", "--skip-torchvision"],
      "| SSD300 | eager |"),
-    ("bench_eval.py", ["--images", "2", "--batch-size", "2", "--workers", "0"], "| devkit scoring |"),
-    ("bench_train.py", ["--batch-size", "1", "--steps", "1", "--workers", "0", "--images", "2",
+    ("bench_eval", ["--images", "2", "--batch-size", "2", "--workers", "0"], "| devkit scoring |"),
+    ("bench_train", ["--batch-size", "1", "--steps", "1", "--workers", "0", "--images", "2",
                         "--skip-torchvision"], "| ours, end to end"),
 ])
 def test_benchmark_runs_and_prints_its_table(script, args, expected):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), "--device", "cpu", *args],
+    result = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", "--device", "cpu", *args],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert expected in result.stdout, result.stdout

@@ -6,14 +6,23 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import make_voc_folder, voc_xml
 
 from config import config_for
-from data import (BaseTransform, COCODetection, DatasetError, SSDAugmentation, SSDDataset, ShapesDataset,
-                  VOCDetection, build_dataset, collate)
+from data import (
+    BaseTransform,
+    COCODetection,
+    DatasetError,
+    ShapesDataset,
+    SSDAugmentation,
+    SSDDataset,
+    VOCDetection,
+    build_dataset,
+    collate,
+)
 from data.check import check
 from data.loader import TrainSampler
 from data.shapes import generate
-from helpers import make_voc_folder, voc_xml
 
 BCCD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "bccd")
 

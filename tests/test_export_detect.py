@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import detect as detect_script
+from engine import load_model
 from layers import decode
 from models import build_ssd
 from scripts.export_onnx import export
-from engine import load_model
 
 
 @pytest.fixture(scope="module")

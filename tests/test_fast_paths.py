@@ -3,9 +3,9 @@ fallback, the graph itself and torch.compile give the same outputs, losses and d
 import pytest
 import torch
 
+from engine import Detector, detect
 from layers import MultiBoxLoss, PostProcessor
 from models import build_ssd
-from engine import Detector, detect
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -122,7 +122,7 @@ def test_resolver_precedence_and_frozen_config():
     assert cfg.max_iter == 120000  # the checkpoint's value beats the preset
     other = resolve({"dataset": "shapes"}, saved)  # another dataset: only the network settings carry over
     assert other.size == 512 and other.lr == config_for("shapes").lr
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
         cfg.lr = 1.0
     assert resolve(preset=CPU_CHECK, default_dataset="shapes").batch_size == CPU_CHECK["batch_size"]
     with pytest.raises(ConfigError, match="--workers must be a whole number >= 0"):

@@ -68,8 +68,8 @@ def reference_loss(loc, conf, priors_cxcywh, targets, thresh=0.5, neg_pos=3):
         ious = np.zeros((n, p))
         for i in range(n):
             bx = t[i, :4]
-            x1 = np.maximum(bx[0], pri_xyxy[:, 0]); y1 = np.maximum(bx[1], pri_xyxy[:, 1])
-            x2 = np.minimum(bx[2], pri_xyxy[:, 2]); y2 = np.minimum(bx[3], pri_xyxy[:, 3])
+            x1, y1 = np.maximum(bx[0], pri_xyxy[:, 0]), np.maximum(bx[1], pri_xyxy[:, 1])
+            x2, y2 = np.minimum(bx[2], pri_xyxy[:, 2]), np.minimum(bx[3], pri_xyxy[:, 3])
             inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
             ious[i] = inter / ((bx[2] - bx[0]) * (bx[3] - bx[1]) +
                                (pri_xyxy[:, 2] - pri_xyxy[:, 0]) * (pri_xyxy[:, 3] - pri_xyxy[:, 1]) - inter)

@@ -4,9 +4,8 @@ import pytest
 import torch
 from torchvision.ops import nms
 
-from layers import (PostProcessor, PriorBox, greedy_nms, postprocess, postprocess_padded, soft_nms,
-                    xyxy_to_cxcywh)
 from config import config_for
+from layers import PostProcessor, PriorBox, greedy_nms, postprocess, postprocess_padded, soft_nms, xyxy_to_cxcywh
 
 
 def log_probs(rows):

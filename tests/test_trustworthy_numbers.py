@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import make_voc_folder
 
 import eval as eval_script
 import train
@@ -15,8 +16,7 @@ from data import COCODetection, DatasetError, SSDDataset, VOCDetection, build_so
 from data.check import main as check_main
 from data.transforms import BaseTransform
 from engine import evaluate, evenly_spaced, write_metrics
-from helpers import make_voc_folder
-from layers import PriorBox, decode, postprocess
+from layers import decode, postprocess
 from models import build_ssd_from_config
 from utils.checkpoint import read_state
 from utils.voc_eval import evaluate_detections, to_devkit

@@ -3,11 +3,18 @@ import math
 
 import numpy as np
 import pytest
+from helpers import make_voc_folder
 
 import eval as eval_script
-from utils.voc_eval import (detection_columns, evaluate_class, evaluate_detections, read_results, to_devkit, voc_ap,
-                            write_results)
-from helpers import make_voc_folder
+from utils.voc_eval import (
+    detection_columns,
+    evaluate_class,
+    evaluate_detections,
+    read_results,
+    to_devkit,
+    voc_ap,
+    write_results,
+)
 
 GT = {"A": (np.array([[10, 10, 50, 50], [100, 100, 150, 150]], float), np.array([False, False])),
       "B": (np.array([[10, 10, 60, 60], [200, 200, 240, 260], [400, 10, 450, 60]], float),
