@@ -38,8 +38,7 @@ from config import (
 from data import DatasetError, as_model_input, build_dataset, build_source, objects_for_training, train_loader
 from engine import AMP_DTYPES, evaluate, format_ap_table
 from layers import MultiBoxLoss
-from models import build_ssd_from_config, load_basenet
-from models.ssd import InputNormalizer
+from models import SSD, load_basenet
 from models.weights import weights_format
 from utils.checkpoint import (
     WeightsError,
@@ -137,21 +136,21 @@ def build_model(cfg: Config, checkpoint: dict = None):
     torch.manual_seed(cfg.seed)
     if checkpoint is None:
         pixel_format = "torchvision" if cfg.basenet.lower() == "none" else None
-        model = build_ssd_from_config(cfg)
+        model = SSD.from_config(cfg)
         if pixel_format is None:
             pixel_format = load_basenet(model, cfg.basenet)
         cfg = cfg.replace(pixel_format=pixel_format)
-        model.normalize = InputNormalizer(pixel_format)
+        model.set_pixel_format(pixel_format)
         log.info("base network: %s (%s input format)", cfg.basenet, cfg.pixel_format)
         return model, cfg
-    model = build_ssd_from_config(cfg)
+    model = SSD.from_config(cfg)
     model.load_state_dict(checkpoint["model"])
     return model, cfg
 
 
 def build_optimizer(model, cfg: Config, total_batch: int):
     """SGD at the learning rate scaled to `total_batch`; with cfg.caffe_biases, biases at 2x and without decay.
-    Fused SGD takes a device-side `found_inf` flag, so a non-finite step is skipped without a host sync."""
+    Fused, so that GradScaler can skip a non-finite step on the device (`guarded_step`)."""
     lr = cfg.lr_for(total_batch)
     if cfg.caffe_biases:
         biases = [p for name, p in model.named_parameters() if name.endswith(".bias")]
@@ -165,6 +164,26 @@ def build_optimizer(model, cfg: Config, total_batch: int):
     for p in model.parameters() if cfg.momentum else ():
         optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     return optimizer
+
+
+def build_scaler(cfg: Config, device: torch.device) -> torch.amp.GradScaler:
+    """fp16: the usual dynamic loss scale. Otherwise a scaler held at 1 (`guarded_step`), kept for what it does on
+    every step: it finds non-finite gradients and has the fused optimizer skip its step on the device."""
+    return torch.amp.GradScaler(device.type, init_scale=2.0 ** 16 if cfg.amp == "fp16" else 1.0)
+
+
+def guarded_step(loss: torch.Tensor, finite: torch.Tensor, optimizer, scaler: torch.amp.GradScaler,
+                 dynamic_scale: bool):
+    """Backward and an optimizer step that a non-finite loss skips, without a host sync: the loss times NaN (when
+    `finite` is False) makes every gradient NaN, GradScaler finds them and hands the fused optimizer its
+    `found_inf`, and the step (weights, momentum, weight decay) is skipped on the device. Without
+    `dynamic_scale` the scale stays exactly 1, so the gradients are the plain ones, bit for bit."""
+    scaler.scale(loss * torch.where(finite, 1.0, float("nan"))).backward()
+    scaler.step(optimizer)
+    if dynamic_scale:
+        scaler.update()
+    else:
+        scaler.update(1.0)
 
 
 def check_training_objects(cfg: Config, source):
@@ -200,8 +219,8 @@ class Trainer:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.optimizer = build_optimizer(self.model, cfg, cfg.batch_size * world_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(cfg, it))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-        self.criterion = MultiBoxLoss(cfg.num_classes, cfg.overlap_thresh, cfg.neg_pos, cfg.variances)
+        self.scaler = build_scaler(cfg, device)
+        self.criterion = MultiBoxLoss.from_config(cfg, self.model.box_coder)
         self.iteration, self.best_map = 0, -1.0
         if checkpoint is not None and is_full_checkpoint(checkpoint):
             self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -266,23 +285,15 @@ class Trainer:
         rank) skips the update on the device. -> (loss_l, loss_c, finite) as device tensors."""
         with torch.autocast(self.device.type, dtype=AMP_DTYPES.get(self.cfg.amp), enabled=self.cfg.amp != "off"):
             loc, conf = self.net(images)
-        loss_l, loss_c = self.criterion((loc, conf, self.model.priors), targets)
+        loss_l, loss_c = self.criterion((loc, conf), targets)
         loss = loss_l + loss_c
         finite = torch.isfinite(loss.detach())
-        if self.world_size > 1:  # every rank must agree to skip
+        if self.world_size > 1:  # every rank counts the step as skipped (the NaN gradients reach all of them)
             finite = finite.float()
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
             finite = finite.bool()
         self.optimizer.zero_grad(set_to_none=True)
-        # NaN gradients when skipping, so that fp16's GradScaler skips (and backs off) as well
-        guard = torch.where(finite, 1.0, float("nan"))
-        self.scaler.scale(loss * guard).backward()
-        if self.scaler.is_enabled():
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.found_inf = (~finite).float()
-            self.optimizer.step()
+        guarded_step(loss, finite, self.optimizer, self.scaler, dynamic_scale=self.cfg.amp == "fp16")
         self.scheduler.step()
         self.iteration += 1
         return loss_l.detach(), loss_c.detach(), finite

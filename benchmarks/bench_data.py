@@ -15,7 +15,7 @@ import time
 import cv2
 import torch
 
-from benchmarks.common import write_voc_folder
+from benchmarks.common import write_random_voc_folder
 from config import config_for
 from data import build_dataset, train_loader
 
@@ -37,7 +37,7 @@ def main():
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
-        write_voc_folder(folder, args.images)
+        write_random_voc_folder(folder, args.images)
         cfg = config_for("VOC", dataset_root=folder, sets=["trainval"], test_sets=["trainval"], labels=["cat"],
                          size=args.size)
         train = build_dataset(cfg, train=True)

@@ -15,11 +15,11 @@ import time
 
 import torch
 
-from benchmarks.common import device_name, write_voc_folder
+from benchmarks.common import device_name, write_random_voc_folder
 from config import VOC_CLASSES, config_for
 from data import build_source
 from engine import evaluate, load_model
-from models import build_ssd_from_config
+from models import SSD
 from utils.distributed import resolve_device
 
 
@@ -37,14 +37,14 @@ def main():
     args = parser.parse_args()
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as folder:
-        write_voc_folder(folder, args.images, VOC_CLASSES, set_name="test")
+        write_random_voc_folder(folder, args.images, VOC_CLASSES, set_name="test")
         settings = dict(dataset_root=folder, test_sets=["test"], channels_last=args.channels_last,
                         compile=args.compile, cuda_graph=args.cuda_graph)
         if args.weights:
             model, cfg = load_model(args.weights, device, dict(dataset="VOC", **settings))
         else:
             cfg = config_for("VOC", **settings)
-            model = build_ssd_from_config(cfg).to(device).eval()
+            model = SSD.from_config(cfg).to(device).eval()
         start = time.perf_counter()
         source = build_source(cfg, train=False)
         parsed = time.perf_counter()

@@ -18,7 +18,7 @@ import torchvision
 from benchmarks.common import device_name, step_parser, sync
 from engine import Detector, autocast
 from layers import PostProcessor
-from models import build_ssd
+from models import SSD
 from utils.distributed import resolve_device
 from utils.voc_eval import evaluate_detections
 
@@ -36,7 +36,7 @@ def seconds_per_call(fn, steps, warmup, device):
 
 def bench_mode(model, mode, images, args):
     """-> (img/s at the batch size, batch-1 latency ms, NMS fallbacks, split dict of eager ms per batch)."""
-    make = lambda **kw: Detector(model, PostProcessor(), args.amp, args.channels_last,  # noqa: E731
+    make = lambda **kw: Detector(model, PostProcessor(model.box_coder), args.amp, args.channels_last,  # noqa: E731
                                  compile="compile" in mode, cuda_graph="graph" in mode, **kw)
     detector = make()
     batch = seconds_per_call(lambda: detector(images), args.steps, args.warmup, images.device)
@@ -93,7 +93,7 @@ def main():
           "NMS fallbacks |\n|---|---|---|---|---|---|---|")
     for size in args.size:
         torch.manual_seed(0)
-        model = build_ssd(size, 21).to(device).eval()
+        model = SSD(size, 21).to(device).eval()
         images = torch.randint(0, 255, (args.batch_size, 3, size, size), dtype=torch.uint8, device=device)
         for mode in modes:
             rate, latency, fallbacks, split = bench_mode(model, mode, images, args)

@@ -17,7 +17,7 @@ import tempfile
 import torch
 
 from benchmarks.bench_train_step import bench_torchvision, random_targets
-from benchmarks.common import device_name, step_parser, write_voc_folder
+from benchmarks.common import device_name, step_parser, write_random_voc_folder
 from config import VOC_CLASSES, config_for
 from train import Trainer
 from utils.distributed import resolve_device
@@ -34,7 +34,7 @@ def main():
     args = parser.parse_args()
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as folder:
-        write_voc_folder(os.path.join(folder, "data"), args.images, VOC_CLASSES)
+        write_random_voc_folder(os.path.join(folder, "data"), args.images, VOC_CLASSES)
         cfg = config_for("VOC", dataset_root=os.path.join(folder, "data"), sets=["trainval"],
                          test_sets=["trainval"], basenet="none", batch_norm=args.batch_norm, size=args.size,
                          batch_size=args.batch_size, workers=args.workers, amp=args.amp,

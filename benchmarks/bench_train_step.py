@@ -13,7 +13,7 @@ import torchvision
 
 from benchmarks.common import device_name, step_parser, sync
 from layers import MultiBoxLoss
-from models import build_ssd
+from models import SSD
 from utils.distributed import resolve_device
 
 
@@ -29,10 +29,10 @@ def random_targets(batch, device, generator):
 
 
 def bench_ours(args, device, images, targets):
-    model = build_ssd(300, 21).to(device).train()
+    model = SSD(300, 21).to(device).train()
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    criterion = MultiBoxLoss(21)
+    criterion = MultiBoxLoss(21, model.box_coder)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     amp = dict(device_type=device.type, dtype=torch.bfloat16 if args.amp == "bf16" else torch.float16,
                enabled=args.amp != "off")

@@ -6,6 +6,8 @@ import cv2
 import numpy as np
 import torch
 
+from data.voc import write_voc_folder
+
 
 def step_parser(doc: str, batch_size: int) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,25 +30,18 @@ def sync(device: torch.device):
         torch.cuda.synchronize()
 
 
-def write_voc_folder(folder: str, count: int, class_names=("cat",), set_name: str = "trainval", seed: int = 0):
+def write_random_voc_folder(folder: str, count: int, class_names=("cat",), set_name: str = "trainval",
+                            seed: int = 0):
     """A VOC-style folder of `count` VOC-sized (500x375) JPEGs with 1-5 random boxes of random `class_names`,
     listed in ImageSets/Main/<set_name>.txt."""
     rng = np.random.default_rng(seed)
-    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        os.makedirs(os.path.join(folder, sub), exist_ok=True)
-    ids = [f"{i:06d}" for i in range(count)]
-    for image_id in ids:
+    images = {}
+    for i in range(count):
         image = cv2.GaussianBlur(rng.integers(0, 255, (375, 500, 3), dtype=np.uint8), (0, 0), 3)
-        cv2.imwrite(os.path.join(folder, "JPEGImages", f"{image_id}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
         objects = []
         for _ in range(rng.integers(1, 6)):
-            x1, y1 = rng.integers(1, 350), rng.integers(1, 250)
-            objects.append(f"<object><name>{class_names[rng.integers(len(class_names))]}</name><difficult>0"
-                           f"</difficult><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
-                           f"<xmax>{x1 + rng.integers(20, 150)}</xmax><ymax>{y1 + rng.integers(20, 125)}</ymax>"
-                           f"</bndbox></object>")
-        with open(os.path.join(folder, "Annotations", f"{image_id}.xml"), "w") as f:
-            f.write("<annotation><size><width>500</width><height>375</height></size>" + "".join(objects) +
-                    "</annotation>")
-    with open(os.path.join(folder, "ImageSets", "Main", f"{set_name}.txt"), "w") as f:
-        f.write("\n".join(ids))
+            x1, y1 = int(rng.integers(1, 350)), int(rng.integers(1, 250))
+            objects.append((class_names[rng.integers(len(class_names))], x1, y1, x1 + int(rng.integers(20, 150)),
+                            y1 + int(rng.integers(20, 125))))
+        images[f"{i:06d}"] = (image, objects)
+    write_voc_folder(folder, images, {set_name: list(images)}, quality=90)

@@ -3,12 +3,12 @@ import os
 
 from config import PIXEL_FORMATS
 
-from .coco import COCODetection
+from .coco import COCOSource
 from .common import DatasetError, decode_image, read_image
 from .loader import SSDDataset, as_model_input, collate, eval_loader, train_loader
 from .shapes import ShapesDataset
-from .transforms import BaseTransform, SSDAugmentation
-from .voc import VOCDetection, is_devkit, single_folder_sets
+from .transforms import ResizeTransform, SSDAugmentation
+from .voc import VOCSource, is_devkit, single_folder_sets
 
 
 def build_source(cfg, train: bool):
@@ -22,9 +22,9 @@ def build_source(cfg, train: bool):
         root = os.path.expanduser(cfg.dataset_root)
         if os.path.isdir(root) and not is_devkit(root):
             sets = single_folder_sets(root, sets, "--sets" if train else "--test-sets")
-        return VOCDetection(root, sets, cfg.labels)
+        return VOCSource(root, sets, cfg.labels)
     if cfg.dataset == "COCO":
-        return COCODetection(cfg.dataset_root, sets, cfg.labels, skip_empty=train)
+        return COCOSource(cfg.dataset_root, sets, cfg.labels, skip_empty=train)
     raise DatasetError(f"unknown dataset {cfg.dataset!r}: use VOC, COCO or shapes")
 
 
@@ -35,7 +35,7 @@ def build_dataset(cfg, train: bool, source=None):
         mean_bgr = spec["mean"][::-1] if spec["rgb"] else spec["mean"]
         transform = SSDAugmentation(cfg.size, mean_bgr, cfg.expand_max_ratio, cfg.photometric)
     else:
-        transform = BaseTransform(cfg.size)
+        transform = ResizeTransform(cfg.size)
     return SSDDataset(source, transform, use_difficult=cfg.train_difficult if train else True, substitute=train)
 
 
@@ -47,6 +47,6 @@ def objects_for_training(source, use_difficult: bool) -> int:
     return sum(int(len(r.labels) if use_difficult else (~r.difficult).sum()) for r in records)
 
 
-__all__ = ["build_source", "build_dataset", "VOCDetection", "COCODetection", "ShapesDataset", "SSDDataset",
-           "SSDAugmentation", "BaseTransform", "collate", "train_loader", "eval_loader", "as_model_input",
+__all__ = ["build_source", "build_dataset", "VOCSource", "COCOSource", "ShapesDataset", "SSDDataset",
+           "SSDAugmentation", "ResizeTransform", "collate", "train_loader", "eval_loader", "as_model_input",
            "DatasetError", "read_image", "decode_image", "objects_for_training"]

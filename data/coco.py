@@ -45,7 +45,7 @@ def select_categories(api, labels, ann_file: str) -> tuple:
     return [c["id"] for c in kept], [c["name"] for c in kept]
 
 
-class COCODetection(RecordSource):
+class COCOSource(RecordSource):
     def __init__(self, root: str, image_sets, labels=None, skip_empty: bool = True, name: str = "COCO"):
         """`labels`: category names to keep, in label order (None or empty: every category with annotations)."""
         from pycocotools.coco import COCO

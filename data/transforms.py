@@ -165,7 +165,7 @@ class SSDAugmentation:
         return pixels, out.astype(np.float32), labels
 
 
-class BaseTransform:
+class ResizeTransform:
     """Evaluation transform: resize to S x S only; boxes normalised to [0, 1]."""
 
     def __init__(self, size: int):

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from .common import DatasetError, Problems, Record, RecordSource, clean_boxes, exists, log
@@ -79,6 +80,33 @@ def parse_voc_xml(path: str, class_to_index: dict, problems: Problems) -> VocAnn
                          width, height, filename, names)
 
 
+def annotation_xml(filename: str, width: int, height: int, objects) -> str:
+    """A VOC annotation file's text. objects: (name, xmin, ymin, xmax, ymax[, difficult]) in the file's own
+    1-based pixels (`utils.voc_eval.to_devkit` turns continuous boxes into them)."""
+    parts = [f"<annotation><filename>{filename}</filename>",
+             f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"]
+    for name, x1, y1, x2, y2, *rest in objects:
+        parts.append(f"<object><name>{name}</name><difficult>{int(rest[0]) if rest else 0}</difficult>"
+                     f"<bndbox><xmin>{x1:g}</xmin><ymin>{y1:g}</ymin><xmax>{x2:g}</xmax><ymax>{y2:g}</ymax>"
+                     f"</bndbox></object>")
+    return "".join(parts) + "</annotation>\n"
+
+
+def write_voc_folder(folder: str, images: dict, sets: dict, quality: int = 95):
+    """images: {image_id: (uint8 BGR image, objects as `annotation_xml` takes them)}; sets: {set name: [ids]}.
+    Writes JPEGImages/<id>.jpg, Annotations/<id>.xml and ImageSets/Main/<set>.txt."""
+    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    for image_id, (image, objects) in images.items():
+        cv2.imwrite(os.path.join(folder, "JPEGImages", f"{image_id}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        height, width = image.shape[:2]
+        with open(os.path.join(folder, "Annotations", f"{image_id}.xml"), "w") as f:
+            f.write(annotation_xml(f"{image_id}.jpg", width, height, objects))
+    for name, ids in sets.items():
+        with open(os.path.join(folder, "ImageSets", "Main", f"{name}.txt"), "w") as f:
+            f.write("\n".join(ids) + "\n")
+
+
 def _find_image(folder: str, image_id: str, filename: str):
     candidates = ([os.path.join(folder, filename)] if filename else []) + \
                  [os.path.join(folder, image_id + ext) for ext in IMAGE_EXTENSIONS]
@@ -119,7 +147,7 @@ def single_folder_sets(root: str, image_sets, flag: str) -> list:
     return out
 
 
-class VOCDetection(RecordSource):
+class VOCSource(RecordSource):
     """Parses and validates every annotation of the given image sets at construction (several sets concatenate).
 
     `records[i]` holds image path, boxes (continuous pixel corners), labels and difficult flags; problems found

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from config import Config, check_model_flags, resolve
-from data import BaseTransform, as_model_input
-from layers import PostProcessor, unpad_detections
-from models import build_ssd_from_config, load_ssd_weights
+from data import ResizeTransform, as_model_input
+from layers import PaddedDetections, PostProcessor, unpad_detections
+from models import SSD, load_ssd_weights
 from models.weights import weights_format
 from utils.checkpoint import read_state
 
@@ -36,7 +36,7 @@ def load_model(weights: str, device="cpu", flags: dict = None, state: dict = Non
     if saved is not None:
         check_model_flags(weights, saved, flags)
     cfg = resolve(flags, saved)
-    model = build_ssd_from_config(cfg)
+    model = SSD.from_config(cfg)
     load_ssd_weights(model, weights, state)
     cfg = cfg.replace(pixel_format=model.pixel_format)  # plain ssd.pytorch weights bring their own input format
     return model.to(device).eval(), cfg
@@ -44,7 +44,7 @@ def load_model(weights: str, device="cpu", flags: dict = None, state: dict = Non
 
 def preprocess(images, size: int) -> tuple:
     """uint8 BGR HxWx3 images of any sizes -> (batch uint8 [B, 3, S, S], sizes [B, 2] (h, w))."""
-    resize = BaseTransform(size)
+    resize = ResizeTransform(size)
     batch = [resize(im, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))[0] for im in images]
     tensor = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)  # channels-last strides, as `collate`
     return tensor, torch.tensor([im.shape[:2] for im in images])
@@ -72,8 +72,9 @@ class Detector:
     postprocess, or graph), with a device sync per batch.
     """
 
-    def __init__(self, model, postprocessor: PostProcessor, amp: str = "off", channels_last: bool = False,
+    def __init__(self, model, postprocessor: PostProcessor = None, amp: str = "off", channels_last: bool = False,
                  compile: bool = False, cuda_graph: bool = False, nms_rounds: int = None, timing: bool = False):
+        postprocessor = PostProcessor(model.box_coder) if postprocessor is None else postprocessor
         if channels_last and not _is_channels_last(model):  # a copy: the caller's model stays as it is
             model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         self.model, self.postprocessor, self.amp, self.channels_last = model, postprocessor, amp, channels_last
@@ -92,9 +93,9 @@ class Detector:
 
     @classmethod
     def from_config(cls, model, cfg: Config, amp: str = None, timing: bool = False, **overrides):
-        return cls(model, PostProcessor.from_config(cfg, **overrides), cfg.amp if amp is None else amp,
-                   cfg.channels_last, cfg.compile, cfg.cuda_graph, cfg.graph_nms_rounds if cfg.cuda_graph else None,
-                   timing)
+        return cls(model, PostProcessor.from_config(cfg, model.box_coder, **overrides),
+                   cfg.amp if amp is None else amp, cfg.channels_last, cfg.compile, cfg.cuda_graph,
+                   cfg.graph_nms_rounds if cfg.cuda_graph else None, timing)
 
     def _network(self, images):
         with autocast(self.device, self.amp):
@@ -102,7 +103,7 @@ class Detector:
         return loc.float(), conf.float()
 
     def _postprocess(self, loc, conf, nms_rounds):
-        return self.postprocessor.padded(loc, conf, self.model.priors, nms_iterations=nms_rounds)
+        return self.postprocessor.padded(loc, conf, nms_rounds)
 
     def _replay(self, images):
         key = (tuple(images.shape), images.stride())
@@ -125,9 +126,9 @@ class Detector:
         return outputs
 
     @torch.no_grad()
-    def padded(self, images: torch.Tensor) -> tuple:
-        """-> fixed-shape detections (boxes [B, T, 4] in [0, 1], scores [B, T], labels [B, T], counts [B]), as
-        `layers.postprocess_padded`. Graph outputs are overwritten by the next call of the same shape."""
+    def padded(self, images: torch.Tensor) -> PaddedDetections:
+        """-> fixed-shape detections (boxes in [0, 1]) as `layers.postprocess_padded`, always converged. Graph
+        outputs are overwritten by the next call of the same shape."""
         images = as_model_input(images, self.device, self.channels_last)
         start = time.perf_counter()
         if self.cuda_graph:
@@ -140,27 +141,21 @@ class Detector:
                 self.seconds["network"] += middle - start
                 start = middle
             detections = self._postprocess(loc, conf, self.nms_rounds)
-        if self.nms_rounds is not None and not bool(detections[4]):
+        if self.nms_rounds is not None and not bool(detections.converged):
             self.fallbacks += 1
             detections = self._postprocess(loc, conf, None)
         if self.timing:
             _sync(self.device)
             self.seconds["graph" if self.cuda_graph else "postprocess"] += time.perf_counter() - start
-        return detections[:4]
+        return detections
 
     def __call__(self, images: torch.Tensor, sizes: torch.Tensor = None, to=None) -> list:
         """-> list of B dicts (boxes [k, 4], scores [k], labels [k]); boxes in pixels of the original images
         when `sizes` [B, 2] (height, width) is given, else in [0, 1]. `to`: a device to move the batch's
         detections to first (one copy per batch instead of three per image)."""
-        boxes, scores, labels, counts = self.padded(images)
+        boxes, scores, labels, counts, _ = self.padded(images)
         if sizes is not None:
             boxes = boxes * sizes.to(self.device).flip(1).repeat(1, 2)[:, None].float()  # (w, h, w, h)
         if to is not None:
             boxes, scores, labels, counts = (t.to(to) for t in (boxes, scores, labels, counts))
         return unpad_detections(boxes, scores, labels, counts)
-
-
-def detect(model, images: torch.Tensor, postprocessor: PostProcessor, sizes=None, amp: str = "off",
-           channels_last: bool = False) -> list:
-    """One eager batch through `Detector`: images uint8 [B, 3, S, S] BGR -> list of B detection dicts."""
-    return Detector(model, postprocessor, amp, channels_last)(images, sizes)

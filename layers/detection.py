@@ -1,12 +1,14 @@
 """Post-processing: class scores and box offsets -> detections per image, batched over images and classes."""
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .box_utils import decode, pairwise_box_iou
+from .box_utils import BoxCoder, pairwise_box_iou
 
 
-def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float, iterations: int = None,
+def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float, nms_rounds: int = None,
                chunk_elements: int = 2 ** 26):
     """Greedy NMS on many independent groups of score-sorted boxes at once, in fixed shapes.
 
@@ -14,7 +16,7 @@ def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float, iter
     bool `converged`. A box is kept iff it is valid and no kept box before it overlaps it by IoU > iou_thresh:
     the same boxes as torchvision's `nms`. That recursive definition is the fixed point of
     `keep <- valid & not suppressed by keep`, reached from `keep = valid` in at most K rounds (after round t the
-    first t boxes are final) and in practice in a few (as in Cluster-NMS, Zheng et al. 2020). `iterations=None`
+    first t boxes are final) and in practice in a few (as in Cluster-NMS, Zheng et al. 2020). `nms_rounds=None`
     iterates to the fixed point (one host sync per round); an int >= 1 runs exactly that many rounds without a
     sync (for CUDA graphs) and `converged` tells whether the result is final. Groups go in chunks of at most
     `chunk_elements` IoU entries, which bounds the memory.
@@ -24,7 +26,7 @@ def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float, iter
     boxes = torch.cat([boxes, boxes.new_zeros(groups, pad, 4)], 1)
     valid = torch.cat([valid, valid.new_zeros(groups, pad)], 1)
     chunk = max(1, chunk_elements // (k + pad) ** 2)
-    results = [_greedy_nms_rounds(suppression_bits(b, iou_thresh), v, iterations)
+    results = [_greedy_nms_rounds(suppression_bits(b, iou_thresh), v, nms_rounds)
                for b, v in zip(boxes.split(chunk), valid.split(chunk))]
     keep, converged = zip(*results)
     return torch.cat(keep)[:, :k], torch.stack(converged).all()
@@ -45,33 +47,33 @@ def _pack_bits(mask: torch.Tensor) -> torch.Tensor:
     return (mask.unflatten(-1, (-1, 8)).to(torch.uint8) * weights).sum(-1, dtype=torch.uint8)
 
 
-def _greedy_nms_rounds(suppressors, valid, iterations):
+def _greedy_nms_rounds(suppressors, valid, nms_rounds):
     def suppressed(keep):
         return (suppressors & _pack_bits(keep)[:, None, :]).amax(dim=2) > 0
 
     keep = valid
-    if iterations is None:
+    if nms_rounds is None:
         while True:
             previous, keep = keep, valid & ~suppressed(keep)
             if torch.equal(keep, previous):
                 return keep, torch.ones((), dtype=torch.bool, device=valid.device)
-    for _ in range(iterations):
+    for _ in range(nms_rounds):
         previous, keep = keep, valid & ~suppressed(keep)
     return keep, (keep == previous).all()
 
 
-def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, iterations: int, method: str = "gaussian",
+def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, max_kept: int, method: str = "gaussian",
              sigma: float = 0.5, iou_thresh: float = 0.3, score_thresh: float = 0.01):
     """Soft-NMS (Bodla et al., 2017) on many independent groups at once.
 
     boxes [G, K, 4], scores [G, K] -> kept scores [G, T] (0 where nothing was kept) and indices [G, T] into K,
-    T = min(iterations, K). Each step picks the highest remaining score of every group and rescales the rest:
+    T = min(max_kept, K). Each step picks the highest remaining score of every group and rescales the rest:
     linear s_i *= (1 - iou) where iou >= iou_thresh; gaussian s_i *= exp(-iou^2 / sigma).
     """
     if method not in ("linear", "gaussian"):
         raise ValueError(f"soft-NMS method must be 'linear' or 'gaussian', got {method!r}")
     groups, k = scores.shape
-    steps = min(iterations, k)
+    steps = min(max_kept, k)
     rows = torch.arange(groups, device=scores.device)
     active = torch.where(scores >= score_thresh, scores, torch.zeros_like(scores))
     kept_scores = scores.new_zeros(groups, steps)
@@ -92,43 +94,50 @@ def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, iterations: int, method:
     return kept_scores, kept_index
 
 
-def postprocess_padded(loc: torch.Tensor, conf: torch.Tensor, priors_cxcywh: torch.Tensor, variances=(0.1, 0.2),
-                       score_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 200,
-                       pre_nms_top_k: int = 400, nms: str = "hard", soft_method: str = "gaussian",
-                       soft_sigma: float = 0.5, nms_iterations: int = None):
-    """loc [B, P, 4], conf [B, P, C] logits, priors [P, 4] -> fixed-shape detections: boxes [B, T, 4]
-    (x1, y1, x2, y2 clipped to [0, 1]), scores [B, T], labels [B, T] (class 0..C-2), counts [B], converged (0-d bool);
-    T <= top_k (exactly min(top_k, (C-1) x pre_nms_top_k) with `nms_iterations`); each image's detections
-    first, by descending score, then zeros.
+class PaddedDetections(NamedTuple):
+    """Fixed-shape detections of a batch: each image's first `counts[b]` entries, by descending score, then zeros."""
+    boxes: torch.Tensor  # [B, T, 4] (x1, y1, x2, y2) clipped to [0, 1]
+    scores: torch.Tensor  # [B, T]
+    labels: torch.Tensor  # [B, T] class 0..C-2
+    counts: torch.Tensor  # [B]
+    converged: torch.Tensor  # 0-d bool: False when a fixed number of NMS rounds did not reach the fixed point
 
-    Softmax, decode, per class: the best `pre_nms_top_k` priors, those with score >= score_thresh go through NMS
-    at `nms_thresh` (`nms='soft'`: Soft-NMS); then the best `top_k` of each image over all classes.
-    `nms_iterations`: see `greedy_nms` (None = exact with host syncs; an int = sync-free, for CUDA graphs).
+
+def postprocess_padded(loc: torch.Tensor, conf: torch.Tensor, box_coder: BoxCoder, score_thresh: float = 0.01,
+                       nms_thresh: float = 0.45, top_k: int = 200, pre_nms_top_k: int = 400, nms: str = "hard",
+                       soft_nms_method: str = "gaussian", soft_nms_sigma: float = 0.5,
+                       nms_rounds: int = None) -> PaddedDetections:
+    """loc [B, P, 4], conf [B, P, C] logits, the model's box coder -> PaddedDetections;
+    T <= top_k (exactly min(top_k, (C-1) x pre_nms_top_k) with `nms_rounds`).
+
+    Softmax, decode (clipped to the image, as Caffe SSD's detection output), per class: the best `pre_nms_top_k`
+    priors, those with score >= score_thresh go through NMS at `nms_thresh` (`nms='soft'`: Soft-NMS); then the best
+    `top_k` of each image over all classes. `nms_rounds`: see `greedy_nms` (None = exact with host syncs; an int =
+    sync-free, for CUDA graphs).
     """
     if nms not in ("hard", "soft"):
         raise ValueError(f"nms must be 'hard' or 'soft', got {nms!r}")
     batch, num_priors, num_classes = conf.shape
     fg = num_classes - 1
-    # clipped to the image before NMS and scoring, as Caffe SSD's detection output does
-    boxes = decode(loc.float(), priors_cxcywh.to(loc.device, torch.float32), variances).clamp_(0, 1)  # [B, P, 4]
+    boxes = box_coder.decode(loc.float()).clamp_(0, 1)  # [B, P, 4]
     scores = F.softmax(conf.float(), dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, P]
     k = min(pre_nms_top_k, num_priors)
     cand_scores, cand_index = scores.topk(k, dim=2)  # [B, C-1, K], sorted
-    if nms_iterations is None:  # eager: drop the columns no class fills above the threshold (one host sync)
+    if nms_rounds is None:  # eager: drop the columns no class fills above the threshold (one host sync)
         k = max(1, int((cand_scores >= score_thresh).sum(dim=2).max()))
         cand_scores, cand_index = cand_scores[..., :k], cand_index[..., :k]
     cand_boxes = boxes.gather(1, cand_index.reshape(batch, -1, 1).expand(-1, -1, 4)).view(batch * fg, k, 4)
     cand_scores = cand_scores.reshape(batch * fg, k)
 
     if nms == "soft":
-        kept_scores, kept_index = soft_nms(cand_boxes, cand_scores, top_k, soft_method, soft_sigma, nms_thresh,
-                                           score_thresh)
+        kept_scores, kept_index = soft_nms(cand_boxes, cand_scores, top_k, soft_nms_method, soft_nms_sigma,
+                                           nms_thresh, score_thresh)
         cand_boxes = cand_boxes.gather(1, kept_index[..., None].expand(-1, -1, 4))
         keep = kept_scores > 0
         converged = torch.ones((), dtype=torch.bool, device=loc.device)
     else:
         kept_scores = cand_scores
-        keep, converged = greedy_nms(cand_boxes, cand_scores >= score_thresh, nms_thresh, nms_iterations)
+        keep, converged = greedy_nms(cand_boxes, cand_scores >= score_thresh, nms_thresh, nms_rounds)
 
     per_image = keep.shape[1]
     ranked = torch.where(keep, kept_scores, -1.0).view(batch, fg * per_image)
@@ -136,13 +145,12 @@ def postprocess_padded(loc: torch.Tensor, conf: torch.Tensor, priors_cxcywh: tor
     found = top_scores >= 0
     top_boxes = cand_boxes.view(batch, -1, 4).gather(1, order[..., None].expand(-1, -1, 4)) * found[..., None]
     top_labels = torch.div(order, per_image, rounding_mode="floor") * found
-    return top_boxes, top_scores * found, top_labels, found.sum(dim=1), converged
+    return PaddedDetections(top_boxes, top_scores * found, top_labels, found.sum(dim=1), converged)
 
 
-def postprocess(loc: torch.Tensor, conf: torch.Tensor, priors_cxcywh: torch.Tensor, **settings):
+def postprocess(loc: torch.Tensor, conf: torch.Tensor, box_coder: BoxCoder, **settings) -> list:
     """`postprocess_padded` (same settings, exact) -> list of B dicts: boxes [k, 4], scores [k], labels [k]."""
-    boxes, scores, labels, counts, _ = postprocess_padded(loc, conf, priors_cxcywh, **settings)
-    return unpad_detections(boxes, scores, labels, counts)
+    return unpad_detections(*postprocess_padded(loc, conf, box_coder, **settings)[:4])
 
 
 def unpad_detections(boxes, scores, labels, counts) -> list:
@@ -152,27 +160,25 @@ def unpad_detections(boxes, scores, labels, counts) -> list:
 
 
 class PostProcessor(nn.Module):
-    """`postprocess` with its settings bound: `PostProcessor(...)(loc, conf, priors)`."""
+    """`postprocess` with the model's box coder and the settings bound: `PostProcessor(box_coder)(loc, conf)`."""
 
-    def __init__(self, variances=(0.1, 0.2), score_thresh=0.01, nms_thresh=0.45, top_k=200, pre_nms_top_k=400,
-                 nms="hard", soft_method="gaussian", soft_sigma=0.5):
+    def __init__(self, box_coder: BoxCoder, score_thresh=0.01, nms_thresh=0.45, top_k=200, pre_nms_top_k=400,
+                 nms="hard", soft_nms_method="gaussian", soft_nms_sigma=0.5):
         super().__init__()
-        self.settings = dict(variances=tuple(variances), score_thresh=score_thresh, nms_thresh=nms_thresh,
-                             top_k=top_k, pre_nms_top_k=pre_nms_top_k, nms=nms, soft_method=soft_method,
-                             soft_sigma=soft_sigma)
+        self.box_coder = box_coder
+        self.settings = dict(score_thresh=score_thresh, nms_thresh=nms_thresh, top_k=top_k,
+                             pre_nms_top_k=pre_nms_top_k, nms=nms, soft_nms_method=soft_nms_method,
+                             soft_nms_sigma=soft_nms_sigma)
 
     @classmethod
-    def from_config(cls, cfg, **overrides):
-        settings = dict(variances=cfg.variances, score_thresh=cfg.score_thresh, nms_thresh=cfg.nms_thresh,
-                        top_k=cfg.top_k, pre_nms_top_k=cfg.pre_nms_top_k, nms=cfg.nms,
-                        soft_method=cfg.soft_nms_method, soft_sigma=cfg.soft_nms_sigma)
-        settings.update(overrides)
-        return cls(**settings)
+    def from_config(cls, cfg, box_coder: BoxCoder, **overrides) -> "PostProcessor":
+        settings = {key: getattr(cfg, key) for key in ("score_thresh", "nms_thresh", "top_k", "pre_nms_top_k", "nms",
+                                                        "soft_nms_method", "soft_nms_sigma")}
+        return cls(box_coder, **dict(settings, **overrides))
 
-    def forward(self, loc, conf, priors_cxcywh):
-        return postprocess(loc, conf, priors_cxcywh, **self.settings)
+    def forward(self, loc, conf) -> list:
+        return postprocess(loc, conf, self.box_coder, **self.settings)
 
-    def padded(self, loc, conf, priors_cxcywh, nms_iterations: int = None):
+    def padded(self, loc, conf, nms_rounds: int = None) -> PaddedDetections:
         """`postprocess_padded` with these settings."""
-        return postprocess_padded(loc, conf, priors_cxcywh, **self.settings, nms_iterations=nms_iterations)
-
+        return postprocess_padded(loc, conf, self.box_coder, **self.settings, nms_rounds=nms_rounds)

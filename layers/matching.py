@@ -1,7 +1,7 @@
 """Matching priors to ground truth (paper section 2.2), batched over images."""
 import torch
 
-from .box_utils import batched_box_iou, cxcywh_to_xyxy
+from .box_utils import cxcywh_to_xyxy, pairwise_box_iou
 
 
 def pad_targets(targets, device=None):
@@ -33,7 +33,7 @@ def match_priors(gt_boxes: torch.Tensor, gt_labels: torch.Tensor, priors_cxcywh:
     """
     batch, num_gt = gt_labels.shape
     valid = gt_labels >= 0
-    iou = batched_box_iou(gt_boxes, cxcywh_to_xyxy(priors_cxcywh))  # [B, N, P]
+    iou = pairwise_box_iou(gt_boxes, cxcywh_to_xyxy(priors_cxcywh)[None])  # [B, N, P]
     iou = iou.masked_fill(~valid[..., None], -1.0)
 
     num_priors = iou.shape[2]

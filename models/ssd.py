@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from config import PIXEL_FORMATS, PRIORS
-from layers.prior_box import PriorBox
+from layers import BoxCoder, PriorBox
 
 # conv1_1 .. conv5_3 as in VGG16; 'M' max-pool, 'C' max-pool with ceil_mode (pool3: 75 -> 38 at 300).
 VGG_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M", 512, 512, 512]
@@ -96,7 +96,8 @@ class InputNormalizer(nn.Module):
 class SSD(nn.Module):
     """`loc, conf = model(images)`: images BGR 0..255 [B, 3, S, S] -> loc [B, P, 4], conf [B, P, C] (logits).
 
-    `model.priors` [P, 4] (cx, cy, w, h) belongs to the model (a non-persistent buffer).
+    `model.box_coder` (the priors [P, 4] (cx, cy, w, h) and the variances) belongs to the model and is handed to
+    the loss and the post-processor; `model.priors` is its priors.
     """
 
     def __init__(self, size: int, num_classes: int, batch_norm: bool = False, priors_cfg: dict = None,
@@ -120,8 +121,20 @@ class SSD(nn.Module):
         self.loc = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(source_channels, anchors))
         self.conf = nn.ModuleList(nn.Conv2d(c, a * num_classes, 3, padding=1)
                                   for c, a in zip(source_channels, anchors))
-        self.register_buffer("priors", prior_box.forward(), persistent=False)
+        self.box_coder = BoxCoder(prior_box.forward(), priors_cfg["variance"])
         self.reset_parameters()
+
+    @classmethod
+    def from_config(cls, cfg) -> "SSD":
+        return cls(cfg.size, cfg.num_classes, cfg.batch_norm, cfg.priors(), cfg.pixel_format)
+
+    @property
+    def priors(self) -> torch.Tensor:
+        return self.box_coder.priors
+
+    def set_pixel_format(self, pixel_format: str):
+        """The input format the loaded weights expect (see config.PIXEL_FORMATS)."""
+        self.normalize = InputNormalizer(pixel_format).to(self.box_coder.priors.device)
 
     @property
     def pixel_format(self) -> str:
@@ -162,13 +175,3 @@ class SSD(nn.Module):
         conf = torch.cat([head(s).permute(0, 2, 3, 1).reshape(batch, -1, self.num_classes)
                           for s, head in zip(sources, self.conf)], 1)
         return loc, conf
-
-
-def build_ssd(size: int = 300, num_classes: int = 21, batch_norm: bool = False, priors_cfg: dict = None,
-              pixel_format: str = "caffe") -> SSD:
-    """The whole network for a size (300/512), a class count (background included) and a variant."""
-    return SSD(size, num_classes, batch_norm, priors_cfg, pixel_format)
-
-
-def build_ssd_from_config(cfg) -> SSD:
-    return build_ssd(cfg.size, cfg.num_classes, cfg.batch_norm, cfg.priors(), cfg.pixel_format)

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from utils.checkpoint import WeightsError, read_state
 
-from .ssd import InputNormalizer, vgg_reduced_fc
+from .ssd import vgg_reduced_fc
 
 # The SHA-256 of the published files, so that a user can check a download.
 KNOWN_FILES = {
@@ -135,7 +135,7 @@ def load_ssd_weights(model, path: str, state: dict = None) -> dict:
         checkpoint, state = state, state["model"]
     elif kind == "ssd.pytorch":
         state = ssd_pytorch_to_ours(state)
-        model.normalize = InputNormalizer("ssd.pytorch").to(model.priors.device)
+        model.set_pixel_format("ssd.pytorch")
     elif kind == "ssd":
         state = strip_prefix(state)
     else:

@@ -17,24 +17,23 @@ import torch.nn.functional as F
 
 from config import Config, ConfigError, Parser, add_flags, flags_given
 from engine import load_model
-from layers import decode
 from utils.checkpoint import WeightsError
 
 
 class DecodedSSD(nn.Module):
     """SSD followed by softmax and prior decoding: images -> (boxes [B, P, 4], scores [B, P, C])."""
 
-    def __init__(self, model, variances=(0.1, 0.2)):
+    def __init__(self, model):
         super().__init__()
-        self.model, self.variances = model, tuple(variances)
+        self.model = model
 
     def forward(self, images):
         loc, conf = self.model(images)
-        return decode(loc, self.model.priors, self.variances), F.softmax(conf, dim=-1)
+        return self.model.box_coder.decode(loc), F.softmax(conf, dim=-1)
 
 
-def export(model, path: str, variances=(0.1, 0.2), opset: int = 17) -> DecodedSSD:
-    wrapped = DecodedSSD(model.eval(), variances).eval()
+def export(model, path: str, opset: int = 17) -> DecodedSSD:
+    wrapped = DecodedSSD(model.eval()).eval()
     example = torch.zeros(1, 3, model.size, model.size, dtype=torch.uint8)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with warnings.catch_warnings():
@@ -45,7 +44,7 @@ def export(model, path: str, variances=(0.1, 0.2), opset: int = 17) -> DecodedSS
     return wrapped
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = Parser(__doc__)
     parser.add_argument("--weights", help="train.py checkpoint or plain SSD weights (required)")
     parser.add_argument("--output", help="the .onnx file to write (default: ssd<size>.onnx beside --weights)")
@@ -56,10 +55,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.weights:
         parser.error("--weights is required")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     try:
         model, cfg = load_model(args.weights, "cpu", flags_given(args))
         output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), f"ssd{cfg.size}.onnx")
-        export(model, output, cfg.variances, args.opset)
+        export(model, output, args.opset)
     except (WeightsError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

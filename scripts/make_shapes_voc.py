@@ -5,32 +5,20 @@
         --labels ellipse rectangle triangle star cross --basenet none --batch-norm
 """
 import argparse
-import os
-
-import cv2
 
 from config import SHAPES_CLASSES
 from data.shapes import generate
+from data.voc import write_voc_folder
 from utils.voc_eval import to_devkit
 
 
-def write_split(folder: str, split: str, set_name: str, count: int, seed: int):
-    ids = []
+def shapes_images(split: str, count: int, seed: int) -> dict:
+    images = {}
     for index in range(count):
         image, boxes, labels = generate(seed, split, index)
-        image_id = f"{split}_{index:06d}"
-        cv2.imwrite(os.path.join(folder, "JPEGImages", f"{image_id}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        height, width = image.shape[:2]
-        objects = "".join(
-            f"<object><name>{SHAPES_CLASSES[label]}</name><difficult>0</difficult><bndbox>"
-            f"<xmin>{x1:g}</xmin><ymin>{y1:g}</ymin><xmax>{x2:g}</xmax><ymax>{y2:g}</ymax>"
-            f"</bndbox></object>" for (x1, y1, x2, y2), label in zip(to_devkit(boxes).tolist(), labels.tolist()))
-        with open(os.path.join(folder, "Annotations", f"{image_id}.xml"), "w") as f:
-            f.write(f"<annotation><filename>{image_id}.jpg</filename><size><width>{width}</width>"
-                    f"<height>{height}</height><depth>3</depth></size>{objects}</annotation>\n")
-        ids.append(image_id)
-    with open(os.path.join(folder, "ImageSets", "Main", f"{set_name}.txt"), "w") as f:
-        f.write("\n".join(ids) + "\n")
+        images[f"{split}_{index:06d}"] = (image, [(SHAPES_CLASSES[label], *box) for box, label in
+                                                  zip(to_devkit(boxes).tolist(), labels.tolist())])
+    return images
 
 
 def main(argv=None):
@@ -40,10 +28,8 @@ def main(argv=None):
     parser.add_argument("--test", type=int, default=200, help="images in test")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        os.makedirs(os.path.join(args.output, sub), exist_ok=True)
-    write_split(args.output, "train", "trainval", args.train, args.seed)
-    write_split(args.output, "test", "test", args.test, 0)
+    train, test = shapes_images("train", args.train, args.seed), shapes_images("test", args.test, 0)
+    write_voc_folder(args.output, {**train, **test}, {"trainval": list(train), "test": list(test)})
     print(f"wrote {args.train} + {args.test} images to {args.output}")
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from config import PRIORS
-from layers import PriorBox, batched_box_iou, cxcywh_to_xyxy, decode, encode, xyxy_to_cxcywh
+from layers import BoxCoder, PriorBox, cxcywh_to_xyxy, decode, encode, pairwise_box_iou, xyxy_to_cxcywh
 
 
 def test_prior_counts():
@@ -58,7 +58,7 @@ def test_iou_hand_cases():
                            [0.0, 0.0, 2.0, 2.0],   # identical
                            [5.0, 5.0, 6.0, 6.0],   # disjoint
                            [0.0, 0.0, 1.0, 2.0]])  # inside: 2 / 4
-    iou = batched_box_iou(boxes, priors)
+    iou = pairwise_box_iou(boxes, priors[None])
     assert iou.shape == (1, 2, 4)
     assert torch.allclose(iou[0, 0], torch.tensor([1 / 7, 1.0, 0.0, 0.5]))
     assert torch.all(iou[0, 1] == 0)
@@ -67,12 +67,13 @@ def test_iou_hand_cases():
 def test_encode_hand_case_and_round_trip():
     priors = torch.tensor([[0.5, 0.5, 0.2, 0.4]])
     box = torch.tensor([[0.45, 0.35, 0.65, 0.75]])  # centre (0.55, 0.55), size (0.2, 0.4)
-    offsets = encode(box, priors)
+    offsets = encode(box, priors, (0.1, 0.2))
     assert torch.allclose(offsets, torch.tensor([[0.05 / (0.1 * 0.2), 0.05 / (0.1 * 0.4), 0.0, 0.0]]), atol=1e-5)
     torch.manual_seed(0)
     priors = torch.rand(50, 4) * 0.5 + torch.tensor([0.25, 0.25, 0.05, 0.05])  # (cx, cy, w, h)
     boxes = cxcywh_to_xyxy(torch.rand(3, 50, 4) * 0.5 + 0.1)
-    assert torch.allclose(decode(encode(boxes, priors), priors), boxes, atol=1e-5)
+    coder = BoxCoder(priors, (0.1, 0.2))
+    assert torch.allclose(coder.decode(coder.encode(boxes)), boxes, atol=1e-5)
     assert torch.allclose(decode(encode(boxes, priors, (0.2, 0.5)), priors, (0.2, 0.5)), boxes, atol=1e-5)
 
 

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data import COCODetection
+from data import COCOSource
 from utils.coco_eval import score_coco
 
 
@@ -19,7 +19,7 @@ def test_coco_scoring_on_a_tiny_json(tmp_path):
                {"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0},
                {"id": 2, "image_id": 2, "category_id": 7, "bbox": [20, 30, 50, 60], "area": 3000, "iscrowd": 0}]}
     (tmp_path / "annotations" / "instances_val2017.json").write_text(json.dumps(doc))
-    source = COCODetection(str(tmp_path), "val2017", skip_empty=False)
+    source = COCOSource(str(tmp_path), "val2017", skip_empty=False)
     perfect = {0: {"boxes": np.array([[10, 10, 50, 50]], float), "scores": np.array([0.9]), "labels": np.array([0])},
                1: {"boxes": np.array([[20, 30, 70, 90]], float), "scores": np.array([0.8]), "labels": np.array([1])}}
     assert source.class_names == ["car", "train"]

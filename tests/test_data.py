@@ -10,13 +10,13 @@ from helpers import make_voc_folder, voc_xml
 
 from config import config_for
 from data import (
-    BaseTransform,
-    COCODetection,
+    COCOSource,
     DatasetError,
+    ResizeTransform,
     ShapesDataset,
     SSDAugmentation,
     SSDDataset,
-    VOCDetection,
+    VOCSource,
     build_dataset,
     collate,
 )
@@ -29,7 +29,7 @@ BCCD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "bc
 
 def test_voc_parsing_one_based_difficult_and_custom_labels(tmp_path):
     make_voc_folder(tmp_path, {"a": ([("cat", 1, 1, 10, 20), ("dog", 5, 6, 40, 30, 1)], 50, 40)})
-    ds = VOCDetection(str(tmp_path), ["trainval"], ["dog", "cat"])
+    ds = VOCSource(str(tmp_path), ["trainval"], ["dog", "cat"])
     boxes, labels, difficult = ds.annotation(0)
     # 1-based inclusive (1, 1, 10, 20) -> continuous (0, 0, 10, 20): width 10 = devkit's 10 - 1 + 1
     assert boxes.tolist() == [[0, 0, 10, 20], [4, 5, 40, 30]]
@@ -42,13 +42,13 @@ def test_devkit_layout_concatenates_sets(tmp_path):
     make_voc_folder(tmp_path / "VOC2007", {"000001": ([("cat", 1, 1, 9, 9)], 20, 20)})
     make_voc_folder(tmp_path / "VOC2012", {"2008_000001": ([("dog", 2, 2, 9, 9)], 20, 20),
                                            "2008_000002": ([], 20, 20)})
-    ds = VOCDetection(str(tmp_path), ["2007:trainval", "2012:trainval"], ["cat", "dog"])
+    ds = VOCSource(str(tmp_path), ["2007:trainval", "2012:trainval"], ["cat", "dog"])
     assert [ds.image_id(i) for i in range(len(ds))] == ["000001", "2008_000001", "2008_000002"]
     assert ds.annotation(2)[0].shape == (0, 4)  # an image without objects is a valid negative
     with pytest.raises(DatasetError, match="VOC2010"):
-        VOCDetection(str(tmp_path), ["2010:trainval"], ["cat"])
+        VOCSource(str(tmp_path), ["2010:trainval"], ["cat"])
     with pytest.raises(DatasetError, match="image set 'test' not found"):
-        VOCDetection(str(tmp_path / "VOC2007"), ["test"], ["cat"])
+        VOCSource(str(tmp_path / "VOC2007"), ["test"], ["cat"])
 
 
 def test_bad_data_is_reported_and_skipped(tmp_path, caplog):
@@ -80,7 +80,7 @@ def test_bad_data_is_reported_and_skipped(tmp_path, caplog):
     Image.new("CMYK", (30, 30), (0, 128, 255, 0)).save(tmp_path / "JPEGImages" / "cmyk.jpg")
 
     with caplog.at_level(logging.WARNING):
-        ds = VOCDetection(str(tmp_path), "trainval", ["cat"])
+        ds = VOCSource(str(tmp_path), "trainval", ["cat"])
     ids = [ds.image_id(i) for i in range(len(ds))]
     assert ids == ["good", "outside", "degenerate", "unknown", "corrupt", "gray", "rgba", "cmyk"]
     text = "\n".join(ds.problems)
@@ -101,7 +101,7 @@ def test_bad_data_is_reported_and_skipped(tmp_path, caplog):
     with pytest.raises(ValueError, match="corrupt.jpg: corrupt"):
         ds.load(ids.index("corrupt"))
     # training substitutes the next readable image and logs the file
-    dataset = SSDDataset(ds, BaseTransform(32))
+    dataset = SSDDataset(ds, ResizeTransform(32))
     with caplog.at_level(logging.WARNING):
         image, target, index, size = dataset[ids.index("corrupt")]
     assert index == ids.index("gray") and image.shape == (3, 32, 32)
@@ -113,9 +113,9 @@ def test_bad_data_is_reported_and_skipped(tmp_path, caplog):
 def test_empty_set_and_missing_root(tmp_path):
     make_voc_folder(tmp_path, {"a": ([("cat", 1, 1, 10, 10)], 20, 20)}, sets={"trainval": ["a"], "empty": []})
     with pytest.raises(DatasetError, match="no usable image"):
-        VOCDetection(str(tmp_path), "empty", ["cat"])
+        VOCSource(str(tmp_path), "empty", ["cat"])
     with pytest.raises(DatasetError, match="dataset root not found"):
-        VOCDetection(str(tmp_path / "nope"), "trainval", ["cat"])
+        VOCSource(str(tmp_path / "nope"), "trainval", ["cat"])
 
 
 def test_coco_tiny_json(tmp_path):
@@ -133,12 +133,12 @@ def test_coco_tiny_json(tmp_path):
         ],
     }
     (tmp_path / "annotations" / "instances_val2017.json").write_text(json.dumps(doc))
-    train = COCODetection(str(tmp_path), ["val2017"], skip_empty=True)
+    train = COCOSource(str(tmp_path), ["val2017"], skip_empty=True)
     assert train.class_names == ["person", "dog"] and train.category_ids == [1, 18]
     assert [train.image_id(i) for i in range(len(train))] == ["1", "2"]  # image 3 has no annotation
     boxes, labels, _ = train.annotation(0)
     assert boxes.tolist() == [[5, 6, 15, 26]] and labels.tolist() == [1]  # crowd box left out
-    assert len(COCODetection(str(tmp_path), "val2017", skip_empty=False)) == 3
+    assert len(COCOSource(str(tmp_path), "val2017", skip_empty=False)) == 3
 
 
 def draw_boxes_image(boxes, size=(200, 300)):
@@ -182,7 +182,7 @@ def test_photometric_distortion_keeps_shape_and_changes_colours():
 
 def test_base_transform_normalises_boxes():
     image = np.zeros((100, 200, 3), np.uint8)
-    out, boxes, _ = BaseTransform(300)(image, np.array([[20, 10, 200, 50]], np.float32), np.array([0]))
+    out, boxes, _ = ResizeTransform(300)(image, np.array([[20, 10, 200, 50]], np.float32), np.array([0]))
     assert out.shape == (300, 300, 3) and np.allclose(boxes, [[0.1, 0.1, 1.0, 0.5]])
 
 
@@ -216,7 +216,7 @@ def test_collate_pads_targets_and_sampler_resumes_exactly():
 
 @pytest.mark.skipif(not os.path.isdir(BCCD), reason="../shared/data/bccd absent")
 def test_bccd_real_voc_folder():
-    ds = VOCDetection(BCCD, ["trainval", "test"], ["RBC", "WBC", "Platelets"])
+    ds = VOCSource(BCCD, ["trainval", "test"], ["RBC", "WBC", "Platelets"])
     assert len(ds) == 364
     assert sum("zero-area" in p for p in ds.problems) == 2
     image, boxes, labels, _ = ds.load(0)
@@ -226,7 +226,7 @@ def test_bccd_real_voc_folder():
 def test_shapes_written_as_voc_reads_back_identically(tmp_path):
     from scripts.make_shapes_voc import main as make_shapes_voc
     make_shapes_voc(["--output", str(tmp_path), "--train", "3", "--test", "2"])
-    ds = VOCDetection(str(tmp_path), ["test"], ["ellipse", "rectangle", "triangle", "star", "cross"])
+    ds = VOCSource(str(tmp_path), ["test"], ["ellipse", "rectangle", "triangle", "star", "cross"])
     shapes = ShapesDataset("test", 2)
     for i in range(2):
         boxes, labels, _ = ds.annotation(i)

@@ -8,8 +8,7 @@ import torch
 
 import detect as detect_script
 from engine import load_model
-from layers import decode
-from models import build_ssd
+from models import SSD
 from scripts.export_onnx import export
 
 
@@ -20,7 +19,7 @@ def checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt")
     cfg = config_for("shapes", batch_norm=False)
     torch.manual_seed(0)
-    model = build_ssd(300, cfg.num_classes)
+    model = SSD(300, cfg.num_classes)
     path = str(folder / "final.pth")
     torch.save({"config": cfg.to_dict(), "model": model.state_dict()}, path)
     return path
@@ -36,7 +35,7 @@ def test_onnx_export_matches_pytorch(tmp_path, checkpoint):
     with torch.no_grad():
         loc, conf = model(images)
     assert boxes.shape == (2, 8732, 4) and scores.shape == (2, 8732, cfg.num_classes)
-    assert np.allclose(boxes, decode(loc, model.priors).numpy(), atol=1e-4)
+    assert np.allclose(boxes, model.box_coder.decode(loc).numpy(), atol=1e-4)
     assert np.allclose(scores, torch.softmax(conf, -1).numpy(), atol=1e-4)
 
 

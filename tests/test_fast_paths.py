@@ -3,20 +3,20 @@ fallback, the graph itself and torch.compile give the same outputs, losses and d
 import pytest
 import torch
 
-from engine import Detector, detect
+from engine import Detector
 from layers import MultiBoxLoss, PostProcessor
-from models import build_ssd
+from models import SSD
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def test_channels_last_matches_contiguous_on_ssd300():
     torch.manual_seed(0)
-    model = build_ssd(300, 6).eval()
+    model = SSD(300, 6).eval()
     images = torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8)
     with torch.no_grad():
         loc, conf = model(images)
-        fast = build_ssd(300, 6).eval()
+        fast = SSD(300, 6).eval()
         fast.load_state_dict(model.state_dict())
         fast = fast.to(memory_format=torch.channels_last)
         loc_cl, conf_cl = fast(images.contiguous(memory_format=torch.channels_last))
@@ -24,23 +24,23 @@ def test_channels_last_matches_contiguous_on_ssd300():
     scale = max(loc.abs().max(), conf.abs().max())
     assert (loc - loc_cl).abs().max() < 2e-5 * scale and (conf - conf_cl).abs().max() < 2e-5 * scale
     targets = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 2.0]]), torch.tensor([[0.3, 0.2, 0.9, 0.8, 4.0]])]
-    criterion = MultiBoxLoss(6)
+    criterion = MultiBoxLoss(6, model.box_coder)
     plain = criterion((loc, conf, model.priors), targets)
     channels_last = criterion((loc_cl, conf_cl, model.priors), targets)
     assert all(torch.allclose(a, b, rtol=1e-4) for a, b in zip(plain, channels_last))
-    post = PostProcessor(top_k=20)
-    a = detect(model, images, post)
-    b = detect(fast, images, post, channels_last=True)
+    post = PostProcessor(model.box_coder, top_k=20)
+    a = Detector(model, post)(images)
+    b = Detector(fast, post, channels_last=True)(images)
     assert_same_detections(a, b)
 
 
 def bf16_agreement(device: str, autocast_network: bool):
     """Losses of an SSD300 whose network ran (or whose outputs were rounded) in bf16, against fp32."""
     torch.manual_seed(0)
-    model = build_ssd(300, 6, batch_norm=True, pixel_format="torchvision").to(device).eval()
+    model = SSD(300, 6, batch_norm=True, pixel_format="torchvision").to(device).eval()
     images = torch.randint(0, 255, (1, 3, 300, 300), dtype=torch.uint8, device=device)
     targets = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 2.0], [0.55, 0.3, 0.95, 0.9, 4.0]], device=device)]
-    criterion = MultiBoxLoss(6)
+    criterion = MultiBoxLoss(6, model.box_coder)
     with torch.no_grad():
         loc, conf = model(images)
         if autocast_network:
@@ -74,10 +74,10 @@ def assert_same_detections(expected, actual, atol=1e-4):
 
 def test_fixed_nms_rounds_fall_back_to_the_exact_detections():
     torch.manual_seed(0)
-    model = build_ssd(300, 4).eval()
+    model = SSD(300, 4).eval()
     images = torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8)
     sizes = torch.tensor([[375, 500], [300, 300]])
-    post = PostProcessor(top_k=50)
+    post = PostProcessor(model.box_coder, top_k=50)
     exact = Detector(model, post, timing=True)
     expected = exact(images, sizes)
     assert set(exact.seconds) == {"network", "postprocess"} and exact.fallbacks == 0
@@ -91,17 +91,17 @@ def test_fixed_nms_rounds_fall_back_to_the_exact_detections():
 
 
 def test_cuda_graph_needs_a_cuda_device():
-    model = build_ssd(300, 4)
+    model = SSD(300, 4)
     with pytest.raises(ValueError, match="CUDA graphs need the model on a CUDA device"):
-        Detector(model, PostProcessor(), cuda_graph=True)
+        Detector(model, cuda_graph=True)
 
 
 @cuda
 @pytest.mark.parametrize("amp", ["off", "bf16"])
 def test_cuda_graph_replay_matches_eager(amp):
     torch.manual_seed(0)
-    model = build_ssd(300, 21).cuda().eval().to(memory_format=torch.channels_last)
-    post = PostProcessor()
+    model = SSD(300, 21).cuda().eval().to(memory_format=torch.channels_last)
+    post = PostProcessor(model.box_coder)
     eager = Detector(model, post, amp, channels_last=True)
     graphed = Detector(model, post, amp, channels_last=True, cuda_graph=True)
     for batch in (4, 1, 4):  # a new shape captures a second graph; the third call replays the first
@@ -113,7 +113,7 @@ def test_cuda_graph_replay_matches_eager(amp):
 @cuda
 def test_compiled_network_matches_eager():
     torch.manual_seed(0)
-    model = build_ssd(300, 21).cuda().eval()
+    model = SSD(300, 21).cuda().eval()
     images = torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8, device="cuda")
-    post = PostProcessor()
+    post = PostProcessor(model.box_coder)
     assert_same_detections(Detector(model, post)(images), Detector(model, post, compile=True)(images), atol=1e-3)

@@ -9,7 +9,7 @@ import detect as detect_script
 import eval as eval_script
 import train
 from config import CPU_CHECK, Config, ConfigError, config_for, resolve
-from models import build_ssd
+from models import SSD
 from scripts import export_onnx
 from utils.checkpoint import read_state
 
@@ -26,7 +26,7 @@ def checkpoints(tmp_path_factory):
         cfg = config_for("shapes", size=size, batch_norm=False)
         path = folder / f"ssd{size}" / "final.pth"
         path.parent.mkdir()
-        torch.save({"config": cfg.to_dict(), "model": build_ssd(size, cfg.num_classes).state_dict()}, path)
+        torch.save({"config": cfg.to_dict(), "model": SSD(size, cfg.num_classes).state_dict()}, path)
         paths[size] = str(path)
     data = open(paths[300], "rb").read()
     (folder / "corrupt.pth").write_bytes(data[: len(data) // 3])

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from config import PRIORS
-from layers import MultiBoxLoss, PriorBox, encode, match_priors, pad_targets, xyxy_to_cxcywh
+from layers import BoxCoder, MultiBoxLoss, PriorBox, encode, match_priors, pad_targets, xyxy_to_cxcywh
 
 
 def priors_from_corners(corners):
@@ -92,7 +92,7 @@ def reference_loss(loc, conf, priors_cxcywh, targets, thresh=0.5, neg_pos=3):
         npos = int(pos.sum())
         for j in np.nonzero(pos)[0]:
             g = torch.tensor(t[assigned[j], :4])[None]
-            target = encode(g, torch.tensor(priors[j:j + 1]))[0]
+            target = encode(g, torch.tensor(priors[j:j + 1]), (0.1, 0.2))[0]
             total_l += F.smooth_l1_loss(loc[b, j].double(), target, reduction="sum").item()
         neg_candidates = sorted((c for c, is_pos in zip(ce, pos) if not is_pos), reverse=True)
         total_c += ce[pos].sum() + sum(neg_candidates[: min(neg_pos * npos, p - npos)])
@@ -111,7 +111,7 @@ def test_loss_matches_per_image_reference_on_ssd300_priors():
         torch.tensor([[0.3, 0.3, 0.7, 0.8, 0.0]]),
         torch.tensor([[0.0, 0.0, 1.0, 1.0, 19.0], [0.45, 0.45, 0.55, 0.55, 2.0]]),
     ]
-    criterion = MultiBoxLoss(num_classes=num_classes, overlap_thresh=0.5, neg_pos=3, variance=(0.1, 0.2))
+    criterion = MultiBoxLoss(num_classes, BoxCoder(priors, (0.1, 0.2)), overlap_thresh=0.5, neg_pos=3)
     loss_l, loss_c = criterion((loc, conf, priors), targets)
     ref_l, ref_c = reference_loss(loc, conf, priors, targets)
     assert loss_l.item() == pytest.approx(ref_l, rel=1e-4)
@@ -125,7 +125,7 @@ def test_loss_with_no_positives_is_finite_and_backpropagates():
     priors = PriorBox(PRIORS[("voc", 300)]).forward()
     loc = torch.randn(2, len(priors), 4, requires_grad=True)
     conf = torch.randn(2, len(priors), 4, requires_grad=True)
-    loss_l, loss_c = MultiBoxLoss(4)((loc, conf, priors), [torch.zeros(0, 5), torch.zeros(0, 5)])
+    loss_l, loss_c = MultiBoxLoss(4, BoxCoder(priors, (0.1, 0.2)))((loc, conf), [torch.zeros(0, 5), torch.zeros(0, 5)])
     assert math.isfinite(loss_l.item()) and math.isfinite(loss_c.item())
     (loss_l + loss_c).backward()
     assert torch.isfinite(loc.grad).all() and torch.isfinite(conf.grad).all()
@@ -138,6 +138,6 @@ def test_hard_negative_count():
     conf = torch.zeros(1, 6, 2)
     conf[0, 1:, 1] = torch.tensor([5.0, 1.0, 4.0, 3.0, 0.0])  # background CE ranks priors 1, 3, 4 highest
     loc = torch.zeros(1, 6, 4)
-    _, loss_c = MultiBoxLoss(2)((loc, conf, priors), [torch.tensor([[0, 0, .5, .5, 0.0]])])
+    _, loss_c = MultiBoxLoss(2, BoxCoder(priors, (0.1, 0.2)))((loc, conf), [torch.tensor([[0, 0, .5, .5, 0.0]])])
     ce = F.cross_entropy(conf[0], torch.tensor([1, 0, 0, 0, 0, 0]), reduction="none")
     assert loss_c.item() == pytest.approx((ce[0] + ce[1] + ce[3] + ce[4]).item(), rel=1e-6)

@@ -5,7 +5,18 @@ import torch
 from torchvision.ops import nms
 
 from config import config_for
-from layers import PostProcessor, PriorBox, greedy_nms, postprocess, postprocess_padded, soft_nms, xyxy_to_cxcywh
+from layers import (
+    BoxCoder,
+    PostProcessor,
+    PriorBox,
+    greedy_nms,
+    postprocess,
+    postprocess_padded,
+    soft_nms,
+    xyxy_to_cxcywh,
+)
+
+VARIANCES = (0.1, 0.2)
 
 
 def log_probs(rows):
@@ -24,7 +35,7 @@ def test_nms_suppresses_within_a_class_and_keeps_the_same_box_for_two_classes():
                        [0.30, 0.70, 1e-6],
                        [0.99, 0.005, 0.005]]])
     loc = torch.zeros(1, 4, 4)  # boxes = priors
-    (det,) = postprocess(loc, conf, priors, score_thresh=0.01, nms_thresh=0.45, top_k=200)
+    (det,) = postprocess(loc, conf, BoxCoder(priors, VARIANCES), score_thresh=0.01, nms_thresh=0.45, top_k=200)
     got = sorted(zip(det["labels"].tolist(), [round(s, 4) for s in det["scores"].tolist()]))
     # cat: A (0.55) suppresses B (0.50); C (0.70) kept; D (0.005) below threshold.
     # dog: A (0.40) suppresses B (0.30); C below threshold.
@@ -39,10 +50,10 @@ def test_top_k_per_image_and_batching(nms):
     priors = torch.rand(300, 4) * torch.tensor([1, 1, 0.1, 0.1]) + torch.tensor([0, 0, 0.02, 0.02])
     conf = torch.randn(3, 300, 5) * 3
     loc = torch.zeros(3, 300, 4)
-    batched = postprocess(loc, conf, priors, top_k=7, nms=nms)
+    batched = postprocess(loc, conf, BoxCoder(priors, VARIANCES), top_k=7, nms=nms)
     assert len(batched) == 3
     for b in range(3):
-        single = postprocess(loc[b:b + 1], conf[b:b + 1], priors, top_k=7, nms=nms)[0]
+        single = postprocess(loc[b:b + 1], conf[b:b + 1], BoxCoder(priors, VARIANCES), top_k=7, nms=nms)[0]
         assert len(batched[b]["scores"]) == 7
         assert torch.allclose(batched[b]["scores"], single["scores"])
         assert torch.equal(batched[b]["labels"], single["labels"])
@@ -51,7 +62,7 @@ def test_top_k_per_image_and_batching(nms):
 def test_empty_image():
     priors = xyxy_to_cxcywh(torch.tensor([[0.1, 0.1, 0.5, 0.5]]))
     conf = log_probs([[[0.999, 0.0005, 0.0005]]])
-    (det,) = PostProcessor()(torch.zeros(1, 1, 4), conf, priors)
+    (det,) = PostProcessor(BoxCoder(priors, VARIANCES))(torch.zeros(1, 1, 4), conf)
     assert det["boxes"].shape == (0, 4) and det["scores"].shape == (0,)
 
 
@@ -73,7 +84,8 @@ def test_soft_nms_rescoring_follows_the_paper():
 def test_soft_nms_through_postprocess():
     priors = xyxy_to_cxcywh(torch.tensor([[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.52, 0.5]]))
     conf = log_probs([[[0.05, 0.95], [0.2, 0.8]]])
-    (det,) = postprocess(torch.zeros(1, 2, 4), conf, priors, nms="soft", soft_method="linear", nms_thresh=0.3)
+    (det,) = postprocess(torch.zeros(1, 2, 4), conf, BoxCoder(priors, VARIANCES), nms="soft", soft_nms_method="linear",
+                         nms_thresh=0.3)
     iou = (0.38 * 0.4) / (2 * 0.16 - 0.38 * 0.4)
     assert det["scores"].tolist() == pytest.approx([0.95, 0.8 * (1 - iou)], rel=1e-4)
 
@@ -104,9 +116,9 @@ def test_greedy_nms_with_too_few_rounds_says_so():
     # A suppresses B, B would suppress C; C survives because B is gone: three rounds to be sure of it
     boxes = torch.tensor([[[0.0, 0, 1, 1], [0.3, 0, 1.3, 1], [0.6, 0, 1.6, 1]]])
     valid = torch.ones(1, 3, dtype=torch.bool)
-    keep, converged = greedy_nms(boxes, valid, 0.45, iterations=1)
+    keep, converged = greedy_nms(boxes, valid, 0.45, nms_rounds=1)
     assert keep.tolist() == [[True, False, False]] and not converged
-    keep, converged = greedy_nms(boxes, valid, 0.45, iterations=3)
+    keep, converged = greedy_nms(boxes, valid, 0.45, nms_rounds=3)
     assert keep.tolist() == [[True, False, True]] and converged
     assert greedy_nms(boxes, valid, 0.45)[0].tolist() == [[True, False, True]]
 
@@ -134,12 +146,12 @@ def test_postprocess_matches_per_class_torchvision_nms_at_ssd300_shapes():
     priors = PriorBox(config_for("VOC").priors())()
     loc = torch.randn(2, len(priors), 4, generator=generator) * 0.5
     conf = torch.randn(2, len(priors), 21, generator=generator) * 2
-    detections = postprocess(loc, conf, priors)
+    detections = postprocess(loc, conf, BoxCoder(priors, VARIANCES))
     for det, expected in zip(detections, reference_postprocess(loc, conf, priors)):
         got = sorted(zip(det["scores"].tolist(), det["labels"].tolist()), reverse=True)  # exact ties: by label
         assert len(got) == len(expected) == 200
         assert [label for _, label in got] == [label for _, label in expected]
         assert [s for s, _ in got] == pytest.approx([s for s, _ in expected], abs=1e-7)
-    boxes, scores, labels, counts, converged = postprocess_padded(loc, conf, priors, nms_iterations=50)
+    boxes, scores, labels, counts, converged = postprocess_padded(loc, conf, BoxCoder(priors, VARIANCES), nms_rounds=50)
     assert bool(converged) and counts.tolist() == [200, 200]
     assert torch.equal(scores[0], detections[0]["scores"]) and torch.equal(labels[1], detections[1]["labels"])

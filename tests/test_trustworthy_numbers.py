@@ -12,12 +12,12 @@ from helpers import make_voc_folder
 import eval as eval_script
 import train
 from config import config_for
-from data import COCODetection, DatasetError, SSDDataset, VOCDetection, build_source, decode_image
+from data import COCOSource, DatasetError, SSDDataset, VOCSource, build_source, decode_image
 from data.check import main as check_main
-from data.transforms import BaseTransform
+from data.transforms import ResizeTransform
 from engine import evaluate, evenly_spaced, write_metrics
-from layers import decode, postprocess
-from models import build_ssd_from_config
+from layers import BoxCoder, decode, postprocess
+from models import SSD
 from utils.checkpoint import read_state
 from utils.voc_eval import evaluate_detections, to_devkit
 
@@ -63,7 +63,7 @@ def test_dropped_objects_are_summarised_once_per_name(tmp_path, caplog):
                          ("mask_weared_incorrect", 3, 3, 20, 20)], 30, 30) for k in range(15)}
     make_voc_folder(tmp_path, images)
     with caplog.at_level(logging.WARNING):
-        VOCDetection(str(tmp_path), ["trainval"], ["mask"])
+        VOCSource(str(tmp_path), ["trainval"], ["mask"])
     lines = [r.getMessage() for r in caplog.records]
     assert "VOC: 30 objects of class 'mask_weared_incorrect' not in --labels, dropped" in lines
     assert not any("i3.xml" in line for line in lines)  # per-file detail is the checker's
@@ -98,10 +98,10 @@ def test_evaluation_scores_every_image_once(tmp_path, capsys):
     (tmp_path / "JPEGImages" / "t1.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     cfg = config_for("VOC", dataset_root=str(tmp_path), test_sets=["test"], labels=["cat"], batch_norm=False)
     source = build_source(cfg, train=False)
-    dataset = SSDDataset(source, BaseTransform(300), substitute=False)
+    dataset = SSDDataset(source, ResizeTransform(300), substitute=False)
     image, target, index, size = dataset[1]
     assert size == (0, 0) and index == 1 and target.shape == (0, 5)
-    model = build_ssd_from_config(cfg).eval()
+    model = SSD.from_config(cfg).eval()
     with pytest.raises(DatasetError, match="t1.jpg: cannot be decoded.*--unreadable miss"):
         evaluate(model, cfg, source, torch.device("cpu"), 2, 0)
     metrics = evaluate(model, cfg.replace(unreadable="miss"), source, torch.device("cpu"), 2, 0,
@@ -123,17 +123,17 @@ def test_coco_export_labels_select_and_placeholder_category_is_left_out(tmp_path
                             "area": 900, "iscrowd": 0} for k, c in enumerate([1, 1, 2, 3])]}
     (tmp_path / "annotations" / "instances_train.json").write_text(json.dumps(doc))
     with caplog.at_level(logging.WARNING):
-        source = COCODetection(str(tmp_path), ["train"])
+        source = COCOSource(str(tmp_path), ["train"])
     assert source.class_names == ["rbc", "wbc", "stray"]
     assert any("1 category without any annotation left out: cells" in r.getMessage() for r in caplog.records)
-    chosen = COCODetection(str(tmp_path), ["train"], labels=["wbc", "rbc"])
+    chosen = COCOSource(str(tmp_path), ["train"], labels=["wbc", "rbc"])
     assert chosen.class_names == ["wbc", "rbc"] and chosen.category_ids == [2, 1]
     assert sum(len(r.labels) for r in chosen.records) == 3
     assert chosen.problems.counts["objects of category 'stray' not in --labels, dropped"] == 1
     with pytest.raises(DatasetError, match="no category named \\['wbcc'\\]; its categories: cells, rbc"):
-        COCODetection(str(tmp_path), ["train"], labels=["wbcc"])
+        COCOSource(str(tmp_path), ["train"], labels=["wbcc"])
     with pytest.raises(DatasetError, match="instances_val.json: not found.*ROOT/val/"):
-        COCODetection(str(tmp_path), ["val"])
+        COCOSource(str(tmp_path), ["val"])
 
 
 def test_checker_runs_the_training_and_evaluation_code_paths(tmp_path, capsys):
@@ -195,9 +195,9 @@ def test_detections_are_clipped_before_scoring_as_caffe_does():
     t_x, t_w = -7.0, float(np.log(1.8 / 0.5) / 0.2)
     loc = torch.tensor([[[t_x, 0.0, t_w, 0.0]]])
     conf = torch.tensor([[[0.0, 10.0]]])
-    unclipped = decode(loc, priors)[0, 0]
+    unclipped = decode(loc, priors, (0.1, 0.2))[0, 0]
     assert unclipped[0] == pytest.approx(-1.0, abs=1e-5) and unclipped[2] == pytest.approx(0.8, abs=1e-5)
-    (det,) = postprocess(loc, conf, priors, score_thresh=0.01)
+    (det,) = postprocess(loc, conf, BoxCoder(priors, (0.1, 0.2)), score_thresh=0.01)
     assert det["boxes"][0].tolist() == pytest.approx([0.0, 0.0, 0.8, 1.0], abs=1e-6)
     gt = {"img": (to_devkit(np.array([[0.0, 0.0, 80.0, 100.0]])), np.array([0]), np.array([False]))}
 
