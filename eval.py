@@ -98,8 +98,8 @@ def main(argv=None):
         source = build_source(cfg, train=False)
         if cfg.dataset != "COCO" and source.class_names != list(cfg.labels):
             raise DatasetError(f"dataset classes {source.class_names} differ from the model's {list(cfg.labels)}")
-        metrics = evaluate(model, cfg, source, device, cfg.batch_size, cfg.workers, cfg.amp, cfg.eval_limit,
-                           output, progress=lambda it: tqdm(it, desc="evaluating", dynamic_ncols=True))
+        metrics = evaluate(model, cfg, source, device, output,
+                           progress=lambda batches: tqdm(batches, desc="evaluating", dynamic_ncols=True))
     except (DatasetError, WeightsError, ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

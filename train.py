@@ -269,10 +269,10 @@ class Trainer:
         return path
 
     def validate(self, output: str = None):
-        metrics = evaluate(self.model, self.cfg, self.val_source, self.device, self.cfg.batch_size,
-                           min(self.cfg.workers, 4), self.cfg.amp, self.cfg.eval_limit, output,
-                           progress=lambda it: tqdm(it, desc=f"evaluating (iteration {self.iteration})",
-                                                    leave=False, dynamic_ncols=True))
+        bar = lambda batches: tqdm(batches, desc=f"evaluating (iteration {self.iteration})", leave=False,
+                                   dynamic_ncols=True)
+        metrics = evaluate(self.model, self.cfg.replace(workers=min(self.cfg.workers, 4)), self.val_source,
+                           self.device, output, progress=bar)
         self.logger.log(self.iteration, {"mAP": metrics["mAP"]}, kind="eval")
         log.info("iteration %d: validation %s mAP %.4f", self.iteration, metrics["metric"], metrics["mAP"])
         if not math.isnan(metrics["mAP"]) and metrics["mAP"] > self.best_map:

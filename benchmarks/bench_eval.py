@@ -39,7 +39,8 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         write_random_voc_folder(folder, args.images, VOC_CLASSES, set_name="test")
         settings = dict(dataset_root=folder, test_sets=["test"], channels_last=args.channels_last,
-                        compile=args.compile, cuda_graph=args.cuda_graph)
+                        compile=args.compile, cuda_graph=args.cuda_graph, batch_size=args.batch_size,
+                        workers=args.workers, amp=args.amp)
         if args.weights:
             model, cfg = load_model(args.weights, device, dict(dataset="VOC", **settings))
         else:
@@ -48,7 +49,7 @@ def main():
         start = time.perf_counter()
         source = build_source(cfg, train=False)
         parsed = time.perf_counter()
-        metrics = evaluate(model, cfg, source, device, args.batch_size, args.workers, args.amp)
+        metrics = evaluate(model, cfg, source, device)
         total = time.perf_counter() - start
     speed = metrics["speed"]
     print(f"\nVOC07-test-sized evaluation: {args.images} images 500x375, batch {args.batch_size}, amp {args.amp}, "

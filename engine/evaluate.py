@@ -43,18 +43,18 @@ def write_metrics(metrics: dict, output: str):
         json.dump(json_safe({k: v for k, v in metrics.items() if k != "curves"}), f, indent=2)
 
 
-def evaluate(model, cfg, source, device, batch_size: int = 32, workers: int = 2, amp: str = "off",
-             limit: int = 0, output: str = None, detector: Detector = None, progress=None) -> dict:
-    """Run the model over `source` (`limit` > 0: that many evenly spaced images) and score it. `detector`: a
-    `Detector` of `model` with its settings (default: from `cfg`). An image that cannot be decoded stops with a
-    DatasetError naming it (cfg.unreadable == "stop") or is scored as an image without detections ("miss", one
-    summary line). Writes results files, metrics.json and examples.jpg to `output` when given."""
+def evaluate(model, cfg, source, device, output: str = None, detector: Detector = None, progress=None) -> dict:
+    """Run the model over `source` and score it, with cfg's batch size, workers, precision and `eval_limit` (> 0:
+    that many evenly spaced images). `detector`: a `Detector` of `model` with its settings (default: from `cfg`).
+    An image that cannot be decoded stops with a DatasetError naming it (cfg.unreadable == "stop") or is scored
+    as an image without detections ("miss", one summary line). Writes results files, metrics.json and
+    examples.jpg to `output` when given; `progress` wraps the batches (e.g. a tqdm bar)."""
     was_training = model.training
     model.eval()
-    detector = detector or Detector.from_config(model, cfg, amp, timing=True)
+    detector = detector or Detector.from_config(model, cfg, timing=True)
     dataset = build_dataset(cfg, train=False, source=source)
-    indices = evenly_spaced(len(source), limit)
-    loader = eval_loader(dataset, batch_size, workers, pin_memory=device.type == "cuda", indices=indices)
+    indices = evenly_spaced(len(source), cfg.eval_limit)
+    loader = eval_loader(dataset, cfg.batch_size, cfg.workers, pin_memory=device.type == "cuda", indices=indices)
     results, unreadable = {}, []
     start = time.perf_counter()
     for images, _, batch_indices, sizes in (progress(loader) if progress else loader):

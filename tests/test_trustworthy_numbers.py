@@ -96,15 +96,16 @@ def test_evaluation_scores_every_image_once(tmp_path, capsys):
     images = {f"t{i}": ([("cat", 5, 5, 40, 40)], 64, 48) for i in range(4)}
     make_voc_folder(tmp_path, images, sets={"test": list(images)})
     (tmp_path / "JPEGImages" / "t1.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-    cfg = config_for("VOC", dataset_root=str(tmp_path), test_sets=["test"], labels=["cat"], batch_norm=False)
+    cfg = config_for("VOC", dataset_root=str(tmp_path), test_sets=["test"], labels=["cat"], batch_norm=False,
+                     batch_size=2, workers=0)
     source = build_source(cfg, train=False)
     dataset = SSDDataset(source, ResizeTransform(300), substitute=False)
     image, target, index, size = dataset[1]
     assert size == (0, 0) and index == 1 and target.shape == (0, 5)
     model = SSD.from_config(cfg).eval()
     with pytest.raises(DatasetError, match="t1.jpg: cannot be decoded.*--unreadable miss"):
-        evaluate(model, cfg, source, torch.device("cpu"), 2, 0)
-    metrics = evaluate(model, cfg.replace(unreadable="miss"), source, torch.device("cpu"), 2, 0,
+        evaluate(model, cfg, source, torch.device("cpu"))
+    metrics = evaluate(model, cfg.replace(unreadable="miss"), source, torch.device("cpu"),
                        output=str(tmp_path / "out"))
     assert metrics["unreadable"] == 1
     ids = [line.split()[0] for line in open(tmp_path / "out" / "comp4_det_test_cat.txt")]
