@@ -4,6 +4,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.ops import batched_nms
 
 from .box_utils import BoxCoder, pairwise_box_iou
 
@@ -32,10 +33,39 @@ def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float, nms_
     return torch.cat(keep)[:, :k], torch.stack(converged).all()
 
 
+def sorted_greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float) -> torch.Tensor:
+    """`greedy_nms` (exact, the same boxes) through torchvision's sorted greedy `batched_nms`, which does far less
+    work than the fixed-shape form when many candidates pass the score threshold: the CPU path.
+    boxes [G, K, 4] (each group sorted), valid [G, K] -> keep [G, K]. The order within a group is the candidates'
+    (their rank is the score given to torchvision), so exact score ties resolve as in `greedy_nms`."""
+    group, index = valid.nonzero(as_tuple=True)
+    kept = batched_nms(boxes[group, index], -index.float(), group, iou_thresh)
+    keep = torch.zeros_like(valid)
+    keep[group[kept], index[kept]] = True
+    return keep
+
+
 def suppression_bits(boxes: torch.Tensor, iou_thresh: float) -> torch.Tensor:
     """boxes [G, K, 4] (K a multiple of 8) -> uint8 [G, K, K/8]: bit i of row j is set when box i comes before
     box j and their IoU > iou_thresh. IoU is symmetric, so the mask is built row by row of `j`; packed 8 per byte,
-    a round of NMS reads K*K/8 bytes per group (a float matrix product would read 16-32x more)."""
+    a round of NMS reads K*K/8 bytes per group (a float matrix product would read 16-32x more). On CUDA one
+    Triton kernel writes the bits directly (layers/nms_kernel.py); elsewhere the eager reference below."""
+    if boxes.is_cuda and _has_triton():
+        from .nms_kernel import suppression_bits_triton
+        return suppression_bits_triton(boxes, iou_thresh)
+    return suppression_bits_eager(boxes, iou_thresh)
+
+
+def _has_triton() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def suppression_bits_eager(boxes: torch.Tensor, iou_thresh: float) -> torch.Tensor:
+    """`suppression_bits` in eager operations: the reference (and the CPU path)."""
     index = torch.arange(boxes.shape[1], device=boxes.device)
     earlier = index[None, :] < index[:, None]  # [K, K]: the column's box comes before the row's
     return _pack_bits((pairwise_box_iou(boxes, boxes) > iou_thresh) & earlier)
@@ -113,7 +143,7 @@ def postprocess_padded(loc: torch.Tensor, conf: torch.Tensor, box_coder: BoxCode
     Softmax, decode (clipped to the image, as Caffe SSD's detection output), per class: the best `pre_nms_top_k`
     priors, those with score >= score_thresh go through NMS at `nms_thresh` (`nms='soft'`: Soft-NMS); then the best
     `top_k` of each image over all classes. `nms_rounds`: see `greedy_nms` (None = exact with host syncs; an int =
-    sync-free, for CUDA graphs).
+    sync-free, for CUDA graphs). On a CPU the exact path is `sorted_greedy_nms` (same detections, less work).
     """
     if nms not in ("hard", "soft"):
         raise ValueError(f"nms must be 'hard' or 'soft', got {nms!r}")
@@ -135,6 +165,10 @@ def postprocess_padded(loc: torch.Tensor, conf: torch.Tensor, box_coder: BoxCode
         cand_boxes = cand_boxes.gather(1, kept_index[..., None].expand(-1, -1, 4))
         keep = kept_scores > 0
         converged = torch.ones((), dtype=torch.bool, device=loc.device)
+    elif nms_rounds is None and loc.device.type == "cpu":
+        kept_scores = cand_scores
+        keep = sorted_greedy_nms(cand_boxes, cand_scores >= score_thresh, nms_thresh)
+        converged = torch.ones((), dtype=torch.bool)
     else:
         kept_scores = cand_scores
         keep, converged = greedy_nms(cand_boxes, cand_scores >= score_thresh, nms_thresh, nms_rounds)

@@ -155,3 +155,33 @@ def test_postprocess_matches_per_class_torchvision_nms_at_ssd300_shapes():
     boxes, scores, labels, counts, converged = postprocess_padded(loc, conf, BoxCoder(priors, VARIANCES), nms_rounds=50)
     assert bool(converged) and counts.tolist() == [200, 200]
     assert torch.equal(scores[0], detections[0]["scores"]) and torch.equal(labels[1], detections[1]["labels"])
+
+
+def test_cpu_sorted_nms_equals_the_fixed_shape_nms():
+    from layers.detection import sorted_greedy_nms
+    generator = torch.Generator().manual_seed(3)
+    # random groups, crafted ties, identical and zero-area boxes, a group of 1 and one of the maximum size
+    corners = torch.rand(6, 37, 2, generator=generator) * 0.6
+    boxes = torch.cat([corners, corners + torch.rand(6, 37, 2, generator=generator) * 0.4], -1)
+    boxes[1, 5:9] = boxes[1, 4]  # identical boxes
+    boxes[2, 3:6, 2:] = boxes[2, 3:6, :2]  # zero-area
+    valid = torch.rand(6, 37, generator=generator) > 0.2
+    valid[3] = False
+    valid[3, 0] = True  # a group of one
+    valid[4] = True
+    for thresh in (0.3, 0.45, 0.7):
+        expected, _ = greedy_nms(boxes, valid, thresh)
+        assert torch.equal(sorted_greedy_nms(boxes, valid, thresh), expected)
+
+
+def test_cpu_postprocess_equals_the_fixed_shape_path_on_network_outputs():
+    from models import SSD
+    torch.manual_seed(0)
+    model = SSD(300, 21).eval()
+    with torch.no_grad():
+        loc, conf = model(torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8))
+    cpu = postprocess_padded(loc, conf, model.box_coder)  # sorted greedy NMS on a CPU
+    fixed = postprocess_padded(loc, conf, model.box_coder, nms_rounds=400)  # the CUDA path, run to the fixed point
+    assert bool(fixed.converged)
+    assert torch.equal(cpu.counts, fixed.counts) and torch.equal(cpu.labels, fixed.labels)
+    assert torch.equal(cpu.scores, fixed.scores) and torch.equal(cpu.boxes, fixed.boxes)

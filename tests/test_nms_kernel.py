@@ -1,0 +1,52 @@
+"""The Triton suppression-mask kernel against the eager reference, run by Triton's interpreter on a CPU
+(on CUDA `layers.suppression_bits` dispatches to it; the GPU suite runs it there)."""
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernel module is imported: interpret on a CPU
+pytest.importorskip("triton")
+
+from layers.detection import greedy_nms, suppression_bits_eager  # noqa: E402
+from layers.nms_kernel import suppression_bits_triton  # noqa: E402
+from models import SSD  # noqa: E402
+
+
+def random_boxes(groups, k, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    corners = torch.rand(groups, k, 2, generator=generator) * 0.7
+    return torch.cat([corners, corners + torch.rand(groups, k, 2, generator=generator) * 0.3], -1)
+
+
+@pytest.mark.parametrize("groups, k", [(1, 8), (3, 24), (2, 40), (1, 200), (1, 400)])
+def test_kernel_equals_eager_on_random_boxes(groups, k):
+    boxes = random_boxes(groups, k, seed=k)
+    for thresh in (0.3, 0.45, 0.7):
+        assert torch.equal(suppression_bits_triton(boxes, thresh), suppression_bits_eager(boxes, thresh))
+
+
+def test_kernel_equals_eager_on_crafted_boxes():
+    boxes = random_boxes(4, 40, seed=1)
+    boxes[0, 10:20] = boxes[0, 9]  # identical boxes: IoU exactly 1
+    boxes[1, :, 2:] = boxes[1, :, :2]  # zero-area boxes: IoU 0/0 suppresses nothing
+    boxes[2, 1] = boxes[2, 0] + torch.tensor([0.0, 0.0, 1e-7, 0.0])  # IoU a hair under 1
+    boxes[3] = 0  # padding rows, as greedy_nms adds them
+    assert torch.equal(suppression_bits_triton(boxes, 0.45), suppression_bits_eager(boxes, 0.45))
+    assert torch.equal(suppression_bits_triton(boxes, 1.0), suppression_bits_eager(boxes, 1.0))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        suppression_bits_triton(boxes[:, :37], 0.45)
+
+
+def test_kernel_in_greedy_nms_on_ssd300_outputs(monkeypatch):
+    torch.manual_seed(0)
+    model = SSD(300, 5).eval()
+    with torch.no_grad():
+        loc, conf = model(torch.randint(0, 255, (1, 3, 300, 300), dtype=torch.uint8))
+        boxes = model.box_coder.decode(loc).clamp(0, 1)
+        scores, index = conf.softmax(-1)[0, :, 1:].T.topk(400, dim=1)  # [4 classes, 400] sorted candidates
+    candidates = boxes[0][index]  # [4, 400, 4]
+    expected, _ = greedy_nms(candidates, scores >= 0.01, 0.45)
+    monkeypatch.setattr("layers.detection.suppression_bits_eager", suppression_bits_triton)
+    kept, converged = greedy_nms(candidates, scores >= 0.01, 0.45)
+    assert bool(converged) and torch.equal(kept, expected)
