@@ -268,10 +268,12 @@ def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset:
     if dataset not in DATASET_DEFAULTS:
         raise ConfigError(f"--dataset must be one of {', '.join(DATASET_DEFAULTS)} (got {dataset!r})")
     if dataset == "shapes":
-        ignored = [flag(k) for k in ("dataset_root", "labels", "sets", "test_sets") if k in flags]
+        ignored = [flag(k) for k in ("dataset_root", "labels") if k in flags]
+        ignored += [flag(k) for k in ("sets", "test_sets") if set(flags.get(k, ())) - {"train", "test"}]
         if ignored:
             raise ConfigError(f"{', '.join(ignored)}: the built-in shapes dataset reads no files and has fixed "
-                              f"classes and splits; drop {' '.join(ignored)} or choose --dataset VOC or COCO")
+                              f"classes and the splits train and test; drop {' '.join(ignored)} or choose "
+                              f"--dataset VOC or COCO")
     values = dict(DATASET_DEFAULTS[dataset], dataset=dataset)
     values.update(preset or {})
     if saved:

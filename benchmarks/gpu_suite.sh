@@ -1,40 +1,82 @@
 #!/usr/bin/env bash
-# Everything the README and benchmarks/RESULTS.md still need from a GPU, in one run (about 40 minutes on one
-# H100 with 16 cores). Writes logs to ${OUT:-results/gpu_suite}/; paste the tables into RESULTS.md and README with
-# the device.
-#   bash benchmarks/gpu_suite.sh [quick]     # quick: tests and benchmarks only, no training runs
-set -uo pipefail
+# Every GPU number of README and benchmarks/RESULTS.md, as independent steps of under 8 minutes each on one H100
+# (about 40 minutes in all, the first torch.compile included), so that the suite fits short GPU slots:
+#
+#   bash benchmarks/gpu_suite.sh STEP [--tiny]     STEP: tests infer post train eval data shapes bccd | all
+#
+# Each step writes its raw output to ${OUT:-results/gpu_suite}/STEP.txt and a machine-readable STEP.json (device
+# name, date, the commands, every table printed); `python -m benchmarks.render_results DIR --write` turns the
+# JSON files into RESULTS.md's and README's tables. The bccd step reads the BCCD folder from $BCCD (a VOC-style
+# folder). --tiny: seconds-long settings that run anywhere (the tests run every step so on a CPU).
+set -euo pipefail
 cd "$(dirname "$0")/.."
+step="${1:?usage: bash benchmarks/gpu_suite.sh tests|infer|post|train|eval|data|shapes|bccd|all [--tiny]}"
+tiny="${2:-}"
 out="${OUT:-results/gpu_suite}"
-mkdir -p "$out"
 py="${PYTHON:-python}"
 workers="${WORKERS:-16}"
+mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/device.txt" 2>&1
-# the CUDA-only tests (CUDA graph and torch.compile against eager), then the whole suite on this machine
-$py -m pytest -q tests/test_fast_paths.py 2>&1 | tee "$out/tests_cuda.txt"
-$py -m benchmarks.bench_inference --batch-size 256 --amp bf16 --channels-last --size 300 512 2>&1 \
-    | tee "$out/inference_bf16.txt"
-$py -m benchmarks.bench_train_step --batch-size 32 --amp off 2>&1 | tee "$out/train_step_fp32.txt"
-$py -m benchmarks.bench_train_step --batch-size 32 --amp bf16 --channels-last 2>&1 | tee "$out/train_step_bf16.txt"
-for flags in "" "--compile"; do
-    $py -m benchmarks.bench_train --batch-size 32 --amp bf16 --channels-last $flags --workers "$workers" 2>&1 \
-        | tee -a "$out/train_end_to_end.txt"
-done
-$py -m benchmarks.bench_train --batch-size 32 --amp bf16 --channels-last --compile --size 512 --workers "$workers" \
-    2>&1 | tee -a "$out/train_end_to_end.txt"
-$py -m benchmarks.bench_eval --batch-size 64 --amp bf16 --channels-last --cuda-graph --workers "$workers" 2>&1 \
-    | tee "$out/eval_voc07_sized.txt"
-$py -m benchmarks.bench_data --images 2000 --workers 1 8 "$workers" 2>&1 | tee "$out/data.txt"
-[[ "${1:-}" == "quick" ]] && exit 0
-# the README's main command, timed, and its mAP
-/usr/bin/time -v $py train.py --dataset shapes --amp bf16 --channels-last --workers "$workers" \
-    --output "$out/shapes" 2>&1 | tee "$out/shapes_train.txt" | tail -20
-# BCCD from scratch: BN variant, higher LR with warm-up ($BCCD: a copy where ../shared does not travel)
-bccd="${BCCD:-../shared/data/bccd}"
-if [[ -d "$bccd" ]]; then
-    /usr/bin/time -v $py train.py --dataset VOC --dataset-root "$bccd" --sets trainval --test-sets test \
-        --labels RBC WBC Platelets --basenet none --batch-norm --lr 1e-2 --warmup-iters 500 --max-iter 6000 \
-        --lr-steps 4000 5200 --amp bf16 --channels-last --workers "$workers" --eval-every 2000 \
-        --output "$out/bccd" 2>&1 | tee "$out/bccd_train.txt" | tail -20
+
+if [[ "$tiny" == "--tiny" ]]; then
+    B=1; STEPS="--steps 1 --warmup 0"; IMAGES=2; workers=0; SIZES=300; AMP=""; COMPILE=""; GRAPH=""
+    DATA_WORKERS="1"
+    SHAPES="--max-iter 2 --batch-size 2 --shapes-train-images 4 --shapes-test-images 2 --eval-every 0 --warmup-iters 0"
+    BCCD_SCHEDULE="--max-iter 2 --batch-size 2 --eval-every 0 --warmup-iters 0"
+else
+    B=""; STEPS=""; IMAGES=""; SIZES="300 512"; AMP="--amp bf16 --channels-last"; COMPILE="--compile"
+    GRAPH="--cuda-graph"; DATA_WORKERS="1 8 $workers"
+    SHAPES=""
+    BCCD_SCHEDULE="--lr 1e-2 --warmup-iters 500 --max-iter 1500 --lr-steps 1000 1300 --eval-every 500"
 fi
+
+run() {  # run STEP COMMAND...: the commands' output into STEP.txt, then STEP.json
+    local name="$1"; shift
+    local start=$SECONDS
+    : > "$out/$name.txt"
+    local commands=()
+    for command in "$@"; do
+        commands+=(--command "$command")
+        echo "\$ $command" | tee -a "$out/$name.txt"
+        bash -c "$command" 2>&1 | tee -a "$out/$name.txt"
+    done
+    $py -m benchmarks.record --step "$name" --raw "$out/$name.txt" --json "$out/$name.json" \
+        --wall-s $((SECONDS - start)) "${commands[@]}"
+}
+
+step_tests() {  # the CUDA-only tests (CUDA graphs, torch.compile, the NMS kernel on the GPU, a sync-free step)
+    run tests "$py -m pytest -q ${tiny:+--collect-only} tests/test_fast_paths.py tests/test_nms_kernel.py tests/test_train.py -k 'cuda or graph or compile or kernel or never_waits'"
+}
+step_infer() {
+    run infer "$py -m benchmarks.bench_inference --batch-size ${B:-256} ${STEPS} ${AMP} --size ${SIZES}"
+}
+step_post() {
+    run post "$py -m benchmarks.bench_postprocess --batch-size ${B:-256} ${STEPS}"
+}
+step_train() {
+    run train "$py -m benchmarks.bench_train_step --batch-size ${B:-32} ${STEPS} ${AMP}" \
+        "$py -m benchmarks.bench_train --batch-size ${B:-32} ${STEPS} ${AMP} ${COMPILE} --workers $workers --images ${IMAGES:-2000}" \
+        "$py -m benchmarks.bench_train --batch-size ${B:-32} ${STEPS} ${AMP} ${COMPILE} --workers $workers --images ${IMAGES:-2000} --size ${SIZES##* } --skip-torchvision"
+}
+step_eval() {
+    run eval "$py -m benchmarks.bench_eval --images ${IMAGES:-4952} --batch-size ${B:-64} ${AMP} ${GRAPH} --workers $workers"
+}
+step_data() {
+    run data "$py -m benchmarks.bench_data --images ${IMAGES:-2000} --workers ${DATA_WORKERS}"
+}
+step_shapes() {  # the README's main command on the GPU: wall time and final mAP
+    run shapes "$py train.py --dataset shapes ${AMP} --workers $workers ${SHAPES} --output $out/shapes-run"
+}
+step_bccd() {  # BCCD from scratch with the README's recipe
+    if [[ -z "${BCCD:-}" || ! -d "${BCCD}" ]]; then
+        echo "bccd: set BCCD to the BCCD VOC-style folder (Annotations/, JPEGImages/, ImageSets/Main/)" >&2
+        exit 2
+    fi
+    run bccd "$py train.py --dataset VOC --dataset-root $BCCD --sets trainval --test-sets test --labels RBC WBC Platelets --basenet none --batch-norm ${AMP} --workers $workers ${BCCD_SCHEDULE} --output $out/bccd-run"
+}
+
+case "$step" in
+    tests|infer|post|train|eval|data|shapes|bccd) "step_$step" ;;
+    all) for s in tests infer post train eval data shapes bccd; do "step_$s"; done ;;
+    *) echo "unknown step '$step': tests infer post train eval data shapes bccd all" >&2; exit 2 ;;
+esac

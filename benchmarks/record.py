@@ -1,0 +1,60 @@
+"""Turn a benchmark step's raw output into JSON: the device, the date, the commands and every Markdown table it
+printed (with the line above each as its title), plus the AP tables and mAP lines of training runs.
+
+    python -m benchmarks.record --step infer --raw OUT/infer.txt --json OUT/infer.json --command "..." [--wall-s N]
+"""
+import argparse
+import datetime
+import json
+import platform
+import re
+
+import torch
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()})"
+
+
+def parse_tables(text: str) -> list:
+    """Every block of consecutive '|' lines -> {"title", "header", "rows"} (the separator row dropped)."""
+    tables, block, title, previous = [], [], "", ""
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            if not block:
+                title = previous
+            block.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+            continue
+        if block:
+            rows = [row for row in block if not all(re.fullmatch(r":?-+:?", cell) for cell in row)]
+            tables.append({"title": title, "header": rows[0], "rows": rows[1:]})
+            block = []
+        if line.strip():
+            previous = line.strip()
+    return tables
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--step", required=True, help="the suite step's name")
+    parser.add_argument("--raw", required=True, help="the step's raw output")
+    parser.add_argument("--json", required=True, help="the JSON file to write")
+    parser.add_argument("--command", action="append", default=[], help="a command the step ran (repeatable)")
+    parser.add_argument("--wall-s", type=float, help="the step's wall time in seconds")
+    args = parser.parse_args(argv)
+    text = open(args.raw).read()
+    record = {"step": args.step, "device": device_name(), "date": datetime.date.today().isoformat(),
+              "torch": torch.__version__, "commands": args.command, "wall_s": args.wall_s,
+              "tables": parse_tables(text),
+              "lines": [line for line in text.splitlines()
+                        if re.match(r"(speed-up|devkit|validation|iteration \d+: validation|evaluation of|"
+                                    r"worker growth|full COCO)", line.split(" INFO ")[-1])]}
+    with open(args.json, "w") as f:
+        json.dump(record, f, indent=1)
+    print(f"{args.json}: {len(record['tables'])} table(s) from {args.raw}")
+
+
+if __name__ == "__main__":
+    main()
