@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from helpers import make_voc_folder
 
 from benchmarks.record import parse_tables
-from benchmarks.render_results import BEGIN, END, main as render_main
-from helpers import make_voc_folder
+from benchmarks.render_results import BEGIN, END
+from benchmarks.render_results import main as render_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPECTED = {"tests": None, "infer": "| SSD300 | eager |", "post": "| random |", "train": "| ours",
