@@ -1,14 +1,16 @@
-"""The Triton suppression-mask kernel against the eager reference, run by Triton's interpreter on a CPU
-(on CUDA `layers.suppression_bits` dispatches to it; the GPU suite runs it there)."""
+"""The Triton suppression-mask kernel against the eager reference: compiled on a CUDA machine (where
+`layers.suppression_bits` dispatches to it), run by Triton's interpreter on a CPU."""
 import os
 
 import pytest
 import torch
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernel module is imported: interpret on a CPU
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernel module is imported: interpret on a CPU
 pytest.importorskip("triton")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
-from layers.detection import greedy_nms, suppression_bits_eager  # noqa: E402
+from layers.detection import greedy_nms, suppression_bits, suppression_bits_eager  # noqa: E402
 from layers.nms_kernel import suppression_bits_triton  # noqa: E402
 from models import SSD  # noqa: E402
 
@@ -23,7 +25,8 @@ def random_boxes(groups, k, seed=0):
 def test_kernel_equals_eager_on_random_boxes(groups, k):
     boxes = random_boxes(groups, k, seed=k)
     for thresh in (0.3, 0.45, 0.7):
-        assert torch.equal(suppression_bits_triton(boxes, thresh), suppression_bits_eager(boxes, thresh))
+        expected = suppression_bits_eager(boxes, thresh)
+        assert torch.equal(suppression_bits_triton(boxes.to(DEVICE), thresh).cpu(), expected)
 
 
 def test_kernel_equals_eager_on_crafted_boxes():
@@ -32,8 +35,9 @@ def test_kernel_equals_eager_on_crafted_boxes():
     boxes[1, :, 2:] = boxes[1, :, :2]  # zero-area boxes: IoU 0/0 suppresses nothing
     boxes[2, 1] = boxes[2, 0] + torch.tensor([0.0, 0.0, 1e-7, 0.0])  # IoU a hair under 1
     boxes[3] = 0  # padding rows, as greedy_nms adds them
-    assert torch.equal(suppression_bits_triton(boxes, 0.45), suppression_bits_eager(boxes, 0.45))
-    assert torch.equal(suppression_bits_triton(boxes, 1.0), suppression_bits_eager(boxes, 1.0))
+    for thresh in (0.45, 1.0):
+        expected = suppression_bits_eager(boxes, thresh)
+        assert torch.equal(suppression_bits_triton(boxes.to(DEVICE), thresh).cpu(), expected)
     with pytest.raises(ValueError, match="multiple of 8"):
         suppression_bits_triton(boxes[:, :37], 0.45)
 
@@ -50,3 +54,9 @@ def test_kernel_in_greedy_nms_on_ssd300_outputs(monkeypatch):
     monkeypatch.setattr("layers.detection.suppression_bits_eager", suppression_bits_triton)
     kept, converged = greedy_nms(candidates, scores >= 0.01, 0.45)
     assert bool(converged) and torch.equal(kept, expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_dispatches_to_the_kernel():
+    boxes = random_boxes(64, 400, seed=7)
+    assert torch.equal(suppression_bits(boxes.cuda(), 0.45).cpu(), suppression_bits_eager(boxes, 0.45))
