@@ -249,6 +249,20 @@ class Trainer:
         if self.main and (cfg.eval_every > 0 or cfg.final_eval):
             self.val_source = build_source(cfg, train=False)
         self.logger = MetricsLogger(cfg.output, cfg.tensorboard, cfg.visdom) if self.main else None
+        if self.main:
+            self.write_problems()
+
+    def write_problems(self):
+        """Every per-file dataset problem, in the run folder (the log has one line per kind)."""
+        path = os.path.join(self.cfg.output, "dataset_problems.txt")
+        sources = [("training set", self.train_source), ("test set", self.val_source)]
+        found = [(title, source.problems) for title, source in sources if source is not None and source.problems]
+        if os.path.exists(path):
+            os.remove(path)
+        if found:
+            for title, problems in found:
+                problems.write(path, title)
+            log.info("dataset problems, every file: %s", path)
 
     def state(self) -> dict:
         return {"config": self.cfg.to_dict(), "model": self.model.state_dict(),

@@ -42,7 +42,7 @@ def main():
                          size=args.size)
         train = build_dataset(cfg, train=True)
         evaluation = build_dataset(cfg, train=False, source=train.source)
-        paths = [r.image_path for r in train.source.records]
+        paths = [train.source.image_path(i) for i in range(len(train.source))]
         rows = [
             ("OpenCV decode + resize", 1, rate(lambda i: cv2.resize(cv2.imread(paths[i % len(paths)]),
                                                                   (args.size, args.size)), args.images)),

@@ -41,10 +41,10 @@ def build_dataset(cfg, train: bool, source=None):
 
 def objects_for_training(source, use_difficult: bool) -> int:
     """Objects of the label list a training run would learn from (file-backed sources; shapes always has some)."""
-    records = getattr(source, "records", None)
-    if records is None:
+    table = getattr(source, "table", None)
+    if table is None:
         return len(source)
-    return sum(int(len(r.labels) if use_difficult else (~r.difficult).sum()) for r in records)
+    return int(len(table.labels) if use_difficult else (~table.difficult).sum())
 
 
 __all__ = ["build_source", "build_dataset", "VOCSource", "COCOSource", "ShapesDataset", "SSDDataset",

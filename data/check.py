@@ -28,10 +28,9 @@ def check(source, decode: bool = True, use_difficult: bool = True):
     sizes = Counter()
     for i in tqdm(range(len(source)), desc=f"checking {source.name}", disable=not sys.stderr.isatty()):
         boxes, labels, difficult = source.annotation(i)
-        if decode and hasattr(source, "records"):
-            record = source.records[i]
+        if decode and hasattr(source, "table"):
             try:
-                image, had_alpha = decode_image(record.image_path)
+                image, had_alpha = decode_image(source.image_path(i))
             except ValueError as exc:
                 problems.append(f"{exc} (training replaces it with another image; eval.py stops on it, or scores "
                                 f"it as a miss with --unreadable miss)")
@@ -40,9 +39,10 @@ def check(source, decode: bool = True, use_difficult: bool = True):
             alpha += had_alpha
             h, w = image.shape[:2]
             sizes[(w, h)] += 1
-            if record.width and (record.width, record.height) != (w, h):
-                notices.append(f"{record.image_path}: image is {w}x{h} but its annotation says "
-                               f"{record.width}x{record.height}; boxes are clipped to the image")
+            annotated = source.image_size(i)
+            if annotated[0] and annotated != (w, h):
+                notices.append(f"{source.image_path(i)}: image is {w}x{h} but its annotation says "
+                               f"{annotated[0]}x{annotated[1]}; boxes are clipped to the image")
         if len(labels) == 0:
             empty += 1
         used = labels if use_difficult else labels[~difficult]

@@ -1,4 +1,4 @@
-"""COCO 2014/2017 instances through pycocotools, and COCO-format datasets of your own.
+"""COCO 2014/2017 instances, and COCO-format datasets of your own.
 
 Layout: root/annotations/instances_<set>.json and root/<set>/ holding the images (train2017, val2017, train2014,
 val2014; minival/valminusminival sets read val2014 images). An export from Roboflow, CVAT or Label Studio maps onto
@@ -10,15 +10,18 @@ category, as Roboflow writes, is left out with one notice); `labels` selects and
 rest are dropped with a count. `category_ids[label]` maps a label back to its category id. Crowd boxes never enter
 training (COCOeval ignores detections on them). Images without any usable annotation are skipped for training (they
 carry no positive and SSD mines negatives only next to positives) and kept for evaluation.
+
+The annotation file is read with `json` directly into flat arrays (a RecordTable); pycocotools' index is built only
+when a COCO evaluation asks for it (`api`), never for training.
 """
-import contextlib
-import io
+import gc
+import json
 import os
 from collections import Counter
 
 import numpy as np
 
-from .common import DatasetError, Problems, Record, RecordSource, clean_boxes, exists, log
+from .common import DatasetError, Problems, RecordSource, RecordTable, exists, log
 
 
 def _image_folder(root: str, image_set: str) -> str:
@@ -26,9 +29,22 @@ def _image_folder(root: str, image_set: str) -> str:
     return os.path.join(root, name)
 
 
-def select_categories(api, labels, ann_file: str) -> tuple:
+def load_json(path: str) -> dict:
+    """json.load with the garbage collector off: a COCO file is millions of new objects, none of them garbage,
+    and collections triggered by their allocation would traverse them all again and again (half the load time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with open(path) as f:
+            return json.load(f)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def select_categories(categories: list, counts: Counter, labels, ann_file: str) -> tuple:
     """-> (category ids, names) in label order: `labels` by name, or every category with an annotation."""
-    cats = api.loadCats(sorted(api.getCatIds()))
+    cats = sorted(categories, key=lambda c: c["id"])
     by_name = {c["name"]: c["id"] for c in cats}
     if labels:
         missing = [n for n in labels if n not in by_name]
@@ -36,7 +52,6 @@ def select_categories(api, labels, ann_file: str) -> tuple:
             raise DatasetError(f"{ann_file}: no category named {missing}; its categories: "
                                f"{', '.join(sorted(by_name))}")
         return [by_name[n] for n in labels], list(labels)
-    counts = Counter(a["category_id"] for a in api.dataset.get("annotations", []))
     empty = [c["name"] for c in cats if counts[c["id"]] == 0]
     if empty:
         log.warning("%s: %d categor%s without any annotation left out: %s", ann_file, len(empty),
@@ -48,77 +63,130 @@ def select_categories(api, labels, ann_file: str) -> tuple:
 class COCOSource(RecordSource):
     def __init__(self, root: str, image_sets, labels=None, skip_empty: bool = True, name: str = "COCO"):
         """`labels`: category names to keep, in label order (None or empty: every category with annotations)."""
-        from pycocotools.coco import COCO
-
         self.root = os.path.expanduser(root)
         self.name = name
-        self.records, self.problems, self.names_found = [], Problems(), Counter()
-        self.apis = {}
+        self.problems, self.names_found = Problems(), Counter()
+        self.ann_files = {}
+        self.class_names, self.category_ids = None, None
         if not os.path.isdir(self.root):
             raise DatasetError(f"{self.root}: dataset root not found (see README: Datasets)")
+        parts = []
         for image_set in ([image_sets] if isinstance(image_sets, str) else image_sets):
             ann_file = os.path.join(self.root, "annotations", f"instances_{image_set}.json")
             if not exists(ann_file):
                 raise DatasetError(f"{ann_file}: not found; a COCO-format set '{image_set}' is read from "
                                    f"ROOT/annotations/instances_{image_set}.json with its images in "
                                    f"ROOT/{image_set}/ (see README: COCO-format datasets)")
-            with contextlib.redirect_stdout(io.StringIO()):
-                try:
-                    api = COCO(ann_file)
-                except Exception as exc:  # malformed JSON or missing keys
-                    raise DatasetError(f"{ann_file}: cannot be read as COCO instances ({exc})") from None
-            self.apis[image_set] = api
-            cat_ids, class_names = select_categories(api, labels or self.__dict__.get("class_names"), ann_file)
-            if not hasattr(self, "category_ids"):
-                self.category_ids, self.class_names = cat_ids, class_names
-            elif cat_ids != self.category_ids:
-                raise DatasetError(f"{ann_file}: categories differ from the first set's")
-            cat_to_label = {c: i for i, c in enumerate(cat_ids)}
-            id_to_name = {c["id"]: c["name"] for c in api.loadCats(api.getCatIds())}
-            folder = _image_folder(self.root, image_set)
-            missing_images = 0
-            for image_id in sorted(api.getImgIds()):
-                info = api.loadImgs(image_id)[0]
-                anns = api.loadAnns(api.getAnnIds(imgIds=image_id, iscrowd=False))
-                self.names_found.update(id_to_name.get(a["category_id"], str(a["category_id"])) for a in anns)
-                dropped = Counter(id_to_name.get(a["category_id"]) for a in anns
-                                  if a["category_id"] not in cat_to_label)
-                for cat_name, count in dropped.items():
-                    self.problems.add(f"objects of category '{cat_name}' not in --labels, dropped",
-                                      f"{ann_file} image {image_id}: {count} object(s) of '{cat_name}' dropped",
-                                      count)
-                anns = [a for a in anns if a["category_id"] in cat_to_label]
-                boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                                   a["bbox"][1] + a["bbox"][3]] for a in anns], dtype=np.float32).reshape(-1, 4)
-                labels_ = np.array([cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
-                path = os.path.join(folder, info["file_name"])
-                keep = clean_boxes(boxes, info.get("width", 0), info.get("height", 0),
-                                   f"{ann_file} image {image_id}", self.problems)
-                boxes, labels_ = boxes[keep], labels_[keep]
-                if skip_empty and len(labels_) == 0:
-                    continue
-                if not exists(path):
-                    missing_images += 1
-                    self.problems.add("listed images not found, skipped",
-                                      f"{path}: image listed in {ann_file} does not exist, skipped")
-                    continue
-                self.records.append(Record(str(image_id), path, boxes, labels_, np.zeros(len(labels_), bool),
-                                           info.get("width", 0), info.get("height", 0),
-                                           extra={"coco_id": image_id, "set": image_set}))
+            self.ann_files[image_set] = ann_file
+            parts.append(self._read_set(ann_file, _image_folder(self.root, image_set), labels, skip_empty))
+        columns = [np.concatenate([part[k] for part in parts]) for k in range(8)]
+        ids, paths, sizes, counts, boxes, labels_, difficult, coco_ids = columns
+        self.table = RecordTable(ids, paths, sizes, np.concatenate([[0], np.cumsum(counts)]), boxes, labels_,
+                                 difficult, coco_ids)
         self.problems.report(name)
-        if not self.records:
+        if not len(self.table):
             raise DatasetError(f"{self.root}: COCO set(s) {list(image_sets)} hold no usable image"
                                + (f" ({len(self.problems)} problem(s), first: {self.problems.lines[0]})"
                                   if self.problems else ""))
-        log.info("%s %s: %d images, %d objects of %d classes: %s", name, list(image_sets), len(self.records),
-                 sum(len(r.labels) for r in self.records), len(self.class_names), ", ".join(self.class_names))
+        log.info("%s %s: %d images, %d objects of %d classes: %s", name, list(image_sets), len(self.table),
+                 len(self.table.labels), len(self.class_names), ", ".join(self.class_names))
+
+    def _read_set(self, ann_file: str, folder: str, labels, skip_empty: bool) -> tuple:
+        """One annotation file -> columns (ids, paths, sizes, object counts, boxes, labels, difficult, coco ids)."""
+        try:
+            doc = load_json(ann_file)
+            images, annotations, categories = doc["images"], doc.get("annotations", []), doc["categories"]
+            image_ids = np.array([im["id"] for im in images], np.int64)
+            files = [im["file_name"] for im in images]
+            widths = np.array([im.get("width", 0) for im in images], np.int64)
+            heights = np.array([im.get("height", 0) for im in images], np.int64)
+            ann_image = np.array([a["image_id"] for a in annotations], np.int64)
+            ann_cat = np.array([a["category_id"] for a in annotations], np.int64)
+            crowd = np.array([a.get("iscrowd", 0) for a in annotations], bool)
+            xywh = np.array([a["bbox"] for a in annotations], np.float32).reshape(-1, 4)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{ann_file}: cannot be read as COCO instances ({type(exc).__name__}: {exc})") from None
+        del doc, images, annotations
+        id_to_name = {c["id"]: c["name"] for c in categories}
+        self.names_found.update({id_to_name.get(c, str(c)): n for c, n in Counter(ann_cat[~crowd].tolist()).items()})
+        cat_ids, class_names = select_categories(categories, Counter(ann_cat.tolist()),
+                                                 labels or self.class_names, ann_file)
+        if self.category_ids is None:
+            self.category_ids, self.class_names = cat_ids, class_names
+        elif cat_ids != self.category_ids:
+            raise DatasetError(f"{ann_file}: categories differ from the first set's")
+
+        # objects: not crowd, of a kept category, on a listed image
+        order = np.argsort(image_ids, kind="stable")
+        position = np.searchsorted(image_ids[order], ann_image)
+        listed = (position < len(image_ids)) & (image_ids[order][np.minimum(position, len(image_ids) - 1)] == ann_image)
+        image_index = np.where(listed, order[np.minimum(position, len(image_ids) - 1)], -1)
+        label_of = {c: i for i, c in enumerate(cat_ids)}
+        labels_all = np.array([label_of.get(c, -1) for c in ann_cat.tolist()], np.int64)
+        for cat, count in Counter(ann_cat[~crowd & (labels_all < 0)].tolist()).items():
+            kind = f"objects of category '{id_to_name.get(cat, cat)}' not in --labels, dropped"
+            self.problems.add_many(kind, [f"{ann_file}: {count} object(s) of '{id_to_name.get(cat, cat)}' dropped"],
+                                   count)
+        keep = ~crowd & (labels_all >= 0) & listed
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)[keep]
+        image_index, labels_kept = image_index[keep], labels_all[keep]
+
+        # clip to the image, drop zero-area boxes (vectorised clean_boxes)
+        width, height = widths[image_index], heights[image_index]
+        sized = (width > 0) & (height > 0)
+        outside = sized & ((boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height))
+        self._per_image(outside, image_index, image_ids, ann_file, "boxes past the image edge, clipped",
+                        "box(es) outside the image, clipped")
+        boxes[:, [0, 2]] = np.where(sized[:, None], boxes[:, [0, 2]].clip(0, width[:, None].clip(min=0)),
+                                    boxes[:, [0, 2]])
+        boxes[:, [1, 3]] = np.where(sized[:, None], boxes[:, [1, 3]].clip(0, height[:, None].clip(min=0)),
+                                    boxes[:, [1, 3]])
+        degenerate = ~((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+        self._per_image(degenerate, image_index, image_ids, ann_file, "zero-area or inverted boxes, dropped",
+                        "zero-area or inverted box(es) dropped")
+        boxes, image_index, labels_kept = boxes[~degenerate], image_index[~degenerate], labels_kept[~degenerate]
+
+        counts = np.bincount(image_index, minlength=len(image_ids))
+        use = counts > 0 if skip_empty else np.ones(len(image_ids), bool)
+        existing = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        present = np.array([f in existing for f in files], bool)
+        missing = use & ~present
+        if missing.any():
+            self.problems.add_many("listed images not found, skipped",
+                                   [f"{os.path.join(folder, files[i])}: image listed in {ann_file} does not exist, "
+                                    f"skipped" for i in np.flatnonzero(missing)], int(missing.sum()))
+        use &= present
+        # images in id order, their objects grouped behind them
+        chosen = order[use[order]]
+        rank = np.full(len(image_ids), -1, np.int64)
+        rank[chosen] = np.arange(len(chosen))
+        object_rank = rank[image_index]
+        kept_objects = object_rank >= 0
+        sort = np.argsort(object_rank[kept_objects], kind="stable")
+        paths = np.array([os.path.join(folder, files[i]) for i in chosen], dtype=str)
+        return (image_ids[chosen].astype(str), paths, np.stack([widths[chosen], heights[chosen]], 1), counts[chosen],
+                boxes[kept_objects][sort], labels_kept[kept_objects][sort], np.zeros(int(kept_objects.sum()), bool),
+                image_ids[chosen])
+
+    def _per_image(self, mask, image_index, image_ids, ann_file: str, kind: str, text: str):
+        if mask.any():
+            images, counts = np.unique(image_index[mask], return_counts=True)
+            self.problems.add_many(kind, [f"{ann_file} image {image_ids[i]}: {n} {text}"
+                                          for i, n in zip(images.tolist(), counts.tolist())], int(mask.sum()))
 
     @property
     def api(self):
-        """The pycocotools index scoring uses (one evaluation set)."""
-        if len(self.apis) != 1:
-            raise DatasetError(f"COCO evaluation scores one set at a time, got {list(self.apis)}")
-        return next(iter(self.apis.values()))
+        """pycocotools' index of the (single) evaluation set, built on first use: scoring needs it, training never."""
+        if len(self.ann_files) != 1:
+            raise DatasetError(f"COCO evaluation scores one set at a time, got {list(self.ann_files)}")
+        if not hasattr(self, "_api"):
+            import contextlib
+            import io
+
+            from pycocotools.coco import COCO
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._api = COCO(next(iter(self.ann_files.values())))
+        return self._api
 
     def coco_id(self, index: int) -> int:
-        return self.records[index].extra["coco_id"]
+        return int(self.table.coco_ids[index])

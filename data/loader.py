@@ -1,4 +1,5 @@
 """From a dataset source to batches: the per-sample transform, collate, the training sampler and loaders."""
+import gc
 import itertools
 import logging
 import random
@@ -107,8 +108,17 @@ def seed_worker(worker_id: int):
     random.seed(seed)
 
 
+def freeze_before_fork(workers: int):
+    """Move every object alive now out of the garbage collector's reach (gc.freeze) before the workers fork:
+    a collection in a worker would otherwise touch, and so copy, every page of the parent's objects."""
+    if workers > 0:
+        gc.collect()
+        gc.freeze()
+
+
 def train_loader(dataset, batch_size: int, workers: int, seed: int, rank: int = 0, world_size: int = 1,
                  start_iteration: int = 0, pin_memory: bool = True):
+    freeze_before_fork(workers)
     sampler = TrainSampler(len(dataset), seed, rank, world_size, start_iteration * batch_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
                       pin_memory=pin_memory, drop_last=True, worker_init_fn=seed_worker,
@@ -116,6 +126,7 @@ def train_loader(dataset, batch_size: int, workers: int, seed: int, rank: int = 
 
 
 def eval_loader(dataset, batch_size: int, workers: int, pin_memory: bool = True, indices=None):
+    freeze_before_fork(workers)
     subset = dataset if indices is None else torch.utils.data.Subset(dataset, indices)
     return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
                       pin_memory=pin_memory, worker_init_fn=seed_worker)

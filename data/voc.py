@@ -16,7 +16,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .common import DatasetError, Problems, Record, RecordSource, clean_boxes, exists, log
+from .common import DatasetError, Problems, RecordSource, TableBuilder, clean_boxes, exists, log
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 
@@ -107,10 +107,18 @@ def write_voc_folder(folder: str, images: dict, sets: dict, quality: int = 95):
             f.write("\n".join(ids) + "\n")
 
 
-def _find_image(folder: str, image_id: str, filename: str):
-    candidates = ([os.path.join(folder, filename)] if filename else []) + \
-                 [os.path.join(folder, image_id + ext) for ext in IMAGE_EXTENSIONS]
-    return next((c for c in candidates if exists(c)), None)
+class ImageFolder:
+    """The files of a JPEGImages folder, listed once (not up to 8 stat calls per image)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.names = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+
+    def find(self, image_id: str, filename: str):
+        """The XML's <filename> if present, else <id> with a known image extension, else None."""
+        candidates = ([filename] if filename else []) + [image_id + ext for ext in IMAGE_EXTENSIONS]
+        found = next((c for c in candidates if c in self.names), None)
+        return None if found is None else os.path.join(self.folder, found)
 
 
 def is_devkit(root: str) -> bool:
@@ -150,8 +158,9 @@ def single_folder_sets(root: str, image_sets, flag: str) -> list:
 class VOCSource(RecordSource):
     """Parses and validates every annotation of the given image sets at construction (several sets concatenate).
 
-    `records[i]` holds image path, boxes (continuous pixel corners), labels and difficult flags; problems found
-    are summarised in one line per kind and kept per file in `problems`; unusable images are skipped.
+    `table` (a RecordTable) holds image paths, boxes (continuous pixel corners), labels and difficult flags;
+    problems found are summarised in one line per kind and kept per file in `problems`; unusable images are
+    skipped.
     `names_found` counts every object name in the annotations read, known or not.
     """
 
@@ -162,7 +171,8 @@ class VOCSource(RecordSource):
         if not os.path.isdir(self.root):
             raise DatasetError(f"{self.root}: dataset root not found (see README: Datasets)")
         class_to_index = {c: i for i, c in enumerate(self.class_names)}
-        self.records, self.problems, self.names_found = [], Problems(), Counter()
+        self.problems, self.names_found = Problems(), Counter()
+        builder, listings = TableBuilder(), {}
         for image_set in ([image_sets] if isinstance(image_sets, str) else image_sets):
             folder, set_name = resolve_set(self.root, image_set)
             list_file = os.path.join(folder, "ImageSets", "Main", f"{set_name}.txt")
@@ -179,18 +189,20 @@ class VOCSource(RecordSource):
                 parsed = parse_voc_xml(xml_path, class_to_index, self.problems)
                 if parsed is None:
                     continue
-                image_path = _find_image(os.path.join(folder, "JPEGImages"), image_id, parsed.filename)
+                images = os.path.join(folder, "JPEGImages")
+                listing = listings.setdefault(images, ImageFolder(images))
+                image_path = listing.find(image_id, parsed.filename)
                 if image_path is None:
                     self.problems.add("annotated images not found, skipped", f"{xml_path}: no image "
                                       f"{image_id}.jpg/.png in {os.path.join(folder, 'JPEGImages')}, skipped")
                     continue
                 self.names_found.update(parsed.names)
-                self.records.append(Record(image_id, image_path, parsed.boxes, parsed.labels, parsed.difficult,
-                                           parsed.width, parsed.height))
+                builder.add(image_id, image_path, parsed.boxes, parsed.labels, parsed.difficult, parsed.width,
+                            parsed.height)
+        self.table = builder.build()
         self.problems.report(name)
-        if not self.records:
+        if not len(self.table):
             raise DatasetError(f"{self.root}: image set(s) {list(image_sets)} hold no usable image"
                                + (f" ({len(self.problems)} problem(s), first: {self.problems.lines[0]})"
                                   if self.problems else ""))
-        log.info("%s %s: %d images, %d objects", name, image_sets, len(self.records),
-                 sum(len(r.labels) for r in self.records))
+        log.info("%s %s: %d images, %d objects", name, list(image_sets), len(self.table), len(self.table.labels))

@@ -129,7 +129,7 @@ def test_coco_export_labels_select_and_placeholder_category_is_left_out(tmp_path
     assert any("1 category without any annotation left out: cells" in r.getMessage() for r in caplog.records)
     chosen = COCOSource(str(tmp_path), ["train"], labels=["wbc", "rbc"])
     assert chosen.class_names == ["wbc", "rbc"] and chosen.category_ids == [2, 1]
-    assert sum(len(r.labels) for r in chosen.records) == 3
+    assert len(chosen.table.labels) == 3
     assert chosen.problems.counts["objects of category 'stray' not in --labels, dropped"] == 1
     with pytest.raises(DatasetError, match="no category named \\['wbcc'\\]; its categories: cells, rbc"):
         COCOSource(str(tmp_path), ["train"], labels=["wbcc"])
