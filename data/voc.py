@@ -190,7 +190,9 @@ class VOCSource(RecordSource):
                 if parsed is None:
                     continue
                 images = os.path.join(folder, "JPEGImages")
-                listing = listings.setdefault(images, ImageFolder(images))
+                if images not in listings:
+                    listings[images] = ImageFolder(images)
+                listing = listings[images]
                 image_path = listing.find(image_id, parsed.filename)
                 if image_path is None:
                     self.problems.add("annotated images not found, skipped", f"{xml_path}: no image "

@@ -118,3 +118,29 @@ def test_shapes_items_are_the_generators():
         got_image, got_boxes, got_labels, difficult = source.load(index)
         assert np.array_equal(got_image, image) and np.array_equal(got_boxes, boxes)
         assert np.array_equal(got_labels, labels) and not difficult.any()
+
+
+def test_scale_benchmark_runs_small_and_prints_its_headlines():
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--coco-images", "400",
+                             "--voc-images", "40", "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| COCO epoch, 2 workers" in result.stdout
+    assert "worker growth: " in result.stdout and "full COCO construction: " in result.stdout
+
+
+def test_problems_are_summarised_with_the_full_list_in_the_run_folder(tmp_path, capsys):
+    import train
+    images = {f"i{k}": ([("cat", 1, 1, 10, 10), ("zebra", 2, 2, 9, 9)], 30, 30) for k in range(6)}
+    make_voc_folder(tmp_path / "data", images, sets={"trainval": list(images), "test": list(images)})
+    run = tmp_path / "run"
+    assert train.main(["--dataset", "VOC", "--dataset-root", str(tmp_path / "data"), "--labels", "cat",
+                       "--basenet", "none", "--batch-size", "2", "--workers", "0", "--max-iter", "1",
+                       "--no-final-eval", "--eval-every", "0", "--no-tensorboard", "--checkpoint-every", "0",
+                       "--no-batch-norm", "--output", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "VOC: 6 objects of class 'zebra' not in --labels, dropped" in err
+    assert "(+3 more: the run folder's dataset_problems.txt" in err
+    listing = (run / "dataset_problems.txt").read_text()
+    assert listing.count("'zebra' not in --labels") == 6  # every file (no test set is read without evaluation)
