@@ -58,6 +58,19 @@ PRIORS = {
         aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]], variance=[0.1, 0.2], clip=True),
 }
 
+# SSDLite320 (MobileNetV3): six maps of a 320 input, six priors per location, scales 0.2 .. 0.95 (s_k x 320)
+# with sqrt(s_k s_k+1) as the extra square prior, as torchvision's ssdlite320_mobilenet_v3_large.
+for _family in ("voc", "coco"):
+    PRIORS[(_family, 320)] = dict(
+        min_dim=320, feature_maps=[20, 10, 5, 3, 2, 1], steps=[16, 32, 64, 320 / 3, 160, 320],
+        min_sizes=[64.0, 112.0, 160.0, 208.0, 256.0, 304.0], max_sizes=[112.0, 160.0, 208.0, 256.0, 304.0, 320.0],
+        aspect_ratios=[[2, 3]] * 6, variance=[0.1, 0.2], clip=True)
+
+# Backbones: input sizes they are built for (the first is the default) and the ImageNet weights they start from.
+BACKBONE_SIZES = {"vgg16": (300, 512), "resnet50": (300,), "mobilenet_v3": (320,)}
+BACKBONE_WEIGHTS = {"vgg16": "weights/vgg16_reducedfc.pth", "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
+                    "mobilenet_v3": "MobileNet_V3_Large_Weights.IMAGENET1K_V1"}
+
 # ssd.pytorch's names for the 300 configs, kept for users who import them.
 voc = PRIORS[("voc", 300)]
 coco = PRIORS[("coco", 300)]
@@ -81,6 +94,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Config:
     # model
+    backbone: str = "vgg16"
     size: int = 300
     batch_norm: bool = False
     basenet: str = "weights/vgg16_reducedfc.pth"
@@ -193,7 +207,7 @@ TUPLE_FIELDS = ("labels", "sets", "test_sets", "lr_steps")
 # Keys renamed since checkpoints were first written: old name -> new name.
 RENAMED = {"conf_thresh": "score_thresh", "save_folder": "output"}
 # The settings that define the network: a checkpoint and a config must agree on them.
-MODEL_KEYS = ("size", "batch_norm", "labels", "dataset", "pixel_format")
+MODEL_KEYS = ("backbone", "size", "batch_norm", "labels", "dataset", "pixel_format")
 
 # Per-dataset defaults applied over Config's.
 DATASET_DEFAULTS = {
@@ -221,10 +235,10 @@ MINIMUM = {"batch_size": 1, "max_iter": 1, "workers": 0, "warmup_iters": 0, "che
            "eval_limit": 0, "log_every": 1, "keep_checkpoints": 1, "max_bad_steps": 1, "top_k": 1,
            "pre_nms_top_k": 1, "shapes_train_images": 1, "shapes_test_images": 1, "graph_nms_rounds": 1,
            "lr_reference_batch": 1, "neg_pos": 1}
-CHOICES = {"dataset": tuple(DATASET_DEFAULTS), "size": (300, 512), "amp": ("off", "bf16", "fp16"),
+CHOICES = {"dataset": tuple(DATASET_DEFAULTS), "size": (300, 512, 320), "amp": ("off", "bf16", "fp16"),
            "nms": ("hard", "soft"), "soft_nms_method": ("linear", "gaussian"), "metric": ("voc07", "voc12"),
            "unreadable": ("stop", "miss"), "photometric": ("caffe", "ssd.pytorch"),
-           "pixel_format": tuple(PIXEL_FORMATS)}
+           "pixel_format": tuple(PIXEL_FORMATS), "backbone": tuple(BACKBONE_SIZES)}
 
 
 def flag(key: str) -> str:
@@ -245,6 +259,9 @@ def _check(cfg: Config) -> Config:
     for key in ("score_thresh", "nms_thresh", "overlap_thresh", "momentum", "gamma"):
         if not 0 <= getattr(cfg, key) <= 1:
             raise ConfigError(f"{flag(key)} must be between 0 and 1 (got {getattr(cfg, key)!r})")
+    if cfg.size not in BACKBONE_SIZES[cfg.backbone]:
+        raise ConfigError(f"--size {cfg.size}: the {cfg.backbone} backbone is built for --size "
+                          f"{' or '.join(map(str, BACKBONE_SIZES[cfg.backbone]))}")
     if cfg.weight_decay < 0:
         raise ConfigError(f"--weight-decay must be >= 0 (got {cfg.weight_decay!r})")
     if not cfg.labels and cfg.dataset != "COCO":
@@ -280,6 +297,12 @@ def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset:
         same = saved["dataset"] == dataset
         values.update(saved if same else {k: saved[k] for k in MODEL_KEYS if k != "dataset"})
     values.update(flags)
+    backbone = values.get("backbone", "vgg16")
+    if backbone in BACKBONE_SIZES and backbone != "vgg16" and not saved:  # its own size and ImageNet weights
+        if "size" not in flags:
+            values["size"] = BACKBONE_SIZES[backbone][0]
+        if "basenet" not in flags and values.get("basenet", Config.basenet) == Config.basenet:
+            values["basenet"] = BACKBONE_WEIGHTS[backbone]
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -308,9 +331,12 @@ FLAG_HELP = {
     "sets": "training image sets: 2007:trainval 2012:trainval (VOCdevkit) | trainval (one folder) | train2017",
     "test_sets": "evaluation image sets: 2007:test | test | val2017",
     "labels": "class names, in order (VOC-style folders: the <name>s to train on; COCO-format: categories to keep)",
-    "size": "input size: SSD300 or SSD512",
+    "backbone": "network body: vgg16 (the paper's SSD300/512), resnet50 (NVIDIA's SSD300 layout) or mobilenet_v3 "
+                "(SSDLite320)",
+    "size": "input size: 300 or 512 for vgg16, 300 for resnet50, 320 for mobilenet_v3",
     "batch_norm": "BatchNorm variant (for training from scratch)",
-    "basenet": "VGG16 weights (vgg16_reducedfc.pth or torchvision's vgg16 file), or 'none' to train from scratch",
+    "basenet": "backbone weights: for vgg16 vgg16_reducedfc.pth or torchvision's vgg16 file; for resnet50 and "
+               "mobilenet_v3 a torchvision weights name or file; 'none' to train from scratch",
     "augment": "the paper's data augmentation",
     "photometric": "colour distortion values: Caffe SSD's (hue +-36 degrees) or ssd.pytorch's (+-18, channel swap)",
     "train_difficult": "train on objects marked difficult (as Caffe SSD; ssd.pytorch drops them)",
@@ -455,7 +481,7 @@ def flags_given(args: argparse.Namespace) -> dict:
 def check_model_flags(path: str, checkpoint_config: dict, flags: dict):
     """Flags that would change a checkpoint's network are a one-line error (its weights fix them)."""
     saved = Config.from_dict(checkpoint_config).to_dict()
-    for key in ("size", "batch_norm", "labels"):
+    for key in ("backbone", "size", "batch_norm", "labels"):
         value = flags.get(key)
         if value is not None and (list(value) if isinstance(value, (list, tuple)) else value) != saved[key]:
             shown = " ".join(map(str, saved[key])) if isinstance(saved[key], list) else saved[key]

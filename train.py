@@ -38,7 +38,8 @@ from config import (
 from data import DatasetError, as_model_input, build_dataset, build_source, objects_for_training, train_loader
 from engine import AMP_DTYPES, evaluate, format_ap_table
 from layers import MultiBoxLoss
-from models import SSD, load_basenet
+from models import build_model as build_network
+from models import load_backbone
 from models.weights import weights_format
 from utils.checkpoint import (
     WeightsError,
@@ -58,7 +59,7 @@ log = logging.getLogger("ssd")
 # iteration; torch warns when that happens before the first optimizer step.
 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
 
-TRAIN_KEYS = ("dataset", "dataset_root", "sets", "test_sets", "labels", "size", "batch_norm", "basenet",
+TRAIN_KEYS = ("dataset", "dataset_root", "sets", "test_sets", "labels", "backbone", "size", "batch_norm", "basenet",
               "batch_size", "lr", "momentum", "weight_decay", "caffe_biases", "lr_steps", "gamma", "warmup_iters",
               "max_iter", "workers", "seed", "output", "checkpoint_every", "keep_checkpoints", "eval_every",
               "eval_limit", "final_eval", "amp", "channels_last", "compile", "augment", "photometric",
@@ -134,16 +135,14 @@ def build_model(cfg: Config, checkpoint: dict = None):
     else the backbone weights of cfg.basenet, or from scratch with standardised input (what the initialisation
     assumes) instead of caffe's unscaled 0..255."""
     torch.manual_seed(cfg.seed)
+    model = build_network(cfg)
     if checkpoint is None:
-        pixel_format = "torchvision" if cfg.basenet.lower() == "none" else None
-        model = SSD.from_config(cfg)
-        if pixel_format is None:
-            pixel_format = load_basenet(model, cfg.basenet)
+        pixel_format = "torchvision" if cfg.basenet.lower() == "none" else load_backbone(model, cfg.basenet)
         cfg = cfg.replace(pixel_format=pixel_format)
         model.set_pixel_format(pixel_format)
-        log.info("base network: %s (%s input format)", cfg.basenet, cfg.pixel_format)
+        log.info("network: %s SSD%d; backbone weights: %s (%s input format)", cfg.backbone, cfg.size, cfg.basenet,
+                 cfg.pixel_format)
         return model, cfg
-    model = SSD.from_config(cfg)
     model.load_state_dict(checkpoint["model"])
     return model, cfg
 

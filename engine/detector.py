@@ -12,7 +12,7 @@ import torch
 from config import Config, check_model_flags, resolve
 from data import ResizeTransform, as_model_input
 from layers import PaddedDetections, PostProcessor, unpad_detections
-from models import SSD, load_ssd_weights
+from models import build_model, load_ssd_weights
 from models.weights import weights_format
 from utils.checkpoint import read_state
 
@@ -36,7 +36,7 @@ def load_model(weights: str, device="cpu", flags: dict = None, state: dict = Non
     if saved is not None:
         check_model_flags(weights, saved, flags)
     cfg = resolve(flags, saved)
-    model = SSD.from_config(cfg)
+    model = build_model(cfg)
     load_ssd_weights(model, weights, state)
     cfg = cfg.replace(pixel_format=model.pixel_format)  # plain ssd.pytorch weights bring their own input format
     return model.to(device).eval(), cfg

@@ -1,4 +1,16 @@
-from .ssd import SSD, L2Norm, extra_layers, vgg_reduced_fc
-from .weights import WeightsError, load_basenet, load_ssd_weights
+from .mobilenet import MobileNetSSDLite
+from .resnet import ResNetSSD
+from .ssd import SSD, L2Norm, SSDBase, extra_layers, vgg_reduced_fc
+from .weights import WeightsError, load_backbone, load_basenet, load_ssd_weights
 
-__all__ = ["SSD", "L2Norm", "vgg_reduced_fc", "extra_layers", "load_basenet", "load_ssd_weights", "WeightsError"]
+# The backbones `--backbone` chooses from: one class each (see SSDBase), built from a Config.
+BACKBONES = {"vgg16": SSD, "resnet50": ResNetSSD, "mobilenet_v3": MobileNetSSDLite}
+
+
+def build_model(cfg) -> SSDBase:
+    """The network a config describes (backbone, size, classes, variant, priors, pixel format)."""
+    return BACKBONES[cfg.backbone].from_config(cfg)
+
+
+__all__ = ["SSD", "SSDBase", "ResNetSSD", "MobileNetSSDLite", "BACKBONES", "build_model", "L2Norm",
+           "vgg_reduced_fc", "extra_layers", "load_backbone", "load_basenet", "load_ssd_weights", "WeightsError"]

@@ -93,40 +93,50 @@ class InputNormalizer(nn.Module):
         return (x - self.mean) * self.inv_std
 
 
-class SSD(nn.Module):
-    """`loc, conf = model(images)`: images BGR 0..255 [B, 3, S, S] -> loc [B, P, 4], conf [B, P, C] (logits).
+def init_new_layers(modules):
+    """Xavier for the convolutions the backbone's ImageNet weights do not cover (extras, heads), as Caffe SSD."""
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+
+class SSDBase(nn.Module):
+    """What every SSD shares, whatever its backbone: input normalisation, `features(images)` -> source feature maps
+    (the subclass's), a loc and a conf head per map, and the box coder over the priors of `priors_cfg`.
+    `loc, conf = model(images)`: images BGR 0..255 [B, 3, S, S] -> loc [B, P, 4], conf [B, P, C] (logits).
 
     `model.box_coder` (the priors [P, 4] (cx, cy, w, h) and the variances) belongs to the model and is handed to
-    the loss and the post-processor; `model.priors` is its priors.
+    the loss and the post-processor; `model.priors` is its priors. A new backbone is one subclass in one file
+    (models/resnet.py, models/mobilenet.py) and a line in `models.BACKBONES`.
     """
 
-    def __init__(self, size: int, num_classes: int, batch_norm: bool = False, priors_cfg: dict = None,
-                 pixel_format: str = "caffe"):
+    backbone_name = ""
+
+    def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str):
         super().__init__()
-        if size not in EXTRAS_CFG:
-            raise ValueError(f"SSD size must be 300 or 512, got {size}")
-        priors_cfg = priors_cfg or PRIORS[("voc", size)]
         if priors_cfg["min_dim"] != size:
             raise ValueError(f"prior config is for {priors_cfg['min_dim']}, the model for {size}")
-        self.size, self.num_classes, self.batch_norm = size, num_classes, batch_norm
+        self.size, self.num_classes, self.priors_cfg = size, num_classes, priors_cfg
         self.normalize = InputNormalizer(pixel_format)
-        self.vgg, self.conv4_3_end = vgg_reduced_fc(batch_norm)
-        self.l2norm = L2Norm(512)
-        self.extras = extra_layers(size, batch_norm)
-        prior_box = PriorBox(priors_cfg)
+
+    def build_heads(self, source_channels: list, head=None):
+        """A loc and a conf head per source map (3x3 convs unless `head(channels, outputs)` says otherwise), and
+        the box coder."""
+        prior_box = PriorBox(self.priors_cfg)
         anchors = prior_box.boxes_per_location()
-        source_channels = [512, 1024] + [block[1] for block in EXTRAS_CFG[size]]
         if len(anchors) != len(source_channels):
-            raise ValueError(f"prior config has {len(anchors)} feature maps, SSD{size} has {len(source_channels)}")
-        self.loc = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(source_channels, anchors))
-        self.conf = nn.ModuleList(nn.Conv2d(c, a * num_classes, 3, padding=1)
-                                  for c, a in zip(source_channels, anchors))
-        self.box_coder = BoxCoder(prior_box.forward(), priors_cfg["variance"])
-        self.reset_parameters()
+            raise ValueError(f"prior config has {len(anchors)} feature maps, the network {len(source_channels)}")
+        head = head or (lambda channels, outputs: nn.Conv2d(channels, outputs, 3, padding=1))
+        self.loc = nn.ModuleList(head(c, a * 4) for c, a in zip(source_channels, anchors))
+        self.conf = nn.ModuleList(head(c, a * self.num_classes) for c, a in zip(source_channels, anchors))
+        self.box_coder = BoxCoder(prior_box.forward(), self.priors_cfg["variance"])
 
     @classmethod
-    def from_config(cls, cfg) -> "SSD":
-        return cls(cfg.size, cfg.num_classes, cfg.batch_norm, cfg.priors(), cfg.pixel_format)
+    def from_config(cls, cfg) -> "SSDBase":
+        return cls(cfg.size, cfg.num_classes, cfg.priors(), cfg.pixel_format)
 
     @property
     def priors(self) -> torch.Tensor:
@@ -139,6 +149,39 @@ class SSD(nn.Module):
     @property
     def pixel_format(self) -> str:
         return self.normalize.pixel_format
+
+    def features(self, images) -> list:
+        raise NotImplementedError
+
+    def forward(self, images):
+        sources = self.features(images)
+        batch = images.shape[0]
+        loc = torch.cat([head(s).permute(0, 2, 3, 1).reshape(batch, -1, 4) for s, head in zip(sources, self.loc)], 1)
+        conf = torch.cat([head(s).permute(0, 2, 3, 1).reshape(batch, -1, self.num_classes)
+                          for s, head in zip(sources, self.conf)], 1)
+        return loc, conf
+
+
+class SSD(SSDBase):
+    """The paper's SSD300/SSD512 on VGG16 reduced-fc (optionally with BatchNorm); see `SSDBase`."""
+
+    backbone_name = "vgg16"
+
+    def __init__(self, size: int, num_classes: int, batch_norm: bool = False, priors_cfg: dict = None,
+                 pixel_format: str = "caffe"):
+        if size not in EXTRAS_CFG:
+            raise ValueError(f"SSD size must be 300 or 512, got {size}")
+        super().__init__(size, num_classes, priors_cfg or PRIORS[("voc", size)], pixel_format)
+        self.batch_norm = batch_norm
+        self.vgg, self.conv4_3_end = vgg_reduced_fc(batch_norm)
+        self.l2norm = L2Norm(512)
+        self.extras = extra_layers(size, batch_norm)
+        self.build_heads([512, 1024] + [block[1] for block in EXTRAS_CFG[size]])
+        self.reset_parameters()
+
+    @classmethod
+    def from_config(cls, cfg) -> "SSD":
+        return cls(cfg.size, cfg.num_classes, cfg.batch_norm, cfg.priors(), cfg.pixel_format)
 
     def reset_parameters(self):
         for m in self.modules():
@@ -167,11 +210,3 @@ class SSD(nn.Module):
             if i % 2 == 1:
                 sources.append(x)
         return sources
-
-    def forward(self, images):
-        sources = self.features(images)
-        batch = images.shape[0]
-        loc = torch.cat([head(s).permute(0, 2, 3, 1).reshape(batch, -1, 4) for s, head in zip(sources, self.loc)], 1)
-        conf = torch.cat([head(s).permute(0, 2, 3, 1).reshape(batch, -1, self.num_classes)
-                          for s, head in zip(sources, self.conf)], 1)
-        return loc, conf

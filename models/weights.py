@@ -166,3 +166,32 @@ def load_ssd_weights(model, path: str, state: dict = None) -> dict:
                                f"{tuple(expected[key].shape)}{detail}")
     model.load_state_dict(state)
     return checkpoint
+
+
+def load_backbone(model, weights: str) -> str:
+    """Backbone weights into `model` -> the pixel format they expect. VGG16: `load_basenet`. ResNet-50 and
+    MobileNetV3: a torchvision weights name (e.g. ResNet50_Weights.IMAGENET1K_V1: downloaded once into torch's
+    cache, read with weights_only=True) or the path of such a state dict."""
+    if model.backbone_name == "vgg16":
+        return load_basenet(model, weights)
+    path = os.path.expanduser(str(weights))
+    if os.path.isfile(path):
+        state = read_state(path)
+    else:
+        import torchvision
+        try:
+            entry = torchvision.models.get_weight(weights)
+        except (ValueError, KeyError, AttributeError):
+            raise WeightsError(f"--basenet {weights}: neither a file nor a torchvision weights name such as "
+                               f"{model.default_weights}") from None
+        try:
+            state = entry.get_state_dict(progress=True, weights_only=True)
+        except OSError as exc:  # no network, or a failed download
+            raise WeightsError(f"--basenet {weights}: download failed ({exc.__class__.__name__}); fetch "
+                               f"{entry.url} on a machine with network and pass its path") from None
+    try:
+        model.load_backbone(state)
+    except (RuntimeError, KeyError) as exc:
+        raise WeightsError(f"--basenet {weights}: not {model.backbone_name} ImageNet weights "
+                           f"({str(exc).splitlines()[0][:200]})") from None
+    return "torchvision"

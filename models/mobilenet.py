@@ -1,0 +1,81 @@
+"""SSDLite320 on a MobileNetV3-Large backbone (the layout torchvision's ssdlite320_mobilenet_v3_large and the
+MobileNetV3 paper describe): the backbone's features up to the expansion layer of the first stride-32 block
+(672 channels, 20x20 for a 320x320 input) and its last layer (960 channels, 10x10), then four depthwise-separable
+extra blocks (512, 256, 256, 128 channels: 5x5, 3x3, 2x2, 1x1), and SSDLite heads (3x3 depthwise conv, BatchNorm,
+ReLU6, 1x1 conv) with six priors per location (scales 0.2 to 0.95). Initialised from torchvision's ImageNet
+MobileNetV3-Large weights.
+"""
+import torch.nn as nn
+import torchvision
+
+from .ssd import SSDBase, init_new_layers
+
+WEIGHTS = "MobileNet_V3_Large_Weights.IMAGENET1K_V1"
+EXTRA_CHANNELS = (512, 256, 256, 128)
+
+
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(cout, eps=0.001, momentum=0.03), nn.ReLU6(inplace=True))
+
+
+def extra_block(cin: int, cout: int) -> nn.Sequential:
+    """1x1 to cout/2, 3x3 depthwise at stride 2, 1x1 to cout."""
+    mid = cout // 2
+    return nn.Sequential(_conv_bn(cin, mid, 1), _conv_bn(mid, mid, 3, 2, groups=mid), _conv_bn(mid, cout, 1))
+
+
+class SSDLiteHead(nn.Module):
+    """3x3 depthwise conv + BatchNorm + ReLU6, then a 1x1 conv to anchors x outputs."""
+
+    def __init__(self, channels: int, outputs: int):
+        super().__init__()
+        self.depthwise = _conv_bn(channels, channels, 3, groups=channels)
+        self.pointwise = nn.Conv2d(channels, outputs, 1)
+        self.out_channels = outputs
+
+    def forward(self, x):
+        return self.pointwise(self.depthwise(x))
+
+
+def split_features(features: nn.Sequential) -> tuple:
+    """MobileNetV3 features -> (up to the expansion layer of the last stride-2 block, the rest, their channels)."""
+    c4 = max(i for i, block in enumerate(features) if getattr(block, "_is_cn", False))
+    head = nn.Sequential(*features[:c4], features[c4].block[0])
+    tail = nn.Sequential(*features[c4].block[1:], *features[c4 + 1:])
+    return head, tail, features[c4].block[0][0].out_channels, features[-1].out_channels
+
+
+class MobileNetSSDLite(SSDBase):
+    """SSDLite320 on MobileNetV3-Large; `loc, conf = model(images)` as `SSD`."""
+
+    backbone_name = "mobilenet_v3"
+    default_weights = WEIGHTS
+
+    def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str = "torchvision"):
+        if size != 320:
+            raise ValueError(f"SSDLite on MobileNetV3 is SSDLite320 only, got size {size}")
+        super().__init__(size, num_classes, priors_cfg, pixel_format)
+        features = torchvision.models.mobilenet_v3_large(weights=None).features
+        self.stage4, self.stage5, c4_channels, c5_channels = split_features(features)
+        channels = [c4_channels, c5_channels, *EXTRA_CHANNELS]
+        self.extras = nn.ModuleList(extra_block(cin, cout) for cin, cout in zip(channels[1:-1], channels[2:]))
+        self.build_heads(channels, head=SSDLiteHead)
+        init_new_layers([self.extras, self.loc, self.conf])
+
+    def features(self, images):
+        c4 = self.stage4(self.normalize(images))
+        x = self.stage5(c4)
+        sources = [c4, x]
+        for block in self.extras:
+            x = block(x)
+            sources.append(x)
+        return sources
+
+    def load_backbone(self, state: dict):
+        """torchvision's MobileNetV3-Large state dict -> the two backbone stages (its classifier is not used)."""
+        features = torchvision.models.mobilenet_v3_large(weights=None).features
+        features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
+        head, tail, _, _ = split_features(features)
+        self.stage4.load_state_dict(head.state_dict())
+        self.stage5.load_state_dict(tail.state_dict())
