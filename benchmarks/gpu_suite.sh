@@ -48,7 +48,8 @@ step_tests() {  # the CUDA-only tests (CUDA graphs, torch.compile, the NMS kerne
     run tests "$py -m pytest -q ${tiny:+--collect-only} tests/test_fast_paths.py tests/test_nms_kernel.py tests/test_train.py -k 'cuda or graph or compile or kernel or never_waits'"
 }
 step_infer() {
-    run infer "$py -m benchmarks.bench_inference --batch-size ${B:-256} ${STEPS} ${AMP} --size ${SIZES}"
+    run infer "$py -m benchmarks.bench_inference --batch-size ${B:-256} ${STEPS} ${AMP} --size ${SIZES}" \
+        "$py -m benchmarks.bench_backbones --batch-size ${B:-64} ${STEPS} ${AMP}"
 }
 step_post() {
     run post "$py -m benchmarks.bench_postprocess --batch-size ${B:-256} ${STEPS}"
