@@ -462,9 +462,10 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", force=True)
     try:
         cfg, resume, checkpoint, cpu_check = prepare(args, rank, world_size, device)
-        if cfg.batch_norm and cfg.batch_size == 1:
-            raise ConfigError("--batch-size 1 with the BatchNorm variant: BatchNorm needs at least 2 images per "
-                              "step; use --batch-size 2 or more, or --no-batch-norm")
+        if cfg.batch_size == 1 and (cfg.batch_norm or cfg.backbone != "vgg16"):
+            variant = "the BatchNorm variant" if cfg.backbone == "vgg16" else f"the {cfg.backbone} backbone (BatchNorm)"
+            raise ConfigError(f"--batch-size 1 with {variant}: BatchNorm needs at least 2 images per step; use "
+                              f"--batch-size 2 or more" + (", or --no-batch-norm" if cfg.backbone == "vgg16" else ""))
         cores = usable_cores(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         if cfg.workers > cores:
             log.info("--workers %d capped to %d (the CPU cores this process can use)", cfg.workers, cores)

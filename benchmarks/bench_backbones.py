@@ -5,14 +5,11 @@ own pre- and post-processing) in the same process where they exist.
 
     python -m benchmarks.bench_backbones [--batch-size 2] [--steps 3] [--device cpu|cuda] [--amp bf16]
 """
-import statistics
-import time
-
 import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import device_name, step_parser, sync
+from benchmarks.common import device_name, seconds_per_call, step_parser
 from config import config_for
 from engine import Detector
 from layers import MultiBoxLoss
@@ -21,18 +18,6 @@ from utils.distributed import resolve_device
 
 TORCHVISION = {"vgg16": torchvision.models.detection.ssd300_vgg16,
                "mobilenet_v3": torchvision.models.detection.ssdlite320_mobilenet_v3_large}
-
-
-def median_seconds(fn, steps: int, warmup: int, device) -> float:
-    times = []
-    for index in range(warmup + steps):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        if index >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
@@ -54,7 +39,7 @@ def main():
             model(images[:1])
         flops = counter.get_total_flops() / 2 / 1e9  # multiply-adds counted as 2
         detector = Detector(model, amp=args.amp)  # network + post-processing, as eval.py and detect.py
-        infer = median_seconds(lambda: detector(images), args.steps, args.warmup, device)
+        infer = seconds_per_call(lambda: detector(images), args.steps, args.warmup, device)
         model.train()
         criterion = MultiBoxLoss.from_config(cfg, model.box_coder)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -67,13 +52,13 @@ def main():
             optimizer.zero_grad(set_to_none=True)
             (loss_l + loss_c).backward()
             optimizer.step()
-        trainer = median_seconds(step, args.steps, args.warmup, device)
+        trainer = seconds_per_call(step, args.steps, args.warmup, device)
         theirs = "-"
         if backbone in TORCHVISION and not args.skip_torchvision:
             reference = TORCHVISION[backbone](weights=None, weights_backbone=None, num_classes=21).to(device).eval()
             batch = [image.float() / 255 for image in images]
             with torch.no_grad(), torch.autocast(**amp):
-                seconds = median_seconds(lambda: reference(batch), args.steps, args.warmup, device)
+                seconds = seconds_per_call(lambda: reference(batch), args.steps, args.warmup, device)
             theirs = f"{args.batch_size / seconds:.1f}"
         params = sum(p.numel() for p in model.parameters()) / 1e6
         print(f"| {backbone} SSD{size} | {size}x{size} | {params:.1f} | {flops:.1f} | "

@@ -15,23 +15,12 @@ import numpy as np
 import torch
 import torchvision
 
-from benchmarks.common import device_name, step_parser, sync
+from benchmarks.common import device_name, seconds_per_call, step_parser
 from engine import Detector, autocast
 from layers import PostProcessor
 from models import SSD
 from utils.distributed import resolve_device
 from utils.voc_eval import evaluate_detections
-
-
-def seconds_per_call(fn, steps, warmup, device):
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / steps
 
 
 def bench_mode(model, mode, images, args):
@@ -44,7 +33,7 @@ def bench_mode(model, mode, images, args):
     split = {}
     if mode == "eager":
         timed = make(timing=True)
-        seconds_per_call(lambda: timed(images), args.steps, 0, images.device)
+        seconds_per_call(lambda: timed(images), args.steps, 0, images.device)  # accumulates timed.seconds
         split = {part: s / args.steps * 1e3 for part, s in timed.seconds.items()}
     return images.shape[0] / batch, single * 1e3, detector.fallbacks, split
 

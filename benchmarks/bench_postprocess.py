@@ -6,28 +6,16 @@ logits (a confident background, about a thousand candidates per image).
 
     python -m benchmarks.bench_postprocess [--batch-size 8] [--steps 5] [--device cpu|cuda]
 """
-import time
 
 import torch
 import torchvision
 from torchvision.models.detection import ssd300_vgg16
 
-from benchmarks.common import device_name, step_parser, sync
+from benchmarks.common import device_name, seconds_per_call, step_parser
 from config import config_for
 from layers import PostProcessor, cxcywh_to_xyxy
 from models import SSD
 from utils.distributed import resolve_device
-
-
-def timed(fn, steps, warmup, device) -> float:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / steps * 1e3
 
 
 def inputs(kind: str, batch: int, priors: int, device, generator):
@@ -59,7 +47,8 @@ def main():
         candidates = (conf.softmax(-1)[..., 1:] >= 0.01).sum().item() / args.batch_size
         runs = {"ours": lambda: ours(loc, conf), "fixed": lambda: ours.padded(loc, conf, nms_rounds=400),
                 "torchvision": lambda: reference.postprocess_detections(head, anchors, sizes)}
-        ours_ms, fixed_ms, tv_ms = (timed(run, args.steps, args.warmup, device) for run in runs.values())
+        ours_ms, fixed_ms, tv_ms = (seconds_per_call(run, args.steps, args.warmup, device) * 1e3
+                                    for run in runs.values())
         print(f"| {kind} | {candidates:.0f} | {ours_ms:.1f} | {fixed_ms:.1f} | {tv_ms:.1f} | "
               f"{tv_ms / ours_ms:.2f}x faster |")
 

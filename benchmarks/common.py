@@ -1,6 +1,8 @@
 """What the benchmarks share: their command line, device set-up, timing sync and a VOC-sized test folder."""
 import argparse
 import os
+import statistics
+import time
 
 import cv2
 import numpy as np
@@ -28,6 +30,19 @@ def device_name(device: torch.device) -> str:
 def sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def seconds_per_call(fn, steps: int, warmup: int, device: torch.device) -> float:
+    """The median seconds of `steps` calls of `fn` after `warmup` calls, the device synchronised around each."""
+    times = []
+    for index in range(warmup + steps):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def write_random_voc_folder(folder: str, count: int, class_names=("cat",), set_name: str = "trainval",

@@ -49,7 +49,7 @@ step_tests() {  # the CUDA-only tests (CUDA graphs, torch.compile, the NMS kerne
 }
 step_infer() {
     run infer "$py -m benchmarks.bench_inference --batch-size ${B:-256} ${STEPS} ${AMP} --size ${SIZES}" \
-        "$py -m benchmarks.bench_backbones --batch-size ${B:-64} ${STEPS} ${AMP}"
+        "$py -m benchmarks.bench_backbones --batch-size $(( ${B:-64} > 1 ? ${B:-64} : 2 )) ${STEPS} ${AMP}"
 }
 step_post() {
     run post "$py -m benchmarks.bench_postprocess --batch-size ${B:-256} ${STEPS}"

@@ -23,7 +23,7 @@ from .common import DatasetError, decode_image
 
 def check(source, decode: bool = True, use_difficult: bool = True):
     """-> (report lines, number of problems). `use_difficult`: whether the run would learn from difficult objects."""
-    problems, notices = list(source.problems), []
+    problems, notices = list(source.problems), list(getattr(source, "notices", []))
     objects, hard, empty, alpha, unreadable = Counter(), Counter(), 0, 0, 0
     sizes = Counter()
     for i in tqdm(range(len(source)), desc=f"checking {source.name}", disable=not sys.stderr.isatty()):

@@ -42,8 +42,9 @@ def load_json(path: str) -> dict:
             gc.enable()
 
 
-def select_categories(categories: list, counts: Counter, labels, ann_file: str) -> tuple:
-    """-> (category ids, names) in label order: `labels` by name, or every category with an annotation."""
+def select_categories(categories: list, counts: Counter, labels, ann_file: str, notices: list) -> tuple:
+    """-> (category ids, names) in label order: `labels` by name, or every category with an annotation (the
+    others named in `notices` and the log)."""
     cats = sorted(categories, key=lambda c: c["id"])
     by_name = {c["name"]: c["id"] for c in cats}
     if labels:
@@ -54,8 +55,9 @@ def select_categories(categories: list, counts: Counter, labels, ann_file: str) 
         return [by_name[n] for n in labels], list(labels)
     empty = [c["name"] for c in cats if counts[c["id"]] == 0]
     if empty:
-        log.warning("%s: %d categor%s without any annotation left out: %s", ann_file, len(empty),
-                    "y" if len(empty) == 1 else "ies", ", ".join(empty))
+        notices.append(f"{ann_file}: {len(empty)} categor{'y' if len(empty) == 1 else 'ies'} without any "
+                       f"annotation left out: {', '.join(empty)}")
+        log.warning("%s", notices[-1])
     kept = [c for c in cats if counts[c["id"]] > 0]
     return [c["id"] for c in kept], [c["name"] for c in kept]
 
@@ -65,7 +67,7 @@ class COCOSource(RecordSource):
         """`labels`: category names to keep, in label order (None or empty: every category with annotations)."""
         self.root = os.path.expanduser(root)
         self.name = name
-        self.problems, self.names_found = Problems(), Counter()
+        self.problems, self.names_found, self.notices = Problems(), Counter(), []
         self.ann_files = {}
         self.class_names, self.category_ids = None, None
         if not os.path.isdir(self.root):
@@ -110,7 +112,7 @@ class COCOSource(RecordSource):
         id_to_name = {c["id"]: c["name"] for c in categories}
         self.names_found.update({id_to_name.get(c, str(c)): n for c, n in Counter(ann_cat[~crowd].tolist()).items()})
         cat_ids, class_names = select_categories(categories, Counter(ann_cat.tolist()),
-                                                 labels or self.class_names, ann_file)
+                                                 labels or self.class_names, ann_file, self.notices)
         if self.category_ids is None:
             self.category_ids, self.class_names = cat_ids, class_names
         elif cat_ids != self.category_ids:
