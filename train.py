@@ -17,6 +17,7 @@ import time
 import warnings
 from datetime import datetime
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
@@ -186,11 +187,17 @@ def guarded_step(loss: torch.Tensor, finite: torch.Tensor, optimizer, scaler: to
 
 
 def check_training_objects(cfg: Config, source):
-    """Training on a set without any object of the label list is refused, naming what the annotations hold."""
-    if objects_for_training(source, cfg.train_difficult) > 0:
-        return
+    """Training on a set without any object of the label list is refused, naming what the annotations hold; a
+    class without any object (a typo in one of several --labels) is one warning."""
     found = getattr(source, "names_found", {})
     names = ", ".join(f"{name} ({count})" for name, count in found.most_common()) if found else "no objects at all"
+    if objects_for_training(source, cfg.train_difficult) > 0:
+        table = getattr(source, "table", None)
+        counts = np.bincount(table.labels, minlength=len(cfg.labels)) if table is not None else None
+        empty = [name for name, count in zip(cfg.labels, counts) if count == 0] if counts is not None else []
+        if empty:
+            log.warning("%s: no training object of class(es) %s; the annotations name: %s", source.name, empty, names)
+        return
     raise DatasetError(f"{source.name}: the training set holds no object of --labels {' '.join(cfg.labels)}"
                        + ("" if cfg.train_difficult else " (difficult ones excluded)")
                        + f"; its annotations name: {names}")

@@ -43,6 +43,12 @@ def test_label_typo_stops_before_training_naming_what_the_annotations_hold(tmp_p
     code = train.main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "train", "--test-sets", "test",
                        "--max-iter", "1", "--output", str(tmp_path / "run2")] + FAST)
     assert code == 2 and "raccoon (2)" in capsys.readouterr().err
+    # one typo among good labels: the run goes on, and says which class has nothing to learn from
+    code = train.main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "train", "--test-sets", "test",
+                       "--labels", "raccoon", "background_thng", "--max-iter", "1", "--no-final-eval",
+                       "--output", str(tmp_path / "run3")] + FAST)
+    err = capsys.readouterr().err
+    assert code == 0 and "no training object of class(es) ['background_thng']" in err
 
 
 def test_evaluation_without_ground_truth_fails(tmp_path, capsys):

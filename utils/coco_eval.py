@@ -41,4 +41,5 @@ def score_coco(api, detections: dict, category_ids, output: str = None) -> dict:
         evaluator.accumulate()
         evaluator.summarize()
     stats = {n: float(v) for n, v in zip(STAT_NAMES, evaluator.stats)}
-    return {"metric": "coco", "mAP": stats["AP"], **stats, "summary": captured.getvalue()}
+    summary = "\n".join(line for line in captured.getvalue().splitlines() if line.lstrip().startswith("Average"))
+    return {"metric": "coco", "mAP": stats["AP"], **stats, "summary": summary}
