@@ -80,6 +80,7 @@ def main():
           f"{device_name(device)}")
     print("| model | mode | img/s | batch-1 latency ms | network ms/batch | post-processing ms/batch | "
           "NMS fallbacks |\n|---|---|---|---|---|---|---|")
+    eager_300 = None
     for size in args.size:
         torch.manual_seed(0)
         model = SSD(size, 21).to(device).eval()
@@ -88,10 +89,15 @@ def main():
             rate, latency, fallbacks, split = bench_mode(model, mode, images, args)
             parts = " | ".join(f"{split[p]:.1f}" if split else "-" for p in ("network", "postprocess"))
             print(f"| SSD{size} | {mode} | {rate:.1f} | {latency:.2f} | {parts} | {fallbacks} |")
+            if size == 300 and mode == "eager":
+                eager_300 = rate
         del model
     if not args.skip_torchvision:
         images = torch.randint(0, 255, (args.batch_size, 3, 300, 300), dtype=torch.uint8, device=device)
-        print(f"| torchvision ssd300_vgg16 | eager | {bench_torchvision(images, args):.1f} | - | - | - | - |")
+        theirs = bench_torchvision(images, args)
+        print(f"| torchvision ssd300_vgg16 | eager | {theirs:.1f} | - | - | - | - |")
+        if eager_300:
+            print(f"\nspeed-up over torchvision (SSD300, eager): {eager_300 / theirs:.2f}x")
     print(f"\ndevkit VOC scoring: {scoring_rate():.0f} detections/s")
 
 
