@@ -343,9 +343,9 @@ class Trainer:
         bar = tqdm(total=cfg.max_iter, initial=self.iteration, disable=not self.main, dynamic_ncols=True)
         window_start, window_images = time.perf_counter(), 0
         while self.iteration < cfg.max_iter:
-            images, targets, _, _ = next(batches)
-            images = as_model_input(images, self.device, cfg.channels_last)
-            targets = targets.to(self.device, non_blocking=True)
+            batch = next(batches)
+            images = as_model_input(batch.images, self.device, cfg.channels_last)
+            targets = batch.targets.to(self.device, non_blocking=True)
             loss_l, loss_c, finite = self.step(images, targets)
             bad["count"] += ~finite
             bad["run"] = torch.where(finite, 0, bad["run"] + 1)

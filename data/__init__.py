@@ -5,7 +5,7 @@ from config import PIXEL_FORMATS
 
 from .coco import COCOSource
 from .common import DatasetError, decode_image, read_image
-from .loader import SSDDataset, as_model_input, collate, eval_loader, train_loader
+from .loader import Batch, Sample, SSDDataset, as_model_input, collate, eval_loader, train_loader
 from .shapes import ShapesDataset
 from .transforms import ResizeTransform, SSDAugmentation
 from .voc import VOCSource, is_devkit, single_folder_sets
@@ -47,6 +47,6 @@ def objects_for_training(source, use_difficult: bool) -> int:
     return int(len(table.labels) if use_difficult else (~table.difficult).sum())
 
 
-__all__ = ["build_source", "build_dataset", "VOCSource", "COCOSource", "ShapesDataset", "SSDDataset",
+__all__ = ["Batch", "Sample", "build_source", "build_dataset", "VOCSource", "COCOSource", "ShapesDataset", "SSDDataset",
            "SSDAugmentation", "ResizeTransform", "collate", "train_loader", "eval_loader", "as_model_input",
            "DatasetError", "read_image", "decode_image", "objects_for_training"]

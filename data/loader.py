@@ -3,6 +3,7 @@ import gc
 import itertools
 import logging
 import random
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -13,13 +14,29 @@ from layers.matching import pad_targets
 log = logging.getLogger("ssd.data")
 
 
+class Sample(NamedTuple):
+    """One dataset item."""
+    image: torch.Tensor  # uint8 [3, S, S] BGR (a view of the HWC pixels)
+    target: torch.Tensor  # float32 [n, 5]: x1, y1, x2, y2 in [0, 1], label
+    index: int  # into the source
+    size: tuple  # the original (height, width); (0, 0) marks an image that could not be decoded (evaluation)
+
+
+class Batch(NamedTuple):
+    """What the loaders hand over."""
+    images: torch.Tensor  # uint8 [B, 3, S, S], channels-last strides
+    targets: torch.Tensor  # [B, N, 5] padded with label -1
+    indices: torch.Tensor  # [B]
+    sizes: torch.Tensor  # [B, 2] (height, width)
+
+
 class SSDDataset(Dataset):
-    """source + transform -> (image uint8 [3, S, S] BGR, target float32 [n, 5] (x1, y1, x2, y2 in [0, 1], label),
-    index, original (height, width)). An int key gives the untransformed-by-chance sample (evaluation); an
-    (index, seed) key from `TrainSampler` seeds the augmentation, so a sample depends only on the run seed, the
-    epoch and the index. An image that cannot be read: with `substitute` (training) it is logged, naming the file,
-    and the next readable one takes its place; without (evaluation) the sample is a blank image with size (0, 0),
-    the mark the evaluation loop reads, so that every listed image is scored exactly once."""
+    """source + transform -> Sample (image, target, index, original size). An int key gives the
+    untransformed-by-chance sample (evaluation); an (index, seed) key from `TrainSampler` seeds the augmentation,
+    so a sample depends only on the run seed, the epoch and the index. An image that cannot be read: with
+    `substitute` (training) it is logged, naming the file, and the next readable one takes its place; without
+    (evaluation) the sample is a blank image with size (0, 0), the mark the evaluation loop reads, so that every
+    listed image is scored exactly once."""
 
     def __init__(self, source, transform, use_difficult: bool = True, substitute: bool = True,
                  max_substitutions: int = 20):
@@ -40,7 +57,7 @@ class SSDDataset(Dataset):
                 if not self.substitute:
                     blank, target = self.transform(np.zeros((1, 1, 3), np.uint8), np.zeros((0, 4), np.float32),
                                                    np.zeros(0, np.int64))[0], np.zeros((0, 5), np.float32)
-                    return torch.from_numpy(blank).permute(2, 0, 1), torch.from_numpy(target), index, (0, 0)
+                    return Sample(torch.from_numpy(blank).permute(2, 0, 1), torch.from_numpy(target), index, (0, 0))
                 log.warning("%s; using another image instead", exc)
                 index = (index + 1) % len(self.source)
         else:
@@ -54,18 +71,18 @@ class SSDDataset(Dataset):
             np.zeros((0, 5), np.float32)
         height, width = original_size
         # a [3, S, S] view of the HWC pixels: no transpose here (see `collate`)
-        return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(target), index, (height, width)
+        return Sample(torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(target), index, (height, width))
 
 
 def collate(batch):
-    """-> images uint8 [B, 3, S, S], targets [B, N, 5] padded with label -1, indices [B], sizes [B, 2] (h, w).
+    """Samples -> Batch: images uint8 [B, 3, S, S], targets [B, N, 5] padded with label -1, indices, sizes.
 
     The images keep the decoder's HWC layout: the batch is [B, 3, S, S] with channels-last strides, so no worker
     spends time transposing pixels; the consumer makes it contiguous in the format its model runs in, on the GPU
     (`as_model_input`)."""
     images, targets, indices, sizes = zip(*batch)
     images = torch.stack([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
-    return images, pad_targets(list(targets)), torch.tensor(indices), torch.tensor(sizes)
+    return Batch(images, pad_targets(list(targets)), torch.tensor(indices), torch.tensor(sizes))
 
 
 def as_model_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:

@@ -57,8 +57,9 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
     loader = eval_loader(dataset, cfg.batch_size, cfg.workers, pin_memory=device.type == "cuda", indices=indices)
     results, unreadable = {}, []
     start = time.perf_counter()
-    for images, _, batch_indices, sizes in (progress(loader) if progress else loader):
-        for index, det, size in zip(batch_indices.tolist(), detector(images, sizes, to="cpu"), sizes.tolist()):
+    for batch in (progress(loader) if progress else loader):
+        detections = detector(batch.images, batch.sizes, to="cpu")
+        for index, det, size in zip(batch.indices.tolist(), detections, batch.sizes.tolist()):
             if size == [0, 0]:  # the loader's mark of an image it could not decode
                 path = source.image_path(index)
                 if cfg.unreadable == "stop":
