@@ -53,8 +53,6 @@ class MobileNetSSDLite(SSDBase):
     default_weights = WEIGHTS
 
     def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str = "torchvision"):
-        if size != 320:
-            raise ValueError(f"SSDLite on MobileNetV3 is SSDLite320 only, got size {size}")
         super().__init__(size, num_classes, priors_cfg, pixel_format)
         features = torchvision.models.mobilenet_v3_large(weights=None).features
         self.stage4, self.stage5, c4_channels, c5_channels = split_features(features)

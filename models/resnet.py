@@ -31,8 +31,6 @@ class ResNetSSD(SSDBase):
     default_weights = WEIGHTS
 
     def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str = "torchvision"):
-        if size != 300:
-            raise ValueError(f"the ResNet-50 SSD is SSD300 only, got size {size}")
         super().__init__(size, num_classes, priors_cfg, pixel_format)
         self.trunk = resnet50_trunk()
         self.extras = nn.ModuleList(

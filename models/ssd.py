@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from config import PIXEL_FORMATS, PRIORS
+from config import BACKBONE_SIZES, PIXEL_FORMATS, PRIORS
 from layers import BoxCoder, PriorBox
 
 # conv1_1 .. conv5_3 as in VGG16; 'M' max-pool, 'C' max-pool with ceil_mode (pool3: 75 -> 38 at 300).
@@ -117,6 +117,9 @@ class SSDBase(nn.Module):
 
     def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str):
         super().__init__()
+        if size not in BACKBONE_SIZES[self.backbone_name]:
+            raise ValueError(f"the {self.backbone_name} SSD is built for size "
+                             f"{' or '.join(map(str, BACKBONE_SIZES[self.backbone_name]))}, got {size}")
         if priors_cfg["min_dim"] != size:
             raise ValueError(f"prior config is for {priors_cfg['min_dim']}, the model for {size}")
         self.size, self.num_classes, self.priors_cfg = size, num_classes, priors_cfg
@@ -169,9 +172,8 @@ class SSD(SSDBase):
 
     def __init__(self, size: int, num_classes: int, batch_norm: bool = False, priors_cfg: dict = None,
                  pixel_format: str = "caffe"):
-        if size not in EXTRAS_CFG:
-            raise ValueError(f"SSD size must be 300 or 512, got {size}")
-        super().__init__(size, num_classes, priors_cfg or PRIORS[("voc", size)], pixel_format)
+        super().__init__(size, num_classes, priors_cfg or PRIORS[("voc", size if size in EXTRAS_CFG else 300)],
+                         pixel_format)
         self.batch_norm = batch_norm
         self.vgg, self.conv4_3_end = vgg_reduced_fc(batch_norm)
         self.l2norm = L2Norm(512)
