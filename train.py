@@ -233,6 +233,9 @@ class Trainer:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
             self.scaler.load_state_dict(checkpoint["scaler"])
             self.iteration, self.best_map = checkpoint["iteration"], checkpoint["best_map"]
+            if self.iteration >= cfg.max_iter:
+                raise ConfigError(f"--resume {resume}: the run already reached iteration {self.iteration} of "
+                                  f"--max-iter {cfg.max_iter}; pass a larger --max-iter to train further")
             set_rng_state(checkpoint["rng"])
             log.info("resumed from %s at iteration %d", resume, self.iteration)
         elif checkpoint is not None:
