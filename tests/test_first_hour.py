@@ -151,6 +151,9 @@ def test_runs_do_not_mix_and_resume_restores_the_run(tmp_path, monkeypatch, caps
     assert state["iteration"] == 3 and state["config"]["final_eval"] is False
     assert state["config"]["shapes_train_images"] == 4 and state["config"]["max_iter"] == 3
     assert not os.path.isdir(os.path.join(folder, "eval"))
+    capsys.readouterr()
+    code = train.main(["--resume", "auto", "--workers", "0"])  # a finished run is not trained or evaluated again
+    one_line_error(capsys, code, "the run already reached iteration 3 of --max-iter 3; pass a larger --max-iter")
 
 
 def test_sigterm_saves_a_checkpoint(tmp_path, monkeypatch):
