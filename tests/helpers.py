@@ -21,3 +21,18 @@ def make_voc_folder(folder, images, sets=None):
             cv2.rectangle(image, (x1 - 1, y1 - 1), (x2 - 1, y2 - 1), (40 * k % 255, 200, 255 - 30 * k), -1)
         written[image_id] = (image, objects)
     write_voc_folder(str(folder), written, sets or {"trainval": list(images)})
+
+
+def on_loss_call(monkeypatch, call: int, action):
+    """Run `action()` at the `call`-th evaluation of MultiBoxLoss (a way into the middle of a training run)."""
+    from layers import MultiBoxLoss
+    original = MultiBoxLoss.forward
+    calls = {"n": 0}
+
+    def forward(self, predictions, targets):
+        calls["n"] += 1
+        if calls["n"] == call:
+            action()
+        return original(self, predictions, targets)
+
+    monkeypatch.setattr(MultiBoxLoss, "forward", forward)

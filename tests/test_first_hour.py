@@ -1,9 +1,11 @@
 """What a new user meets after the tests pass: one flag vocabulary, ssd.pytorch's spellings, one-line errors,
 run folders that never mix, resume that restores a run, SIGTERM. Every row of README's bad-input table."""
 import os
+import signal
 
 import pytest
 import torch
+from helpers import on_loss_call
 
 import detect as detect_script
 import eval as eval_script
@@ -157,17 +159,7 @@ def test_runs_do_not_mix_and_resume_restores_the_run(tmp_path, monkeypatch, caps
 
 
 def test_sigterm_saves_a_checkpoint(tmp_path, monkeypatch):
-    from layers import MultiBoxLoss
-    original = MultiBoxLoss.forward
-    calls = {"n": 0}
-
-    def terminate_second_step(self, predictions, targets):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            os.kill(os.getpid(), __import__("signal").SIGTERM)
-        return original(self, predictions, targets)
-
-    monkeypatch.setattr(MultiBoxLoss, "forward", terminate_second_step)
+    on_loss_call(monkeypatch, 2, lambda: os.kill(os.getpid(), signal.SIGTERM))
     folder = str(tmp_path / "run")
     assert train.main(TINY + ["--max-iter", "5", "--output", folder, "--no-final-eval"]) == 143
     saved = [name for name in os.listdir(folder) if name.startswith("ckpt_")]

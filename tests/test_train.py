@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from helpers import on_loss_call
 
 import train
 from layers import MultiBoxLoss
@@ -138,15 +139,11 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
     original = MultiBoxLoss.forward
-    calls = {"n": 0}
 
-    def interrupt_second_step(self, predictions, targets):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self, predictions, targets)
+    def interrupt():
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(MultiBoxLoss, "forward", interrupt_second_step)
+    on_loss_call(monkeypatch, 2, interrupt)
     folder = str(tmp_path / "run")
     assert train.main(TINY + ["--shapes-train-images", "4", "--max-iter", "3", "--output", folder]) == 130
     assert read_state(os.path.join(folder, "ckpt_0000001.pth"))["iteration"] == 1
