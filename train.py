@@ -39,8 +39,7 @@ from config import (
 from data import DatasetError, as_model_input, build_dataset, build_source, objects_for_training, train_loader
 from engine import AMP_DTYPES, evaluate, format_ap_table
 from layers import MultiBoxLoss
-from models import build_model as build_network
-from models import load_backbone
+from models import build_model, load_backbone
 from models.weights import weights_format
 from utils.checkpoint import (
     WeightsError,
@@ -131,12 +130,12 @@ def parameters_checksum(model) -> torch.Tensor:
     return torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
 
 
-def build_model(cfg: Config, checkpoint: dict = None):
+def initial_model(cfg: Config, checkpoint: dict = None):
     """-> (model, cfg with the pixel format of the weights used). From a checkpoint: its weights (and format);
     else the backbone weights of cfg.basenet, or from scratch with standardised input (what the initialisation
     assumes) instead of caffe's unscaled 0..255."""
     torch.manual_seed(cfg.seed)
-    model = build_network(cfg)
+    model = build_model(cfg)
     if checkpoint is None:
         pixel_format = "torchvision" if cfg.basenet.lower() == "none" else load_backbone(model, cfg.basenet)
         cfg = cfg.replace(pixel_format=pixel_format)
@@ -189,18 +188,17 @@ def guarded_step(loss: torch.Tensor, finite: torch.Tensor, optimizer, scaler: to
 def check_training_objects(cfg: Config, source):
     """Training on a set without any object of the label list is refused, naming what the annotations hold; a
     class without any object (a typo in one of several --labels) is one warning."""
-    found = getattr(source, "names_found", {})
-    names = ", ".join(f"{name} ({count})" for name, count in found.most_common()) if found else "no objects at all"
-    if objects_for_training(source, cfg.train_difficult) > 0:
-        table = getattr(source, "table", None)
-        counts = np.bincount(table.labels, minlength=len(cfg.labels)) if table is not None else None
-        empty = [name for name, count in zip(cfg.labels, counts) if count == 0] if counts is not None else []
+    names = ", ".join(f"{name} ({count})" for name, count in source.names_found.most_common()) or "no objects at all"
+    if objects_for_training(source, cfg.train_difficult) == 0:
+        raise DatasetError(f"{source.name}: the training set holds no object of --labels {' '.join(cfg.labels)}"
+                           + ("" if cfg.train_difficult else " (difficult ones excluded)")
+                           + f"; its annotations name: {names}")
+    table = getattr(source, "table", None)  # file-backed sources; shapes always has every class
+    if table is not None:
+        counts = np.bincount(table.labels, minlength=len(cfg.labels))
+        empty = [name for name, count in zip(cfg.labels, counts) if count == 0]
         if empty:
             log.warning("%s: no training object of class(es) %s; the annotations name: %s", source.name, empty, names)
-        return
-    raise DatasetError(f"{source.name}: the training set holds no object of --labels {' '.join(cfg.labels)}"
-                       + ("" if cfg.train_difficult else " (difficult ones excluded)")
-                       + f"; its annotations name: {names}")
 
 
 class Trainer:
@@ -216,7 +214,7 @@ class Trainer:
         elif self.train_source.class_names != list(cfg.labels):
             raise DatasetError(f"dataset classes {self.train_source.class_names} differ from --labels {cfg.labels}")
         check_training_objects(cfg, self.train_source)
-        self.model, cfg = build_model(cfg, checkpoint)
+        self.model, cfg = initial_model(cfg, checkpoint)
         self.cfg = cfg
         self.model.to(device)
         if cfg.channels_last:

@@ -65,7 +65,7 @@ def check(source, decode: bool = True, use_difficult: bool = True):
         lines.append(f"image sizes: {common}")
     if alpha:
         lines.append(f"transparent images: {alpha} (composited on white, as a viewer shows them)")
-    summary = source.problems.summary() if hasattr(source.problems, "summary") else []
+    summary = source.problems.summary()
     if summary:
         lines.append("dropped or changed while reading:")
         lines += [f"  {line}" for line in summary]

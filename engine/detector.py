@@ -85,7 +85,7 @@ class Detector:
         if cuda_graph and postprocessor.settings["nms"] != "hard":
             raise ValueError("CUDA graphs support hard NMS only (Soft-NMS runs eagerly)")
         self.cuda_graph = cuda_graph
-        self.nms_rounds = nms_rounds if nms_rounds is not None or not cuda_graph else Config().graph_nms_rounds
+        self.nms_rounds = nms_rounds if nms_rounds is not None or not cuda_graph else Config.graph_nms_rounds
         self.graphs = {}  # batch shape -> (graph, static input, static outputs)
         self.timing = timing
         self.seconds = defaultdict(float)

@@ -84,7 +84,8 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
     metrics["speed"] = {"images": count, "total_s": total, "end_to_end_img_s": count / max(total, 1e-9),
                         **{f"{part}_img_s": count / max(seconds, 1e-9) for part, seconds in detector.seconds.items()}}
     if output:
-        readable = {i: det for i, det in results.items() if source.image_path(i) not in set(unreadable)}
+        skipped = set(unreadable)
+        readable = {i: det for i, det in results.items() if source.image_path(i) not in skipped}
         write_examples(source, readable, os.path.join(output, "examples.jpg"))
         write_metrics(metrics, output)
     return metrics

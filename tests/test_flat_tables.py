@@ -25,11 +25,12 @@ def write_coco(root, name, images, categories, annotations, missing=()):
 
 
 def coco_reference(ann_file, category_ids, skip_empty, present):
-    """Per image (in id order): boxes clipped to the image, zero-area ones dropped, crowd and other categories out."""
+    """Per image (in id order): boxes clipped to the image, zero-area ones dropped, crowd and other categories out.
+    -> (those images, how many images it would have used whose file is missing)."""
     from pycocotools.coco import COCO
     with contextlib.redirect_stdout(io.StringIO()):
         api = COCO(ann_file)
-    out = []
+    out, missing = [], 0
     for image_id in sorted(api.getImgIds()):
         info = api.loadImgs(image_id)[0]
         boxes, labels = [], []
@@ -42,10 +43,13 @@ def coco_reference(ann_file, category_ids, skip_empty, present):
             if x2 > x1 and y2 > y1:
                 boxes.append([x1, y1, x2, y2])
                 labels.append(category_ids.index(a["category_id"]))
-        if (skip_empty and not labels) or info["file_name"] not in present:
+        if skip_empty and not labels:
+            continue
+        if info["file_name"] not in present:
+            missing += 1
             continue
         out.append((str(image_id), np.array(boxes, np.float32).reshape(-1, 4), labels))
-    return out
+    return out, missing
 
 
 @pytest.mark.parametrize("skip_empty", [True, False])
@@ -63,7 +67,7 @@ def test_coco_table_equals_pycocotools(tmp_path, skip_empty):
                             "area": float(w * h), "iscrowd": int(rng.random() < 0.1)})
     write_coco(tmp_path, "train", images, categories, annotations, missing={"12.jpg"})
     source = COCOSource(str(tmp_path), ["train"], labels=["dog", "cat"], skip_empty=skip_empty)
-    reference = coco_reference(str(tmp_path / "annotations" / "instances_train.json"), [9, 3], skip_empty,
+    reference, missing = coco_reference(str(tmp_path / "annotations" / "instances_train.json"), [9, 3], skip_empty,
                                {im["file_name"] for im in images} - {"12.jpg"})
     assert len(source) == len(reference)
     for index, (image_id, boxes, labels) in enumerate(reference):
@@ -72,7 +76,8 @@ def test_coco_table_equals_pycocotools(tmp_path, skip_empty):
         assert source.image_path(index).endswith(f"train/{image_id}.jpg")
         np.testing.assert_allclose(got_boxes, boxes, rtol=0, atol=1e-4)
         assert got_labels.tolist() == labels and not difficult.any()
-    assert source.problems.counts["listed images not found, skipped"] >= 0
+    assert source.problems.counts["listed images not found, skipped"] == missing
+    assert missing == 1 or skip_empty  # evaluation keeps every listed image, so the missing one is counted
 
 
 def voc_reference(folder, ids, class_names):
