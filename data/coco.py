@@ -120,9 +120,10 @@ class COCOSource(RecordSource):
 
         # objects: not crowd, of a kept category, on a listed image
         order = np.argsort(image_ids, kind="stable")
-        position = np.searchsorted(image_ids[order], ann_image)
-        listed = (position < len(image_ids)) & (image_ids[order][np.minimum(position, len(image_ids) - 1)] == ann_image)
-        image_index = np.where(listed, order[np.minimum(position, len(image_ids) - 1)], -1)
+        sorted_ids = image_ids[order]
+        position = np.minimum(np.searchsorted(sorted_ids, ann_image), max(len(image_ids) - 1, 0))
+        listed = (sorted_ids[position] == ann_image) if len(image_ids) else np.zeros(len(ann_image), bool)
+        image_index = np.where(listed, order[position] if len(image_ids) else -1, -1)
         label_of = {c: i for i, c in enumerate(cat_ids)}
         labels_all = np.array([label_of.get(c, -1) for c in ann_cat.tolist()], np.int64)
         for cat, count in Counter(ann_cat[~crowd & (labels_all < 0)].tolist()).items():
