@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections import Counter
 from dataclasses import dataclass
 
 VOC_CLASSES = (
@@ -435,7 +436,16 @@ class Parser(argparse.ArgumentParser):
         return out
 
     def parse_args(self, argv=None, namespace=None):
-        return super().parse_args(self.translate(sys.argv[1:] if argv is None else argv), namespace)
+        argv = self.translate(sys.argv[1:] if argv is None else argv)
+        given = Counter()
+        for arg in argv:
+            action = self._option_string_actions.get(arg.partition("=")[0])
+            if action is not None and action.nargs in ("+", "*"):
+                given[action.option_strings[0]] += 1
+        for flag, times in given.items():
+            if times > 1:
+                print(f"note: {flag} given {times} times: the last one is used", file=sys.stderr)
+        return super().parse_args(argv, namespace)
 
 
 def add_flags(parser: argparse.ArgumentParser, keys, defaults: Config, shown: dict = None):

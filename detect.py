@@ -4,9 +4,9 @@
     python detect.py --weights runs/RUN/final.pth --camera 0
     python detect.py --weights weights/ssd300_mAP_77.43_v2.pth street.jpg --classes person car
 
-Annotated images keep their names under --output (default: a detections folder beside the weights file); a video
-becomes <name>.mp4 there; --json writes every
-detection (pixel boxes x1 y1 x2 y2, score, class). Frames/s are printed for video.
+Annotated images keep their names under --output (default: a detections folder beside the weights file; two
+inputs with the same name from different folders become NAME.jpg and NAME_2.jpg); a video becomes <name>.mp4
+there; --json writes every detection (pixel boxes x1 y1 x2 y2, score, class). Frames/s are printed for video.
 """
 import json
 import os
@@ -21,6 +21,7 @@ from data import read_image
 from engine import Detector, load_model, preprocess
 from utils.checkpoint import WeightsError
 from utils.distributed import resolve_device
+from utils.output import OutputError, check_output_file, check_output_folder
 from utils.visualize import draw_detections
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -87,8 +88,11 @@ def expand_inputs(inputs):
     images, videos = [], []
     for path in inputs:
         if os.path.isdir(path):
-            images += sorted(os.path.join(path, f) for f in os.listdir(path)
-                             if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+            found = sorted(os.path.join(path, f) for f in os.listdir(path)
+                           if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise FileNotFoundError(f"{path}: no images in this folder ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            images += found
         elif os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS:
             videos.append(path)
         elif os.path.isfile(path):
@@ -98,7 +102,26 @@ def expand_inputs(inputs):
     return images, videos
 
 
-def run_images(detector, paths, args, report):
+def output_names(paths: list, folder: str) -> list:
+    """The annotated copy of each input under `folder`: its file name, with _2, _3, ... when an earlier input
+    (from another folder) has the same name."""
+    used, names = set(), []
+    for path in paths:
+        stem, ext = os.path.splitext(os.path.basename(path))
+        name, k = stem + ext, 1
+        while name.lower() in used:
+            k += 1
+            name = f"{stem}_{k}{ext}"
+        used.add(name.lower())
+        names.append(os.path.join(folder, name))
+    return names
+
+
+def run_images(detector, paths, args, report) -> dict:
+    """-> counts: "unreadable" inputs, annotated copies "unwritten", names "renamed" to keep both."""
+    outputs = dict(zip(paths, output_names(paths, args.output)))
+    counts = {"unreadable": 0, "unwritten": 0,
+              "renamed": sum(os.path.basename(p) != os.path.basename(o) for p, o in outputs.items())}
     for start in range(0, len(paths), args.batch_size):
         chunk, images = [], []
         for path in paths[start:start + args.batch_size]:
@@ -106,14 +129,19 @@ def run_images(detector, paths, args, report):
                 images.append(read_image(path))
                 chunk.append(path)
             except ValueError as exc:
+                counts["unreadable"] += 1
                 print(f"skipped: {exc}", file=sys.stderr)
         if not images:
             continue
         for path, image, det in zip(chunk, images, detector(images)):
-            out = os.path.join(args.output, os.path.basename(path))
-            cv2.imwrite(out, detector.annotate(image, det))
+            out = outputs[path]
             report[path] = detector.as_json(det)
-            print(f"{path}: {len(det['scores'])} detection(s) -> {out}")
+            if cv2.imwrite(out, detector.annotate(image, det)):
+                print(f"{path}: {len(det['scores'])} detection(s) -> {out}")
+            else:
+                counts["unwritten"] += 1
+                print(f"{path}: {len(det['scores'])} detection(s); could not write {out}", file=sys.stderr)
+    return counts
 
 
 def run_video(detector, source, name, args, report):
@@ -163,25 +191,35 @@ def main(argv=None):
     args.output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), "detections")
     try:
         detector = ImageDetector(args)
-        os.makedirs(args.output, exist_ok=True)
-        report = {}
         images, videos = expand_inputs(args.inputs)
+        check_output_folder(args.output)
+        if args.json:
+            check_output_file(args.json, "--json")
+        report = {}
         start = time.perf_counter()
-        run_images(detector, images, args, report)
+        counts = run_images(detector, images, args, report)
         if images:
             elapsed = time.perf_counter() - start
-            print(f"{len(report)} image(s) in {elapsed:.1f} s ({elapsed / max(len(report), 1):.2f} s per image on "
-                  f"{detector.device}, SSD{detector.cfg.size}); skipped: {len(images) - len(report)}")
+            done = len(report)
+            print(f"{done} image(s) in {elapsed:.1f} s ({elapsed / max(done, 1):.2f} s per image on "
+                  f"{detector.device}, SSD{detector.cfg.size}); skipped (unreadable): {counts['unreadable']}"
+                  + (f"; {counts['renamed']} written as NAME_2... (another input has the same file name)"
+                     if counts["renamed"] else "")
+                  + (f"; {counts['unwritten']} annotated copies could not be written" if counts["unwritten"]
+                     else ""))
         for video in videos:
             run_video(detector, video, video, args, report)
         if args.camera is not None:
             run_video(detector, args.camera, f"camera{args.camera}", args, report)
-    except (WeightsError, ConfigError, FileNotFoundError, ValueError) as exc:
+    except (WeightsError, ConfigError, OutputError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
+        print(f"detections of {len(report)} input(s): {args.json}")
+    if images and counts["unwritten"]:
+        return 1
     return 0
 
 

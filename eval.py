@@ -19,6 +19,7 @@ from data import DatasetError, build_source
 from engine import evaluate, format_ap_table, load_model, write_metrics
 from utils.checkpoint import WeightsError, read_state
 from utils.distributed import resolve_device
+from utils.output import OutputError, check_output_folder
 from utils.visualize import plot_ap_table, plot_pr_curves
 from utils.voc_eval import evaluate_detections, read_results, to_devkit
 
@@ -54,13 +55,17 @@ def report(metrics: dict, output: str = None):
     if speed:
         parts = "".join(f"; {key[:-6]} {value:.1f} img/s" for key, value in speed.items()
                         if key.endswith("_img_s") and key != "end_to_end_img_s")
-        print(f"{speed['images']} images in {speed['total_s']:.1f} s: end to end {speed['end_to_end_img_s']:.1f} "
+        scored = speed["images"] if speed.get("images_in_set", speed["images"]) == speed["images"] else \
+            f"{speed['images']} of the {speed['images_in_set']}"
+        print(f"{scored} images scored in {speed['total_s']:.1f} s: end to end {speed['end_to_end_img_s']:.1f} "
               f"img/s{parts}")
     if output:
         print(f"results and metrics.json in {output}")
 
 
 def score_saved_results(cfg, folder: str, output: str) -> dict:
+    """Score the comp4 files in `folder` against the test set. Detections of images outside the set are counted
+    and left out; none inside it is an error naming the set and some of the ids found."""
     source = build_source(cfg, train=False)
     ground_truth = {}
     for i in range(len(source)):
@@ -70,9 +75,20 @@ def score_saved_results(cfg, folder: str, output: str) -> dict:
         raise DatasetError(f"{source.name}: no ground-truth object of {list(source.class_names)}; nothing to score")
     detections = read_results(folder, source.class_names)
     known = np.array(sorted(ground_truth), dtype=str)
+    found = np.concatenate([np.zeros(0, str)] + [ids for ids, _, _ in detections.values()])
+    inside = np.isin(found, known)
+    if len(found) and not inside.any():
+        sample = ", ".join(sorted(set(found.tolist()))[:5])
+        raise DatasetError(f"{folder}: none of its {len(found)} detections is on an image of {source.name} "
+                           f"(--test-sets {' '.join(cfg.test_sets)}); image ids found: {sample}")
+    if not inside.all():
+        outside = found[~inside]
+        log.warning("%s: %d detection(s) on %d image(s) not in %s left out, first: %s", folder, len(outside),
+                    len(set(outside.tolist())), source.name, outside[0])
     detections = {c: tuple(column[np.isin(ids, known)] for column in (ids, scores, boxes))
                   for c, (ids, scores, boxes) in detections.items()}
     metrics = evaluate_detections(detections, ground_truth, source.class_names, cfg.metric)
+    metrics["detections_outside_set"] = int((~inside).sum())
     write_metrics(metrics, output)
     return metrics
 
@@ -85,7 +101,7 @@ def main(argv=None):
     try:
         if args.from_results:
             cfg = resolve(flags)
-            output = cfg.output or args.from_results
+            output = check_output_folder(cfg.output or args.from_results)
             report(score_saved_results(cfg, args.from_results, output), output)
             return 0
         if not args.weights:
@@ -93,16 +109,22 @@ def main(argv=None):
         device = resolve_device(args.device)
         state = read_state(args.weights)  # read once, used for config and weights
         model, cfg = load_model(args.weights, device, flags, state)
+        if "eval_limit" not in flags:  # a training run's validation subset is not a standalone evaluation's
+            cfg = cfg.replace(eval_limit=0)
         output = cfg.output if "output" in flags else os.path.join(os.path.dirname(os.path.abspath(args.weights)),
                                                                    "eval")
+        check_output_folder(output)
         source = build_source(cfg, train=False)
         if cfg.dataset != "COCO" and source.class_names != list(cfg.labels):
             raise DatasetError(f"dataset classes {source.class_names} differ from the model's {list(cfg.labels)}")
         metrics = evaluate(model, cfg, source, device, output,
                            progress=lambda batches: tqdm(batches, desc="evaluating", dynamic_ncols=True))
-    except (DatasetError, WeightsError, ConfigError, FileNotFoundError, ValueError) as exc:
+    except (DatasetError, WeightsError, ConfigError, OutputError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: evaluation stopped, nothing scored or written", file=sys.stderr)
+        return 130
     report(metrics, output)
     return 0
 

@@ -19,7 +19,7 @@ import torch
 from benchmarks.bench_train_step import bench_torchvision, random_targets
 from benchmarks.common import device_name, step_parser, write_random_voc_folder
 from config import VOC_CLASSES, config_for
-from train import Trainer
+from engine import Trainer
 from utils.distributed import resolve_device
 
 

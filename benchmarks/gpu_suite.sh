@@ -2,7 +2,7 @@
 # Every GPU number of README and benchmarks/RESULTS.md, as independent steps of under 8 minutes each on one H100
 # (about 40 minutes in all, the first torch.compile included), so that the suite fits short GPU slots:
 #
-#   bash benchmarks/gpu_suite.sh STEP [--tiny]     STEP: tests infer post train eval data shapes bccd | all
+#   bash benchmarks/gpu_suite.sh STEP [--tiny]     STEP: tests infer post train eval data shapes bccd accuracy | all
 #
 # Each step writes its raw output to ${OUT:-results/gpu_suite}/STEP.txt and a machine-readable STEP.json (device
 # name, date, the commands, every table printed); `python -m benchmarks.render_results DIR --write` turns the
@@ -10,7 +10,7 @@
 # folder). --tiny: seconds-long settings that run anywhere (the tests run every step so on a CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-step="${1:?usage: bash benchmarks/gpu_suite.sh tests|infer|post|train|eval|data|shapes|bccd|all [--tiny]}"
+step="${1:?usage: bash benchmarks/gpu_suite.sh tests|infer|post|train|eval|data|shapes|bccd|accuracy|all [--tiny]}"
 tiny="${2:-}"
 out="${OUT:-results/gpu_suite}"
 py="${PYTHON:-python}"
@@ -23,11 +23,13 @@ if [[ "$tiny" == "--tiny" ]]; then
     DATA_WORKERS="1"
     SHAPES="--max-iter 2 --batch-size 2 --shapes-train-images 4 --shapes-test-images 2 --eval-every 0 --warmup-iters 0"
     BCCD_SCHEDULE="--max-iter 2 --batch-size 2 --eval-every 0 --warmup-iters 0"
+    ACCURACY="--budget 4 --batch-size 2 --seeds 0 --evals 1 --workers 0"
 else
     B=""; STEPS=""; IMAGES=""; SIZES="300 512"; AMP="--amp bf16 --channels-last"; COMPILE="--compile"
     GRAPH="--cuda-graph"; DATA_WORKERS="1 8 $workers"
     SHAPES=""
     BCCD_SCHEDULE="--lr 1e-2 --warmup-iters 500 --max-iter 1500 --lr-steps 1000 1300 --eval-every 500"
+    ACCURACY="--budget 48000 --batch-size 32 --seeds 0 1 --evals 4 --workers $workers"
 fi
 
 run() {  # run STEP COMMAND...: the commands' output into STEP.txt, then STEP.json
@@ -68,16 +70,26 @@ step_data() {
 step_shapes() {  # the README's main command on the GPU: wall time and final mAP
     run shapes "$py train.py --dataset shapes ${AMP} --workers $workers ${SHAPES} --output $out/shapes-run"
 }
-step_bccd() {  # BCCD from scratch with the README's recipe
+need_bccd() {
     if [[ -z "${BCCD:-}" || ! -d "${BCCD}" ]]; then
-        echo "bccd: set BCCD to the BCCD VOC-style folder (Annotations/, JPEGImages/, ImageSets/Main/)" >&2
+        echo "$1: set BCCD to the BCCD VOC-style folder (Annotations/, JPEGImages/, ImageSets/Main/)" >&2
         exit 2
     fi
+}
+step_bccd() {  # BCCD from scratch with the README's recipe
+    need_bccd bccd
     run bccd "$py train.py --dataset VOC --dataset-root $BCCD --sets trainval --test-sets test --labels RBC WBC Platelets --basenet none --batch-norm ${AMP} --workers $workers ${BCCD_SCHEDULE} --output $out/bccd-run"
 }
 
+step_accuracy() {  # ours beside torchvision from scratch at equal budget, both set-ups, SSD300 and SSDLite320
+    need_bccd accuracy
+    local data="--dataset VOC --dataset-root $BCCD --labels RBC WBC Platelets"
+    run accuracy "$py -m benchmarks.bench_accuracy --arch vgg16 $data ${ACCURACY} --device ${DEVICE:-cuda} --json $out/accuracy-vgg16-raw.json --curve $out/accuracy-vgg16.png" \
+        "$py -m benchmarks.bench_accuracy --arch mobilenet_v3 $data ${ACCURACY} --device ${DEVICE:-cuda} --json $out/accuracy-ssdlite-raw.json --curve $out/accuracy-ssdlite.png"
+}
+
 case "$step" in
-    tests|infer|post|train|eval|data|shapes|bccd) "step_$step" ;;
-    all) for s in tests infer post train eval data shapes bccd; do "step_$s"; done ;;
-    *) echo "unknown step '$step': tests infer post train eval data shapes bccd all" >&2; exit 2 ;;
+    tests|infer|post|train|eval|data|shapes|bccd|accuracy) "step_$step" ;;
+    all) for s in tests infer post train eval data shapes bccd accuracy; do "step_$s"; done ;;
+    *) echo "unknown step '$step': tests infer post train eval data shapes bccd accuracy all" >&2; exit 2 ;;
 esac

@@ -10,7 +10,7 @@ import json
 import os
 
 BEGIN, END = "<!-- gpu-suite:begin -->", "<!-- gpu-suite:end -->"
-ORDER = ["tests", "infer", "post", "train", "eval", "data", "shapes", "bccd"]
+ORDER = ["tests", "infer", "post", "train", "eval", "data", "shapes", "bccd", "accuracy"]
 
 
 def render(records: list) -> str:
@@ -54,6 +54,7 @@ def main(argv=None):
                                                           os.path.join(root, "..", "README.md")])
     args = parser.parse_args(argv)
     records = [json.load(open(p)) for folder in args.folders for p in sorted(glob.glob(os.path.join(folder, "*.json")))]
+    records = [r for r in records if "step" in r]  # a step's JSON (a benchmark's own results file sits beside it)
     block = render(records)
     if args.write:
         for path in args.targets:

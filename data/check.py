@@ -3,11 +3,11 @@
     python -m data.check --dataset VOC --dataset-root DIR --sets trainval --labels A B C
     python -m data.check --dataset VOC --dataset-root DIR --test-sets test --split test --labels A B C
 
-`--split train` (default) reads --sets as train.py does (images without objects skipped, --no-train-difficult
-honoured); `--split test` reads --test-sets as eval.py does (every listed image kept). Prints images, objects per
-class (difficult in brackets), what was dropped and why (a count per kind, then every file), and decodes every
-image to find unreadable files, size mismatches with the XML and transparent images. Exit status 1 when it finds
-a problem.
+`--split train` (default) reads --sets as train.py does (images without any object of --labels skipped, counted;
+--no-train-difficult honoured); `--split test` reads --test-sets as eval.py does (every listed image kept). Prints
+images, objects per class (difficult in brackets), what was dropped and why (a count per kind, then every file),
+and decodes every image to find unreadable or truncated files, size mismatches with the XML and transparent
+images. Exit status 1 when it finds a problem.
 """
 import logging
 import sys
@@ -18,7 +18,7 @@ from tqdm import tqdm
 from config import ConfigError, Parser, add_flags, chosen_dataset, config_for, flags_given, resolve
 
 from . import build_source
-from .common import DatasetError, decode_image
+from .common import DatasetError, decode_image, jpeg_truncated
 
 
 def check(source, decode: bool = True, use_difficult: bool = True):
@@ -37,6 +37,9 @@ def check(source, decode: bool = True, use_difficult: bool = True):
                 unreadable += 1
                 continue
             alpha += had_alpha
+            if jpeg_truncated(source.image_path(i)):
+                problems.append(f"{source.image_path(i)}: truncated JPEG (no end marker): training and evaluation "
+                                f"read it as far as it decodes; re-export or remove it")
             h, w = image.shape[:2]
             sizes[(w, h)] += 1
             annotated = source.image_size(i)

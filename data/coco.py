@@ -46,14 +46,19 @@ def select_categories(categories: list, counts: Counter, labels, ann_file: str, 
     """-> (category ids, names) in label order: `labels` by name, or every category with an annotation (the
     others named in `notices` and the log)."""
     cats = sorted(categories, key=lambda c: c["id"])
-    by_name = {c["name"]: c["id"] for c in cats}
+    # a repeated name (an export's placeholder named after a real class) means the category with annotations
+    by_name = {c["name"]: c["id"] for c in sorted(cats, key=lambda c: counts[c["id"]])}
+    repeated = {n for n, k in Counter(c["name"] for c in cats).items() if k > 1}
+
+    def named(c):
+        return f"{c['name']} (id {c['id']})" if c["name"] in repeated else c["name"]
     if labels:
         missing = [n for n in labels if n not in by_name]
         if missing:
             raise DatasetError(f"{ann_file}: no category named {missing}; its categories: "
                                f"{', '.join(sorted(by_name))}")
         return [by_name[n] for n in labels], list(labels)
-    empty = [c["name"] for c in cats if counts[c["id"]] == 0]
+    empty = [named(c) for c in cats if counts[c["id"]] == 0]
     if empty:
         notices.append(f"{ann_file}: {len(empty)} categor{'y' if len(empty) == 1 else 'ies'} without any "
                        f"annotation left out: {', '.join(empty)}")
@@ -88,8 +93,7 @@ class COCOSource(RecordSource):
         self.problems.report(name)
         if not len(self.table):
             raise DatasetError(f"{self.root}: COCO set(s) {list(image_sets)} hold no usable image"
-                               + (f" ({len(self.problems)} problem(s), first: {self.problems.lines[0]})"
-                                  if self.problems else ""))
+                               + (f" ({self.problems.dominant()})" if self.problems else ""))
         log.info("%s %s: %d images, %d objects of %d classes: %s", name, list(image_sets), len(self.table),
                  len(self.table.labels), len(self.class_names), ", ".join(self.class_names))
 
@@ -137,7 +141,11 @@ class COCOSource(RecordSource):
         # clip to the image, drop zero-area boxes (vectorised clean_boxes)
         width, height = widths[image_index], heights[image_index]
         sized = (width > 0) & (height > 0)
-        outside = sized & ((boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height))
+        excess = np.max(np.stack([-boxes[:, 0], -boxes[:, 1], boxes[:, 2] - width, boxes[:, 3] - height]), axis=0)
+        outside = sized & (excess > 0.5)
+        rounding = int((sized & (excess > 0) & (excess <= 0.5)).sum())
+        if rounding:
+            self.problems.note("boxes past the image edge by half a pixel or less (rounding), clamped", rounding)
         self._per_image(outside, image_index, image_ids, ann_file, "boxes past the image edge, clipped",
                         "box(es) outside the image, clipped")
         boxes[:, [0, 2]] = np.where(sized[:, None], boxes[:, [0, 2]].clip(0, width[:, None].clip(min=0)),

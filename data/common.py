@@ -97,24 +97,38 @@ def decode_image(path: str):
     return image, False
 
 
+def jpeg_truncated(path: str) -> bool:
+    """A JPEG file without its end-of-image marker (FF D9): cut short, decoded only as far as it goes."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"\xff\xd8":
+            return False
+        f.seek(max(0, os.path.getsize(path) - 64))
+        return not f.read().rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
+
+
 def read_image(path: str) -> np.ndarray:
     """-> uint8 HxWx3 BGR (see `decode_image`)."""
     return decode_image(path)[0]
 
 
 def clean_boxes(boxes: np.ndarray, width: int, height: int, where: str, problems: "Problems" = None):
-    """Clip boxes to the image and flag zero-area or inverted ones. -> bool mask of boxes to keep."""
+    """Clip boxes to the image and flag zero-area or inverted ones. -> bool mask of boxes to keep. Boxes past the
+    edge by half a pixel or less (annotation tools' rounding) are clamped with a count, not reported as problems."""
     problems = Problems() if problems is None else problems
     if len(boxes) == 0:
         return np.zeros(0, dtype=bool)
     if width > 0 and height > 0:
-        outside = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
+        excess = np.max(np.stack([-boxes[:, 0], -boxes[:, 1], boxes[:, 2] - width, boxes[:, 3] - height]), axis=0)
+        outside, rounding = excess > 0.5, (excess > 0) & (excess <= 0.5)
+        if rounding.any():
+            problems.note("boxes past the image edge by half a pixel or less (rounding), clamped",
+                          int(rounding.sum()))
         if outside.any():
             problems.add("boxes past the image edge, clipped",
                          f"{where}: {int(outside.sum())} box(es) outside the {width}x{height} image, clipped",
                          int(outside.sum()))
-            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     if not keep.all():
         problems.add("zero-area or inverted boxes, dropped",
@@ -127,16 +141,26 @@ class Problems:
     count per kind (for the one-line summaries every run prints)."""
 
     def __init__(self):
-        self.lines, self.counts = [], Counter()
+        self.lines, self.counts, self.first = [], Counter(), {}
 
     def add(self, kind: str, line: str, count: int = 1):
         """`kind`: a short summary such as "objects of class 'dog' not in --labels, dropped"."""
-        self.lines.append(line)
-        self.counts[kind] += count
+        self.add_many(kind, [line], count)
 
     def add_many(self, kind: str, lines: list, count: int):
         self.lines.extend(lines)
         self.counts[kind] += count
+        if lines:
+            self.first.setdefault(kind, lines[0])
+
+    def note(self, kind: str, count: int = 1):
+        """Something changed on purpose that is not a problem of the data (a count in the summary, no file line)."""
+        self.counts[kind] += count
+
+    def dominant(self) -> str:
+        """The kind of problem with the largest count, with its count and first file: why a set came out empty."""
+        kind, count = max(((k, c) for k, c in self.counts.items() if k in self.first), key=lambda kc: kc[1])
+        return f"{count} {kind}, first: {self.first[kind]}"
 
     def __len__(self):
         return len(self.lines)

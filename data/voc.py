@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from .common import DatasetError, Problems, RecordSource, TableBuilder, clean_boxes, exists, log
 
@@ -115,10 +116,24 @@ class ImageFolder:
         self.names = set(os.listdir(folder)) if os.path.isdir(folder) else set()
 
     def find(self, image_id: str, filename: str):
-        """The XML's <filename> if present, else <id> with a known image extension, else None."""
-        candidates = ([filename] if filename else []) + [image_id + ext for ext in IMAGE_EXTENSIONS]
-        found = next((c for c in candidates if c in self.names), None)
-        return None if found is None else os.path.join(self.folder, found)
+        """The devkit's rule: the image is <id> with a known image extension; the XML's <filename> is used only
+        when no such file exists (exports whose XML and image names differ). -> (path or None, whether
+        <filename> names another image of the folder than the one read)."""
+        by_id = next((image_id + ext for ext in IMAGE_EXTENSIONS if image_id + ext in self.names), None)
+        if by_id is None:
+            found = filename if filename in self.names else None
+            return (None if found is None else os.path.join(self.folder, found)), False
+        other = bool(filename) and filename != by_id and filename in self.names
+        return os.path.join(self.folder, by_id), other
+
+
+def image_header_size(path: str) -> tuple:
+    """(width, height) from the image file's header without decoding it; (0, 0) when it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError):
+        return 0, 0
 
 
 def is_devkit(root: str) -> bool:
@@ -164,7 +179,8 @@ class VOCSource(RecordSource):
     `names_found` counts every object name in the annotations read, known or not.
     """
 
-    def __init__(self, root: str, image_sets, class_names, name: str = "VOC"):
+    def __init__(self, root: str, image_sets, class_names, name: str = "VOC", skip_empty: bool = False):
+        """`skip_empty` (training): images without any object of `class_names` are left out, with a count."""
         self.root = os.path.expanduser(root)
         self.class_names = list(class_names)
         self.name = name
@@ -172,15 +188,25 @@ class VOCSource(RecordSource):
             raise DatasetError(f"{self.root}: dataset root not found (see README: Datasets)")
         class_to_index = {c: i for i, c in enumerate(self.class_names)}
         self.problems, self.names_found = Problems(), Counter()
-        builder, listings = TableBuilder(), {}
+        builder, listings, seen = TableBuilder(), {}, set()
         for image_set in ([image_sets] if isinstance(image_sets, str) else image_sets):
             folder, set_name = resolve_set(self.root, image_set)
             list_file = os.path.join(folder, "ImageSets", "Main", f"{set_name}.txt")
             if not exists(list_file):
-                raise DatasetError(f"{list_file}: image set '{image_set}' not found")
+                main = os.path.dirname(list_file)
+                names = sorted(f[:-4] for f in os.listdir(main) if f.endswith(".txt")) if os.path.isdir(main) else []
+                names = [n for n in names if "_" not in n] or names  # VOC's per-class lists aside
+                prefix = image_set.split(":", 1)[0] + ":" if ":" in image_set else ""
+                raise DatasetError(f"{list_file}: image set '{image_set}' not found; the sets there: "
+                                   + (" ".join(prefix + n for n in names) or "(none)"))
             with open(list_file) as f:
                 ids = [line.split()[0] for line in f if line.strip()]
             for image_id in ids:
+                if (folder, image_id) in seen:
+                    self.problems.add("ids listed more than once, read once",
+                                      f"{list_file}: lists '{image_id}' again, read once")
+                    continue
+                seen.add((folder, image_id))
                 xml_path = os.path.join(folder, "Annotations", f"{image_id}.xml")
                 if not exists(xml_path):
                     self.problems.add("listed ids without an annotation file, skipped",
@@ -193,18 +219,34 @@ class VOCSource(RecordSource):
                 if images not in listings:
                     listings[images] = ImageFolder(images)
                 listing = listings[images]
-                image_path = listing.find(image_id, parsed.filename)
+                image_path, other = listing.find(image_id, parsed.filename)
                 if image_path is None:
                     self.problems.add("annotated images not found, skipped", f"{xml_path}: no image "
                                       f"{image_id}.jpg/.png in {os.path.join(folder, 'JPEGImages')}, skipped")
                     continue
+                if other:
+                    self.problems.add("XMLs whose <filename> names another image, read as JPEGImages/<id>",
+                                      f"{xml_path}: <filename> {parsed.filename} is another image of the folder; "
+                                      f"read {os.path.basename(image_path)} (the devkit's rule: the image is "
+                                      f"named after the XML)")
+                boxes, labels, difficult, width, height = parsed[:5]
+                if width <= 0 or height <= 0:  # no <size>: the real one, so train, eval and check clip alike
+                    self.problems.note("XMLs without <size> (or 0): size read from the image")
+                    width, height = image_header_size(image_path)
+                    keep = clean_boxes(boxes, width, height, xml_path, self.problems)
+                    boxes, labels, difficult = boxes[keep], labels[keep], difficult[keep]
                 self.names_found.update(parsed.names)
-                builder.add(image_id, image_path, parsed.boxes, parsed.labels, parsed.difficult, parsed.width,
-                            parsed.height)
+                if skip_empty and len(labels) == 0:
+                    self.problems.note("images without any object of --labels, skipped for training")
+                    continue
+                builder.add(image_id, image_path, boxes, labels, difficult, width, height)
         self.table = builder.build()
         self.problems.report(name)
+        if not len(self.table) and skip_empty and self.names_found.total():
+            names = ", ".join(f"{n} ({c})" for n, c in self.names_found.most_common())
+            raise DatasetError(f"{name}: the training set holds no object of --labels {' '.join(class_names)}; its "
+                               f"annotations name: {names}")
         if not len(self.table):
             raise DatasetError(f"{self.root}: image set(s) {list(image_sets)} hold no usable image"
-                               + (f" ({len(self.problems)} problem(s), first: {self.problems.lines[0]})"
-                                  if self.problems else ""))
+                               + (f" ({self.problems.dominant()})" if self.problems else ""))
         log.info("%s %s: %d images, %d objects", name, list(image_sets), len(self.table), len(self.table.labels))

@@ -1,6 +1,8 @@
-"""Inference beside the model: loading weights, the batched detector and dataset evaluation."""
+"""The two loops beside the model: inference (loading weights, the batched detector, dataset evaluation) and
+training (`Trainer`)."""
 from .detector import AMP_DTYPES, Detector, autocast, load_model, preprocess
 from .evaluate import evaluate, evenly_spaced, format_ap_table, json_safe, score_voc, write_metrics
+from .trainer import RUNS_ROOT, Trainer, default_output
 
 __all__ = ["AMP_DTYPES", "Detector", "autocast", "load_model", "preprocess", "evaluate", "evenly_spaced",
-           "format_ap_table", "json_safe", "score_voc", "write_metrics"]
+           "format_ap_table", "json_safe", "score_voc", "write_metrics", "RUNS_ROOT", "Trainer", "default_output"]

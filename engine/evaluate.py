@@ -75,14 +75,22 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
         log.warning("%d image(s) could not be decoded and were scored as images without detections (their "
                     "objects count as misses), first: %s", len(unreadable), unreadable[0])
     if cfg.dataset == "COCO":
+        if not any(len(source.annotation(i)[1]) for i in results):
+            raise DatasetError(f"{source.name}: the {len(results)} evaluated image(s) hold no object of the "
+                               f"classes {list(source.class_names)}: nothing to score; check --labels and "
+                               f"--test-sets")
         metrics = score_coco(source.api, {source.coco_id(i): det for i, det in results.items()},
-                             source.category_ids, output)
+                             source.category_ids, output, source.class_names)
     else:
         metrics = score_voc(source, results, cfg.metric, output)
     count = len(indices)
     metrics["unreadable"] = len(unreadable)
-    metrics["speed"] = {"images": count, "total_s": total, "end_to_end_img_s": count / max(total, 1e-9),
-                        **{f"{part}_img_s": count / max(seconds, 1e-9) for part, seconds in detector.seconds.items()}}
+    metrics["images"] = count
+    metrics["images_in_set"] = len(source)
+    metrics["speed"] = {"images": count, "images_in_set": len(source), "total_s": total,
+                        "end_to_end_img_s": count / max(total, 1e-9),
+                        **{f"{part}_img_s": count / max(seconds, 1e-9)
+                           for part, seconds in detector.seconds.items()}}
     if output:
         skipped = set(unreadable)
         readable = {i: det for i, det in results.items() if source.image_path(i) not in skipped}
@@ -121,11 +129,13 @@ def score_voc(source, results: dict, metric: str = "voc07", output: str = None) 
 
 
 def format_ap_table(metrics: dict) -> str:
-    if metrics.get("metric") == "coco":
-        return metrics.get("summary", "") + f"\nAP: {metrics['mAP']:.4f}"
-    width = max(len(n) for n in metrics["AP"]) if metrics["AP"] else 5
+    """The per-class AP table (VOC and COCO alike; COCO's summary above it); "-" where there is nothing to score."""
+    def cell(ap):
+        return "  -   " if ap is None or math.isnan(ap) else f"{ap:.4f}"
+    width = max([len(n) for n in metrics["AP"]] + [5])
     lines = [f"| {'class':<{width}} | AP     |", f"|{'-' * (width + 2)}|--------|"]
-    for name, ap in metrics["AP"].items():
-        lines.append(f"| {name:<{width}} | " + ("  -   " if math.isnan(ap) else f"{ap:.4f}") + " |")
-    lines.append(f"| {'mAP':<{width}} | {metrics['mAP']:.4f} |")
+    lines += [f"| {name:<{width}} | {cell(ap)} |" for name, ap in metrics["AP"].items()]
+    lines.append(f"| {'mAP':<{width}} | {cell(metrics['mAP'])} |")
+    if metrics.get("metric") == "coco":
+        lines = [metrics.get("summary", ""), "per class: AP@[.5:.95]"] + lines
     return "\n".join(lines)

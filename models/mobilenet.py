@@ -3,20 +3,39 @@ MobileNetV3 paper describe): the backbone's features up to the expansion layer o
 (672 channels, 20x20 for a 320x320 input) and its last layer (960 channels, 10x10), then four depthwise-separable
 extra blocks (512, 256, 256, 128 channels: 5x5, 3x3, 2x2, 1x1), and SSDLite heads (3x3 depthwise conv, BatchNorm,
 ReLU6, 1x1 conv) with six priors per location (scales 0.2 to 0.95). Initialised from torchvision's ImageNet
-MobileNetV3-Large weights.
+MobileNetV3-Large weights, or from scratch as torchvision's SSDLite: every convolution N(0, 0.03), BatchNorm with
+eps 0.001 and momentum 0.03 throughout.
 """
+from functools import partial
+
 import torch.nn as nn
 import torchvision
 
-from .ssd import SSDBase, init_new_layers
+from .ssd import SSDBase
 
 WEIGHTS = "MobileNet_V3_Large_Weights.IMAGENET1K_V1"
 EXTRA_CHANNELS = (512, 256, 256, 128)
 
 
+BatchNorm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
+
+
+def normal_init(module: nn.Module, std: float = 0.03):
+    """Every convolution N(0, std), biases 0: torchvision's SSDLite initialisation without a pretrained backbone."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def backbone_features() -> nn.Sequential:
+    return torchvision.models.mobilenet_v3_large(weights=None, norm_layer=BatchNorm).features
+
+
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-                         nn.BatchNorm2d(cout, eps=0.001, momentum=0.03), nn.ReLU6(inplace=True))
+                         BatchNorm(cout), nn.ReLU6(inplace=True))
 
 
 def extra_block(cin: int, cout: int) -> nn.Sequential:
@@ -54,12 +73,12 @@ class MobileNetSSDLite(SSDBase):
 
     def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str = "torchvision"):
         super().__init__(size, num_classes, priors_cfg, pixel_format)
-        features = torchvision.models.mobilenet_v3_large(weights=None).features
+        features = backbone_features()
         self.stage4, self.stage5, c4_channels, c5_channels = split_features(features)
         channels = [c4_channels, c5_channels, *EXTRA_CHANNELS]
         self.extras = nn.ModuleList(extra_block(cin, cout) for cin, cout in zip(channels[1:-1], channels[2:]))
         self.build_heads(channels, head=SSDLiteHead)
-        init_new_layers([self.extras, self.loc, self.conf])
+        normal_init(self)
 
     def features(self, images):
         c4 = self.stage4(self.normalize(images))
@@ -72,7 +91,7 @@ class MobileNetSSDLite(SSDBase):
 
     def load_backbone(self, state: dict):
         """torchvision's MobileNetV3-Large state dict -> the two backbone stages (its classifier is not used)."""
-        features = torchvision.models.mobilenet_v3_large(weights=None).features
+        features = backbone_features()
         features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
         head, tail, _, _ = split_features(features)
         self.stage4.load_state_dict(head.state_dict())

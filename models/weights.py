@@ -19,7 +19,7 @@ KNOWN_FILES = {
 }
 VGG_WEIGHTS_HELP = (
     "get it with `bash scripts/get_weights.sh` (ssd.pytorch's vgg16_reducedfc.pth), or convert torchvision's "
-    "ImageNet VGG16 with `python scripts/convert_vgg16.py`, or pass `--basenet none` to train from scratch")
+    "ImageNet VGG16 with `python -m scripts.convert_vgg16`, or pass `--basenet none` to train from scratch")
 
 
 def strip_prefix(state: dict, prefix: str = "module.") -> dict:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from config import Config, ConfigError, Parser, add_flags, flags_given
 from engine import load_model
 from utils.checkpoint import WeightsError
+from utils.output import OutputError, check_output_file
 
 
 class DecodedSSD(nn.Module):
@@ -61,10 +62,13 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
+        if args.output:
+            check_output_file(args.output, "--output")
         model, cfg = load_model(args.weights, "cpu", flags_given(args))
         output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), f"ssd{cfg.size}.onnx")
+        check_output_file(output, "--output")
         export(model, output, args.opset)
-    except (WeightsError, ConfigError) as exc:
+    except (WeightsError, ConfigError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {output} (input uint8 [B, 3, {cfg.size}, {cfg.size}] BGR; outputs boxes, scores)")

@@ -25,10 +25,15 @@ def test_coco_scoring_on_a_tiny_json(tmp_path):
     assert source.class_names == ["car", "train"]
     def by_coco_id(results):
         return {source.coco_id(i): det for i, det in results.items()}
-    metrics = score_coco(source.api, by_coco_id(perfect), source.category_ids, str(tmp_path / "out"))
-    assert metrics["AP"] == pytest.approx(1.0) and metrics["AP50"] == pytest.approx(1.0)
+    metrics = score_coco(source.api, by_coco_id(perfect), source.category_ids, str(tmp_path / "out"),
+                         source.class_names)
+    assert metrics["mAP"] == pytest.approx(1.0) and metrics["coco"]["AP50"] == pytest.approx(1.0)
+    assert metrics["AP"] == {"car": pytest.approx(1.0), "train": pytest.approx(1.0)}
+    # no small object in this set (areas 1600 and 3000 >= 32^2): COCOeval's -1 is None, not a number
+    assert metrics["coco"]["AP_small"] is None and "-1.000" not in metrics["summary"]
     saved = json.loads((tmp_path / "out" / "detections_coco.json").read_text())
     assert saved[1]["category_id"] == 7 and saved[1]["bbox"] == [20, 30, 50, 60]
     # a wrong class for the second image halves the AP
     perfect[1]["labels"] = np.array([0])
-    assert score_coco(source.api, by_coco_id(perfect), source.category_ids)["AP"] == pytest.approx(0.5)
+    halved = score_coco(source.api, by_coco_id(perfect), source.category_ids, class_names=source.class_names)
+    assert halved["mAP"] == pytest.approx(0.5) and halved["AP"]["train"] == pytest.approx(0.0)

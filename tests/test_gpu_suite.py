@@ -14,17 +14,18 @@ from benchmarks.render_results import main as render_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPECTED = {"tests": None, "infer": "| SSD300 | eager |", "post": "| random |", "train": "| ours",
-            "eval": "| devkit scoring |", "data": "train augmentation", "shapes": "| mAP", "bccd": "| mAP"}
+            "eval": "| devkit scoring |", "data": "train augmentation", "shapes": "| mAP", "bccd": "| mAP",
+            "accuracy": "| a+b | ours (mobilenet_v3)"}
 
 
 @pytest.mark.parametrize("step", list(EXPECTED))
 def test_suite_step_runs_tiny_and_records_json(step, tmp_path):
     env = dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=sys.executable, WORKERS="0")
-    if step == "bccd":
+    if step in ("bccd", "accuracy"):
         images = {f"b{i}": ([("RBC", 5, 5, 40, 40), ("WBC", 30, 8, 60, 30), ("Platelets", 2, 30, 12, 44)], 64, 48)
                   for i in range(4)}
         make_voc_folder(tmp_path / "bccd", images, sets={"trainval": ["b0", "b1"], "test": ["b2", "b3"]})
-        env["BCCD"] = str(tmp_path / "bccd")
+        env.update(BCCD=str(tmp_path / "bccd"), DEVICE="cpu")
     result = subprocess.run(["bash", "benchmarks/gpu_suite.sh", step, "--tiny"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -9,6 +9,7 @@ import torch
 from helpers import on_loss_call
 
 import train
+from engine import Trainer
 from layers import MultiBoxLoss
 from models.weights import read_state
 
@@ -80,7 +81,7 @@ def make_trainer(tmp_path, *extra):
                                      str(tmp_path)] + list(extra))
     device = torch.device(args.device or "cpu")
     cfg, *_ = train.prepare(args, 0, 1, device)
-    return train.Trainer(cfg, 0, 1, device)
+    return Trainer(cfg, 0, 1, device)
 
 
 def test_skipped_step_changes_nothing_even_as_the_first_step(tmp_path):

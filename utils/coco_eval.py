@@ -21,18 +21,22 @@ def coco_detections(detections: dict, category_ids) -> list:
     return out
 
 
-def score_coco(api, detections: dict, category_ids, output: str = None) -> dict:
+def score_coco(api, detections: dict, category_ids, output: str = None, class_names=None) -> dict:
     """COCOeval over the images of `detections` (see `coco_detections`), restricted to `category_ids`.
-    -> {"metric": "coco", "mAP": AP, AP50, ..., "summary": COCOeval's printed table}."""
+    -> {"metric": "coco", "mAP": AP@[.5:.95], "AP": {class name: AP}, "coco": {AP, AP50, ..., AR_large},
+    "summary": COCOeval's printed table}: the per-class table under "AP" as in VOC metrics. COCOeval's -1 (no
+    object of that kind or size to score) becomes None (null in JSON, "-" in tables)."""
     from pycocotools.cocoeval import COCOeval
 
+    names = list(class_names) if class_names is not None else [str(c) for c in category_ids]
     results = coco_detections(detections, category_ids)
     if output:
         os.makedirs(output, exist_ok=True)
         with open(os.path.join(output, "detections_coco.json"), "w") as f:
             json.dump(results, f)
     if not results:
-        return {"metric": "coco", "mAP": 0.0, **{n: 0.0 for n in STAT_NAMES}}
+        return {"metric": "coco", "mAP": 0.0, "AP": {n: 0.0 for n in names}, "coco": {n: 0.0 for n in STAT_NAMES},
+                "summary": ""}
     with contextlib.redirect_stdout(io.StringIO()) as captured:
         evaluator = COCOeval(api, api.loadRes(results), "bbox")
         evaluator.params.imgIds = sorted(detections)
@@ -40,6 +44,13 @@ def score_coco(api, detections: dict, category_ids, output: str = None) -> dict:
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    stats = {n: float(v) for n, v in zip(STAT_NAMES, evaluator.stats)}
+    stats = {n: (float(v) if v >= 0 else None) for n, v in zip(STAT_NAMES, evaluator.stats)}
+    precision = evaluator.eval["precision"]  # [IoU thresholds, recall points, classes, areas, max dets]
+    per_class = {}
+    for k, name in enumerate(names):
+        values = precision[:, :, k, 0, -1]
+        values = values[values > -1]
+        per_class[name] = float(values.mean()) if values.size else None
     summary = "\n".join(line for line in captured.getvalue().splitlines() if line.lstrip().startswith("Average"))
-    return {"metric": "coco", "mAP": stats["AP"], **stats, "summary": summary}
+    summary = summary.replace("-1.000", "     -")
+    return {"metric": "coco", "mAP": stats["AP"], "AP": per_class, "coco": stats, "summary": summary}

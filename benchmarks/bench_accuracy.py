@@ -1,0 +1,443 @@
+"""Accuracy at equal budget: our SSD trained from scratch through `engine.Trainer` (train.py's own loop) beside
+torchvision's detection model of the same architecture, trained in the same process, both scored by the same devkit
+scorer (VOC07 AP) on the same test images.
+
+    python -m benchmarks.bench_accuracy --dataset VOC --dataset-root DIR --labels RBC WBC Platelets --budget 17000
+    python -m benchmarks.bench_accuracy                      # the built-in shapes set
+    python -m benchmarks.bench_accuracy --arch vgg16 ...     # our SSD300 (BatchNorm) beside ssd300_vgg16
+
+Set-ups (both by default, `--setups a b`):
+  a  the same augmented image stream: every batch of our loader trains ours, then torchvision's model (converted to
+     its input format and box convention), with the same SGD settings and schedule, so the difference is network,
+     head, loss and post-processing;
+  b  each with its own recipe: ours as in (a); torchvision's model with its reference recipe (its augmentation from
+     torchvision.transforms.v2, optimizer, schedule, learning rate scaled linearly to --batch-size), so the
+     difference includes augmentation and schedule.
+The budget (images seen) is the same for every model: --budget / --batch-size iterations. `--evals N` scores every
+model N times along the way (the curve; `--curve FILE.png` draws it). Seeds run one after the other; to use two
+cores run one process per seed with OMP_NUM_THREADS=1 and `--json` each, then `--combine A.json B.json`.
+Prints one Markdown table (mean over seeds, the spread in brackets) and writes it as JSON (`--json`).
+"""
+import argparse
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torchvision
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from benchmarks.common import device_name
+from config import ConfigError, resolve
+from data import DatasetError, build_dataset, eval_loader
+from data.loader import TrainSampler
+from engine import Detector, Trainer, evenly_spaced, score_voc
+from engine.trainer import lr_factor
+from utils.checkpoint import WeightsError
+
+log = logging.getLogger("ssd")
+
+# Our recipe per architecture, from scratch: the train.py flags the table's "ours" rows ran (printed with it).
+OURS = {
+    "mobilenet_v3": dict(backbone="mobilenet_v3", basenet="none", lr=0.025, warmup_iters=100),
+    "vgg16": dict(backbone="vgg16", size=300, batch_norm=True, basenet="none", lr=1e-2, warmup_iters=300),
+}
+LR_STEPS = (0.76, 0.9)  # fractions of the schedule where ours (and torchvision in set-up a) divide the LR by 10
+# torchvision's reference recipes (references/detection/README.md): SGD momentum 0.9; LR for a total batch.
+TORCHVISION = {
+    "mobilenet_v3": dict(build="ssdlite320_mobilenet_v3_large", lr=0.15, lr_batch=192, weight_decay=4e-5,
+                         schedule="cosine", augmentation="ssdlite"),
+    "vgg16": dict(build="ssd300_vgg16", lr=0.002, lr_batch=32, weight_decay=5e-4, schedule="multistep",
+                  augmentation="ssd"),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", choices=sorted(OURS), default="mobilenet_v3")
+    p.add_argument("--dataset", choices=["shapes", "VOC", "COCO"], default="shapes")
+    p.add_argument("--dataset-root", default="")
+    p.add_argument("--labels", nargs="+")
+    p.add_argument("--sets", nargs="+", help="training sets (default: trainval, or the dataset's default)")
+    p.add_argument("--test-sets", nargs="+", help="test sets (default: test, or the dataset's default)")
+    p.add_argument("--budget", type=int, default=17000, help="training images per model")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--setups", nargs="+", choices=["a", "b", "ours"], default=["a", "b"],
+                   help="'ours' alone: train ours only (with --ablation: what a change of recipe gives)")
+    p.add_argument("--ablation", choices=sorted(ABLATIONS), help="train ours with this change of its defaults")
+    p.add_argument("--evals", type=int, default=3, help="evaluations along the way, the last at the end")
+    p.add_argument("--eval-limit", type=int, default=0, help="score this many evenly spaced test images (0: all)")
+    p.add_argument("--workers", type=int, default=1, help="data-loading workers of each model's loader")
+    p.add_argument("--shapes-images", type=int, nargs=2, default=[2000, 200], metavar=("TRAIN", "TEST"))
+    p.add_argument("--output", help="folder for the runs (default: a temporary folder, removed afterwards)")
+    p.add_argument("--json", help="write the results (every seed, every evaluation) to this JSON file")
+    p.add_argument("--curve", help="draw mAP against images seen, every model and seed, into this PNG")
+    p.add_argument("--combine", nargs="+", metavar="JSON", help="print one table from earlier --json files")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p.parse_args(argv)
+
+
+def ours_config(args, seed: int, output: str):
+    iterations = max(1, args.budget // args.batch_size)
+    flags = dict(OURS[args.arch], dataset=args.dataset, batch_size=args.batch_size, max_iter=iterations,
+                 lr_steps=[max(1, round(f * iterations)) for f in LR_STEPS],
+                 warmup_iters=min(OURS[args.arch]["warmup_iters"], iterations // 4), seed=seed, workers=args.workers,
+                 output=output, checkpoint_every=0, eval_every=0, final_eval=False, tensorboard=False,
+                 log_every=max(1, iterations // 20), eval_limit=args.eval_limit)
+    if args.dataset == "shapes":
+        flags.update(shapes_train_images=args.shapes_images[0], shapes_test_images=args.shapes_images[1])
+    else:
+        flags.update(dataset_root=args.dataset_root, labels=args.labels,
+                     sets=args.sets or (["trainval"] if args.dataset == "VOC" else None),
+                     test_sets=args.test_sets or (["test"] if args.dataset == "VOC" else None))
+    return resolve(flags)
+
+
+def train_py_command(cfg) -> str:
+    """The train.py command line of our rows (the dataset's own flags aside)."""
+    keys = ("backbone", "basenet", "batch_norm", "batch_size", "lr", "warmup_iters", "max_iter", "lr_steps")
+    parts = []
+    for key in keys:
+        value = getattr(cfg, key)
+        if key == "batch_norm":
+            parts.append("--batch-norm" if value and cfg.backbone == "vgg16" else "")
+            continue
+        value = " ".join(map(str, value)) if isinstance(value, tuple) else value
+        parts.append(f"--{key.replace('_', '-')} {value}")
+    return "python train.py " + " ".join(p for p in parts if p)
+
+
+def kaiming_xavier_init(model):
+    """The SSDLite initialisation before torchvision's N(0, 0.03): the backbone's Kaiming fan-out convolutions
+    with BatchNorm momentum 0.01 (torchvision's MobileNetV3 classifier defaults), Xavier extras and heads."""
+    if not hasattr(model, "stage4"):
+        raise ConfigError("--ablation kaiming-xavier-init: for --arch mobilenet_v3 only")
+    for part in (model.stage4, model.stage5):
+        for m in part.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 0.01
+    for part in (model.extras, model.loc, model.conf):
+        for m in part.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.xavier_uniform_(m.weight)
+
+
+ABLATIONS = {"kaiming-xavier-init": kaiming_xavier_init}
+
+
+# --- torchvision's model -------------------------------------------------------------------------------------------
+
+def torchvision_model(arch: str, num_classes: int, seed: int):
+    torch.manual_seed(seed)
+    build = getattr(torchvision.models.detection, TORCHVISION[arch]["build"])
+    return build(weights=None, weights_backbone=None, num_classes=num_classes)
+
+
+def to_torchvision(images: torch.Tensor, targets: torch.Tensor, device) -> tuple:
+    """Our batch (uint8 BGR [B, 3, S, S], targets [B, N, 5] in [0, 1] padded with label -1) -> torchvision's
+    input: RGB float images in [0, 1] and targets with boxes in pixels and labels counted from 1 (0: background).
+    Boxes without area at this size (torchvision refuses them) are left out."""
+    size = images.shape[-1]
+    images = images.to(device).flip(1).float().div_(255)
+    converted = []
+    for target in targets.to(device):
+        keep = target[:, 4] >= 0
+        boxes = target[keep, :4] * size
+        keep_area = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        converted.append({"boxes": boxes[keep_area], "labels": target[keep, 4][keep_area].long() + 1})
+    return list(images), converted
+
+
+class TorchvisionRun:
+    """torchvision's model with SGD: `step(images, targets)` on its own input format."""
+
+    def __init__(self, arch: str, num_classes: int, seed: int, device, lr: float, weight_decay: float, factor):
+        self.model = torchvision_model(arch, num_classes, seed).to(device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.seconds = 0.0
+
+    def step(self, images: list, targets: list):
+        start = time.perf_counter()
+        self.model.train()
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.seconds += time.perf_counter() - start
+
+
+def reference_factor(arch: str, iterations: int, iterations_per_epoch: int):
+    """torchvision's reference schedule over `iterations`: a linear warm-up over the first epoch (from 1/1000,
+    at most 1000 iterations), then cosine to 0 (SSDLite) or /10 at 2/3 and 11/12 of the schedule (SSD300: epochs
+    80 and 110 of 120)."""
+    warmup = max(1, min(1000, iterations_per_epoch - 1))
+
+    def factor(it: int) -> float:
+        w = 1.0 / 1000 + (1 - 1.0 / 1000) * it / warmup if it < warmup else 1.0
+        if TORCHVISION[arch]["schedule"] == "cosine":
+            return w * 0.5 * (1 + math.cos(math.pi * it / iterations))
+        return w * 0.1 ** sum(it >= round(f * iterations) for f in (2 / 3, 11 / 12))
+    return factor
+
+
+class ReferenceDataset(torch.utils.data.Dataset):
+    """A source's images through torchvision's reference augmentation ("ssdlite": IoU crop + flip; "ssd":
+    photometric distortion, zoom out, IoU crop, flip), as torchvision.transforms.v2 runs it."""
+
+    def __init__(self, source, augmentation: str, use_difficult: bool):
+        self.source, self.use_difficult = source, use_difficult
+        steps = [v2.RandomPhotometricDistort(), v2.RandomZoomOut(fill={tv_tensors.Image: (123, 117, 104),
+                                                                      "others": 0})] if augmentation == "ssd" else []
+        self.transform = v2.Compose(steps + [v2.RandomIoUCrop(), v2.RandomHorizontalFlip(),
+                                             v2.ToDtype(torch.float32, scale=True), v2.SanitizeBoundingBoxes()])
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, key):
+        index = key[0] if isinstance(key, tuple) else key
+        image, boxes, labels, difficult = self.source.load(index)
+        if not self.use_difficult:
+            boxes, labels = boxes[~difficult], labels[~difficult]
+        image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image[..., ::-1])).permute(2, 0, 1))
+        target = {"boxes": tv_tensors.BoundingBoxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                                                    format="XYXY", canvas_size=image.shape[-2:]),
+                  "labels": torch.as_tensor(labels, dtype=torch.int64) + 1}
+        return self.transform(image, target)
+
+
+def train_torchvision_own(args, cfg, source, seed: int, device, on_iteration) -> TorchvisionRun:
+    """Set-up (b): torchvision's model with its reference recipe, on its own loader, for cfg.max_iter steps;
+    `on_iteration(run, iteration)` after each (not timed)."""
+    recipe = TORCHVISION[args.arch]
+    factor = reference_factor(args.arch, cfg.max_iter, max(1, len(source) // cfg.batch_size))
+    run = TorchvisionRun(args.arch, cfg.num_classes, seed, device, recipe["lr"] * cfg.batch_size / recipe["lr_batch"],
+                         recipe["weight_decay"], factor)
+    torch.manual_seed(seed)
+    loader = torch.utils.data.DataLoader(
+        ReferenceDataset(source, recipe["augmentation"], cfg.train_difficult), batch_size=cfg.batch_size,
+        sampler=TrainSampler(len(source), seed), num_workers=cfg.workers, drop_last=True,
+        collate_fn=lambda batch: tuple(zip(*batch)), persistent_workers=cfg.workers > 0)
+    batches = iter(loader)
+    for iteration in range(1, cfg.max_iter + 1):
+        start = time.perf_counter()
+        images, targets = next(batches)
+        run.seconds += time.perf_counter() - start
+        run.step([i.to(device) for i in images], [{k: v.to(device) for k, v in t.items()} for t in targets])
+        on_iteration(run, iteration)
+    return run
+
+
+# --- scoring -------------------------------------------------------------------------------------------------------
+
+def torchvision_predict(model):
+    """torchvision's model as a detector of our eval batches: -> [{boxes (pixels), scores, labels (from 0)}]."""
+    def predict(images: torch.Tensor, sizes: torch.Tensor) -> list:
+        size = images.shape[-1]
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            outputs = model(list(images.to(device).flip(1).float().div_(255)))
+        results = []
+        for out, (height, width) in zip(outputs, sizes.tolist()):
+            scale = torch.tensor([width, height, width, height], dtype=torch.float32) / size
+            results.append({"boxes": out["boxes"].cpu() * scale, "scores": out["scores"].cpu(),
+                            "labels": out["labels"].cpu() - 1})
+        return results
+    return predict
+
+
+def score(predict, model, cfg, source, indices: list) -> dict:
+    """Devkit AP (cfg.metric) of `predict` over the test images `indices`; the model in eval mode meanwhile."""
+    was_training = model.training
+    model.eval()
+    loader = eval_loader(build_dataset(cfg, train=False, source=source), cfg.batch_size, 0, pin_memory=False,
+                         indices=indices)
+    results = {}
+    for batch in loader:
+        for index, det in zip(batch.indices.tolist(), predict(batch.images, batch.sizes)):
+            results[index] = {k: v.numpy() for k, v in det.items()}
+    model.train(was_training)
+    metrics = score_voc(source, results, cfg.metric)
+    return {"mAP": metrics["mAP"], "AP": metrics["AP"], "image_ids": sorted(source.image_id(i) for i in results)}
+
+
+# --- one seed ------------------------------------------------------------------------------------------------------
+
+def run_seed(args, seed: int, folder: str, device) -> list:
+    """Every model of the chosen set-ups for one seed -> a list of row records."""
+    cfg = ours_config(args, seed, os.path.join(folder, f"ours-seed{seed}"))
+    trainer = Trainer(cfg, device=device)
+    cfg = trainer.cfg
+    if args.ablation:
+        with torch.no_grad():
+            ABLATIONS[args.ablation](trainer.model)
+    source = build_dataset(cfg, train=False).source
+    indices = evenly_spaced(len(source), cfg.eval_limit)
+    eval_at = sorted({max(1, round(cfg.max_iter * (k + 1) / args.evals)) for k in range(args.evals)})
+    common = dict(seed=seed, images_seen=cfg.max_iter * cfg.batch_size, iterations=cfg.max_iter,
+                  batch_size=cfg.batch_size)
+    name = f"ours ({cfg.backbone}{', ' + args.ablation if args.ablation else ''})"
+    ours = dict(common, setup="+".join(s for s in ("a", "b") if s in args.setups) or "ours", model=name,
+                recipe=train_py_command(cfg), curve=[])
+    rows = [ours]
+    tv_a = None
+    if "a" in args.setups:
+        tv_a = TorchvisionRun(args.arch, cfg.num_classes, seed, device, cfg.lr_for(cfg.batch_size),
+                              cfg.weight_decay, lambda it: lr_factor(cfg, it))
+        rows.append(dict(common, setup="a", model=f"torchvision {TORCHVISION[args.arch]['build']}",
+                         recipe="ours (same batches, SGD settings and schedule)", curve=[]))
+    clock = {"last": None, "ours": 0.0, "eval": 0.0}
+    ours_predict = Detector.from_config(trainer.model, cfg)
+
+    def on_step(t, batch):
+        now = time.perf_counter()
+        clock["ours"] += now - (clock["last"] or clock["start"])
+        if tv_a is not None:
+            tv_a.step(*to_torchvision(batch.images, batch.targets, device))
+        if t.iteration in eval_at:
+            start = time.perf_counter()
+            point = score(ours_predict, t.model, cfg, source, indices)
+            ours["curve"].append(dict(point, images_seen=t.iteration * cfg.batch_size))
+            log.info("seed %d iteration %d: ours mAP %.4f", seed, t.iteration, point["mAP"])
+            if tv_a is not None:
+                point = score(torchvision_predict(tv_a.model), tv_a.model, cfg, source, indices)
+                rows[1]["curve"].append(dict(point, images_seen=t.iteration * cfg.batch_size))
+                log.info("seed %d iteration %d: torchvision (a) mAP %.4f", seed, t.iteration, point["mAP"])
+            clock["eval"] += time.perf_counter() - start
+        clock["last"] = time.perf_counter()
+
+    clock["start"] = time.perf_counter()
+    trainer.train(on_step=on_step)
+    ours["train_s"] = clock["ours"]
+    if tv_a is not None:
+        rows[1]["train_s"] = tv_a.seconds
+    if "b" in args.setups:
+        tv_b = dict(common, setup="b", model=f"torchvision {TORCHVISION[args.arch]['build']}",
+                    recipe=f"torchvision reference ({TORCHVISION[args.arch]['augmentation']} augmentation, "
+                           f"{TORCHVISION[args.arch]['schedule']} LR)", curve=[])
+
+        def on_iteration(run, iteration):
+            if iteration in eval_at:
+                point = score(torchvision_predict(run.model), run.model, cfg, source, indices)
+                tv_b["curve"].append(dict(point, images_seen=iteration * cfg.batch_size))
+                log.info("seed %d iteration %d: torchvision (b) mAP %.4f", seed, iteration, point["mAP"])
+
+        run = train_torchvision_own(args, cfg, trainer.train_source, seed, device, on_iteration)
+        tv_b["train_s"] = run.seconds
+        rows.append(tv_b)
+    for row in rows:
+        row.update(final=row["curve"][-1], train_img_s=row["images_seen"] / max(row["train_s"], 1e-9))
+    return rows
+
+
+# --- the table -----------------------------------------------------------------------------------------------------
+
+def spread(values: list, digits: int = 3) -> str:
+    """mean (min-max) of the seeds' values; just the value for one seed."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "-"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def table(rows: list) -> str:
+    """One Markdown row per (set-up, model), the seeds' mean and range; the ratio of mAP means, ours over
+    torchvision, in each torchvision row."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["setup"], row["model"]), []).append(row)
+    classes = list(rows[0]["final"]["AP"])
+    lines = ["| set-up | model | seeds | images seen | train min | train img/s | "
+             + " | ".join(f"AP {c}" for c in classes) + " | mAP07 | ours / torchvision |",
+             "|" + "---|" * (8 + len(classes))]
+    ours_map = {}
+    for (setup, model), group in groups.items():
+        maps = [r["final"]["mAP"] for r in group]
+        mean_map = sum(maps) / len(maps)
+        if model.startswith("ours"):
+            for s in setup.split("+"):
+                ours_map[s] = mean_map
+            ratio = ""
+        else:
+            ratio = f"{ours_map[setup] / mean_map:.2f}x" if mean_map > 0 and setup in ours_map else "-"
+        lines.append(f"| {setup} | {model} | {','.join(str(r['seed']) for r in group)} | {group[0]['images_seen']} | "
+                     f"{spread([r['train_s'] / 60 for r in group], 1)} | "
+                     f"{spread([r['train_img_s'] for r in group], 1)} | "
+                     + " | ".join(spread([r["final"]["AP"][c] for r in group]) for c in classes)
+                     + f" | {spread(maps)} | {ratio} |")
+    return "\n".join(lines)
+
+
+def draw_curve(rows: list, path: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"a": "-", "a+b": "-", "b": "--"}
+    for row in rows:
+        xs = [p["images_seen"] for p in row["curve"]]
+        ys = [p["mAP"] for p in row["curve"]]
+        colour = "tab:blue" if row["model"].startswith("ours") else ("tab:orange" if row["setup"] == "a"
+                                                                     else "tab:green")
+        ax.plot(xs, ys, styles[row["setup"]], marker="o", color=colour,
+                label=f"{row['model']}, set-up {row['setup']}, seed {row['seed']}")
+    ax.set_xlabel("training images seen")
+    ax.set_ylabel("mAP07 (test set)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if args.combine:
+        records = [json.load(open(path)) for path in args.combine]
+        rows = [row for record in records for row in record["rows"]]
+        header = records[0]["header"]
+    else:
+        device = torch.device(args.device)
+        header = (f"{args.arch} from scratch, {args.dataset} {args.dataset_root}, budget {args.budget} images at "
+                  f"batch {args.batch_size}; {device_name(device)}, {torch.get_num_threads()} thread(s), "
+                  f"{args.workers} loader worker(s) per model; torch {torch.__version__}, torchvision "
+                  f"{torchvision.__version__}; {time.strftime('%Y-%m-%d')}")
+        rows = []
+        try:
+            with tempfile.TemporaryDirectory() as scratch:
+                for seed in args.seeds:
+                    rows += run_seed(args, seed, args.output or scratch, device)
+        except (ConfigError, DatasetError, WeightsError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+    print(f"\n{header}")
+    print(table(rows))
+    for row in rows:
+        if row["model"].startswith("ours"):
+            print(f"ours, seed {row['seed']}: {row['recipe']}")
+            break
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"header": header, "rows": rows}, f, indent=1)
+        print(f"results: {args.json}")
+    if args.curve:
+        draw_curve(rows, args.curve)
+        print(f"curve: {args.curve}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""benchmarks.bench_accuracy at a tiny budget: both models, both set-ups, scored on the same images."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from helpers import make_voc_folder
+
+from benchmarks import bench_accuracy
+
+TINY = ["--budget", "8", "--batch-size", "4", "--seeds", "0", "--evals", "2", "--workers", "0"]
+
+
+def run(tmp_path, capsys, *extra):
+    path = tmp_path / "acc.json"
+    bench_accuracy.main(TINY + ["--json", str(path)] + list(extra))
+    return json.loads(path.read_text()), capsys.readouterr().out
+
+
+def check_rows(record, out, classes):
+    rows = record["rows"]
+    assert [(r["setup"], r["model"].split()[0]) for r in rows] == [("a+b", "ours"), ("a", "torchvision"),
+                                                                    ("b", "torchvision")]
+    ids = {tuple(r["final"]["image_ids"]) for r in rows}
+    assert len(ids) == 1 and len(next(iter(ids))) > 0  # every model scored on the same test images
+    for row in rows:
+        assert row["images_seen"] == 8 and row["iterations"] == 2
+        assert [p["images_seen"] for p in row["curve"]] == [4, 8]
+        assert list(row["final"]["AP"]) == classes
+        assert 0.0 <= row["final"]["mAP"] <= 1.0 and row["train_img_s"] > 0
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    assert header == ["set-up", "model", "seeds", "images seen", "train min", "train img/s",
+                      *(f"AP {c}" for c in classes), "mAP07", "ours / torchvision"]
+    assert len(table) == 2 + 3
+    assert all(len(line.strip("|").split("|")) == len(header) for line in table)
+    assert table[3].endswith("x |") and table[4].endswith("x |")  # the ratio in both torchvision rows
+
+
+def test_shapes_both_setups_same_images(tmp_path, capsys):
+    record, out = run(tmp_path, capsys, "--shapes-images", "8", "4", "--curve", str(tmp_path / "curve.png"))
+    check_rows(record, out, ["ellipse", "rectangle", "triangle", "star", "cross"])
+    assert cv2.imread(str(tmp_path / "curve.png")) is not None
+    assert "python train.py --backbone mobilenet_v3 --basenet none" in out
+
+
+def test_voc_folder_and_combine(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+
+    def objects():
+        out = []
+        for _ in range(int(rng.integers(1, 4))):
+            x1, y1 = int(rng.integers(1, 80)), int(rng.integers(1, 60))
+            out.append((["cell", "dot"][int(rng.integers(2))], x1, y1, x1 + int(rng.integers(10, 60)),
+                        y1 + int(rng.integers(10, 50))))
+        return out
+    images = {f"im{i}": (objects(), 160, 120) for i in range(12)}
+    make_voc_folder(tmp_path / "voc", images, {"trainval": [f"im{i}" for i in range(8)],
+                                               "test": [f"im{i}" for i in range(8, 12)]})
+    record, out = run(tmp_path, capsys, "--dataset", "VOC", "--dataset-root", str(tmp_path / "voc"), "--labels",
+                      "cell", "dot")
+    check_rows(record, out, ["cell", "dot"])
+    assert record["rows"][0]["final"]["image_ids"] == ["im10", "im11", "im8", "im9"]
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps(dict(record, rows=[dict(r, seed=1) for r in record["rows"]])))
+    bench_accuracy.main(["--combine", str(tmp_path / "acc.json"), str(second)])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert len(table) == 5 and "| 0,1 |" in table[2]
+
+
+def test_bad_dataset_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="error: .*not found"):
+        bench_accuracy.main(TINY + ["--dataset", "VOC", "--dataset-root", str(tmp_path / "missing"), "--labels",
+                                    "a"])
