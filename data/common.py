@@ -113,26 +113,29 @@ def read_image(path: str) -> np.ndarray:
 
 def clean_boxes(boxes: np.ndarray, width: int, height: int, where: str, problems: "Problems" = None):
     """Clip boxes to the image and flag zero-area or inverted ones. -> bool mask of boxes to keep. Boxes past the
-    edge by half a pixel or less (annotation tools' rounding) are clamped with a count, not reported as problems."""
+    edge by half a pixel or less (annotation tools' rounding) are clamped with a count, not reported as problems;
+    a box wholly outside the image is counted once, as such."""
     problems = Problems() if problems is None else problems
     if len(boxes) == 0:
         return np.zeros(0, dtype=bool)
+    outside = np.zeros(len(boxes), bool)
     if width > 0 and height > 0:
         excess = np.max(np.stack([-boxes[:, 0], -boxes[:, 1], boxes[:, 2] - width, boxes[:, 3] - height]), axis=0)
         outside, rounding = excess > 0.5, (excess > 0) & (excess <= 0.5)
         if rounding.any():
             problems.note("boxes past the image edge by half a pixel or less (rounding), clamped",
                           int(rounding.sum()))
-        if outside.any():
-            problems.add("boxes past the image edge, clipped",
-                         f"{where}: {int(outside.sum())} box(es) outside the {width}x{height} image, clipped",
-                         int(outside.sum()))
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    if not keep.all():
-        problems.add("zero-area or inverted boxes, dropped",
-                     f"{where}: {int((~keep).sum())} zero-area or inverted box(es) dropped", int((~keep).sum()))
+    for mask, kind, text in ((outside & keep, "boxes past the image edge, clipped",
+                              f"box(es) outside the {width}x{height} image, clipped"),
+                             (outside & ~keep, "boxes wholly outside the image, dropped",
+                              f"box(es) wholly outside the {width}x{height} image, dropped"),
+                             (~outside & ~keep, "zero-area or inverted boxes, dropped",
+                              "zero-area or inverted box(es) dropped")):
+        if mask.any():
+            problems.add(kind, f"{where}: {int(mask.sum())} {text}", int(mask.sum()))
     return keep
 
 

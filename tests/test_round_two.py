@@ -90,8 +90,8 @@ def test_size_zero_is_read_from_the_image_alike_for_train_eval_and_check(tmp_pat
         source = VOCSource(str(root), ["trainval"], ["cell", "dot"], skip_empty=skip_empty)
         boxes, labels, _ = source.annotation(0)
         assert len(labels) == 3 and boxes[:, 2].max() == 64
-        assert source.problems.counts["zero-area or inverted boxes, dropped"] == 1
-        assert source.problems.counts["boxes past the image edge, clipped"] == 2
+        assert source.problems.counts["boxes wholly outside the image, dropped"] == 1
+        assert source.problems.counts["boxes past the image edge, clipped"] == 1
     # the ground truth fed back as detections scores exactly 1
     results = {i: dict(zip(("boxes", "labels"), source.annotation(i)[:2])) for i in range(len(source))}
     for det in results.values():
@@ -100,7 +100,8 @@ def test_size_zero_is_read_from_the_image_alike_for_train_eval_and_check(tmp_pat
     assert check_main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "trainval", "--labels", "cell",
                        "dot"]) == 1
     out = capsys.readouterr().out
-    assert "1 XMLs without <size> (or 0): size read from the image" in out and f"{xml}: 1 zero-area" in out
+    assert "1 XMLs without <size> (or 0): size read from the image" in out
+    assert f"{xml}: 1 box(es) wholly outside the 64x48 image, dropped" in out
 
 
 def test_an_id_listed_twice_is_read_once(tmp_path):
