@@ -68,6 +68,28 @@ def test_voc_folder_and_combine(tmp_path, capsys):
     assert len(table) == 5 and "| 0,1 |" in table[2]
 
 
+def test_coco_format_folder(tmp_path, capsys):
+    (tmp_path / "annotations").mkdir()
+    images, annotations = {"train": [], "test": []}, {"train": [], "test": []}
+    for i in range(10):
+        split = "train" if i < 6 else "test"
+        (tmp_path / split).mkdir(exist_ok=True)
+        image = np.full((96, 128, 3), 90, np.uint8)
+        cv2.rectangle(image, (10 + i, 12), (60 + i, 70), (0, 0, 255), -1)
+        cv2.imwrite(str(tmp_path / split / f"{i}.jpg"), image)
+        images[split].append({"id": i, "file_name": f"{i}.jpg", "width": 128, "height": 96})
+        annotations[split].append({"id": i, "image_id": i, "category_id": 1, "bbox": [10 + i, 12, 50, 58],
+                                   "area": 2900, "iscrowd": 0})
+    for split in ("train", "test"):
+        doc = {"images": images[split], "annotations": annotations[split],
+               "categories": [{"id": 0, "name": "placeholder"}, {"id": 1, "name": "box"}]}
+        (tmp_path / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
+    record, out = run(tmp_path, capsys, "--dataset", "COCO", "--dataset-root", str(tmp_path), "--sets", "train",
+                      "--test-sets", "test")
+    check_rows(record, out, ["box"])
+    assert record["rows"][0]["final"]["image_ids"] == ["6", "7", "8", "9"]
+
+
 def test_bad_dataset_is_one_line(tmp_path):
     with pytest.raises(SystemExit, match="error: .*not found"):
         bench_accuracy.main(TINY + ["--dataset", "VOC", "--dataset-root", str(tmp_path / "missing"), "--labels",
