@@ -404,6 +404,11 @@ def draw_curve(rows: list, path: str):
     plt.close(fig)
 
 
+def write_json(path: str, header: str, rows: list):
+    with open(path, "w") as f:
+        json.dump({"header": header, "rows": rows}, f, indent=1)
+
+
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -422,6 +427,8 @@ def main(argv=None):
             with tempfile.TemporaryDirectory() as scratch:
                 for seed in args.seeds:
                     rows += run_seed(args, seed, args.output or scratch, device)
+                    if args.json:  # after every seed: an hour's work survives a later failure
+                        write_json(args.json, header, rows)
         except (ConfigError, DatasetError, WeightsError) as exc:
             raise SystemExit(f"error: {exc}") from None
     print(f"\n{header}")
@@ -431,8 +438,7 @@ def main(argv=None):
             print(f"ours, seed {row['seed']}: {row['recipe']}")
             break
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"header": header, "rows": rows}, f, indent=1)
+        write_json(args.json, header, rows)
         print(f"results: {args.json}")
     if args.curve:
         draw_curve(rows, args.curve)
