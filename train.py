@@ -131,7 +131,7 @@ def prepare(args, rank: int, world_size: int, device: torch.device):
         cfg = resolve(dict(flags, output=flags.get("output") or os.path.dirname(os.path.abspath(resume))),
                       state["config"])
         if rank == 0:
-            check_output_folder(cfg.output)
+            check_output_folder(cfg.output, create=False)
         if rank == 0:
             changes = [c for c in changed_settings(saved, cfg) if not c.startswith("--output")]
             log.info("resuming %s: %s", resume, "settings changed by flags: " + "; ".join(changes) if changes
@@ -143,7 +143,7 @@ def prepare(args, rank: int, world_size: int, device: torch.device):
     if not cfg.output:
         cfg = cfg.replace(output=default_output(cfg))
     if rank == 0:
-        check_output_folder(cfg.output)
+        check_output_folder(cfg.output, create=False)
         check_fresh_folder(cfg.output)
     return cfg, None, None, cpu_check
 

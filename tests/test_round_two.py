@@ -233,6 +233,10 @@ def test_unusable_output_paths_are_one_line_before_any_work(trained, tmp_path, c
     under_file = str(a_file / "sub")
     assert train.main(SHAPES + ["--output", str(a_file)]) == 2
     assert f"--output {a_file}: is a file, not a folder" in capsys.readouterr().err
+    # a run that stops on bad data leaves no empty run folder behind
+    assert train.main(["--dataset", "VOC", "--dataset-root", str(tmp_path / "missing"), "--output",
+                       str(tmp_path / "runs" / "x")] + FAST) == 2
+    assert not (tmp_path / "runs").exists()
     assert eval_script.main(["--weights", str(run / "final.pth"), "--output", under_file]) == 2
     assert f"--output {under_file}: a part of it is a file" in capsys.readouterr().err
     assert export_main(["--weights", str(run / "final.pth"), "--output", str(tmp_path)]) == 2

@@ -8,9 +8,16 @@ class OutputError(ValueError):
     """An output path that cannot be used; the message names the flag and the path."""
 
 
-def _writable_folder(folder: str, flag: str, path: str):
+def _writable_folder(folder: str, flag: str, path: str, create: bool = True):
+    """Probe with a temporary file; without `create`, in the nearest folder that exists (nothing is left behind)."""
     try:
-        os.makedirs(folder, exist_ok=True)
+        if create:
+            os.makedirs(folder, exist_ok=True)
+        else:
+            while not os.path.exists(folder):
+                folder = os.path.dirname(os.path.abspath(folder))
+            if not os.path.isdir(folder):
+                raise NotADirectoryError
         with tempfile.TemporaryFile(dir=folder):
             pass
     except FileExistsError:
@@ -21,11 +28,12 @@ def _writable_folder(folder: str, flag: str, path: str):
         raise OutputError(f"{flag} {path}: cannot write there ({exc.strerror})") from None
 
 
-def check_output_folder(path: str, flag: str = "--output") -> str:
-    """Create the folder `path` if needed and make sure files can be written in it."""
+def check_output_folder(path: str, flag: str = "--output", create: bool = True) -> str:
+    """Make sure files can be written in the folder `path`, creating it (or, without `create`, checking that it
+    could be created: a run that then stops on bad data leaves no empty folder)."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputError(f"{flag} {path}: is a file, not a folder")
-    _writable_folder(path, flag, path)
+    _writable_folder(path, flag, path, create)
     return path
 
 
