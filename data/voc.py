@@ -154,11 +154,15 @@ def resolve_set(root: str, image_set: str):
     return root, image_set
 
 
+def listed_sets(main: str) -> list:
+    """The image set names of an ImageSets/Main folder (its .txt files), sorted; [] when it does not exist."""
+    return sorted(f[:-4] for f in os.listdir(main) if f.endswith(".txt")) if os.path.isdir(main) else []
+
+
 def single_folder_sets(root: str, image_sets, flag: str) -> list:
     """VOC's default sets ('2007:test', ...) named for a single VOC-style folder -> the folder's own set of that
     name ('test'), or a DatasetError saying which sets the folder has."""
-    main = os.path.join(root, "ImageSets", "Main")
-    available = sorted(f[:-4] for f in os.listdir(main) if f.endswith(".txt")) if os.path.isdir(main) else []
+    available = listed_sets(os.path.join(root, "ImageSets", "Main"))
     out = []
     for image_set in image_sets:
         name = image_set.split(":", 1)[1] if ":" in image_set else image_set
@@ -193,8 +197,7 @@ class VOCSource(RecordSource):
             folder, set_name = resolve_set(self.root, image_set)
             list_file = os.path.join(folder, "ImageSets", "Main", f"{set_name}.txt")
             if not exists(list_file):
-                main = os.path.dirname(list_file)
-                names = sorted(f[:-4] for f in os.listdir(main) if f.endswith(".txt")) if os.path.isdir(main) else []
+                names = listed_sets(os.path.dirname(list_file))
                 names = [n for n in names if "_" not in n] or names  # VOC's per-class lists aside
                 prefix = image_set.split(":", 1)[0] + ":" if ":" in image_set else ""
                 raise DatasetError(f"{list_file}: image set '{image_set}' not found; the sets there: "
