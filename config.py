@@ -72,6 +72,11 @@ BACKBONE_SIZES = {"vgg16": (300, 512), "resnet50": (300,), "mobilenet_v3": (320,
 BACKBONE_WEIGHTS = {"vgg16": "weights/vgg16_reducedfc.pth", "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
                     "mobilenet_v3": "MobileNet_V3_Large_Weights.IMAGENET1K_V1"}
 
+# Matching per backbone, as the implementation each layout comes from: Caffe SSD's greedy bipartite step for the
+# paper's VGG16; NVIDIA's and torchvision's best prior per object for ResNet-50 and SSDLite (on BCCD from scratch
+# SSDLite reaches 0.608 mAP07 with it against 0.585 with the bipartite step: README, Accuracy).
+BACKBONE_MATCHING = {"vgg16": "bipartite", "resnet50": "best-prior", "mobilenet_v3": "best-prior"}
+
 # ssd.pytorch's names for the 300 configs, kept for users who import them.
 voc = PRIORS[("voc", 300)]
 coco = PRIORS[("coco", 300)]
@@ -134,6 +139,9 @@ class Config:
     max_iter: int = 120000
     # loss
     overlap_thresh: float = 0.5
+    # how each ground truth gets its own prior before the threshold (layers/matching.py); the backbone's default
+    # is BACKBONE_MATCHING's. This default is the one of checkpoints that predate the setting.
+    matching: str = "bipartite"
     neg_pos: int = 3
     # post-processing / evaluation (Caffe SSD's test settings; ssd.pytorch's eval: --pre-nms-top-k 200
     # --top-k 200 per class, see README)
@@ -154,6 +162,10 @@ class Config:
     # runs a fixed number of rounds and falls back to the exact eager path when they did not converge
     cuda_graph: bool = False
     graph_nms_rounds: int = 12  # an untrained SSD300, the worst case, needs 8-10
+    # eval.py / detect.py: ONNX Runtime (the whole detector as one graph, engine/deploy.py) or PyTorch; auto picks
+    # ONNX Runtime on a CPU. threads: CPU threads of either runtime, 0 = the cores this process may use
+    runtime: str = "auto"
+    threads: int = 0
     output: str = ""  # the run folder; empty: runs/<dataset>-<size>-<date-time>
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
@@ -235,11 +247,12 @@ SCHEDULE_KEYS = ("batch_size", "max_iter", "warmup_iters", "lr_steps", "lr", "ch
 MINIMUM = {"batch_size": 1, "max_iter": 1, "workers": 0, "warmup_iters": 0, "checkpoint_every": 0, "eval_every": 0,
            "eval_limit": 0, "log_every": 1, "keep_checkpoints": 1, "max_bad_steps": 1, "top_k": 1,
            "pre_nms_top_k": 1, "shapes_train_images": 1, "shapes_test_images": 1, "graph_nms_rounds": 1,
-           "lr_reference_batch": 1, "neg_pos": 1}
+           "lr_reference_batch": 1, "neg_pos": 1, "threads": 0}
 CHOICES = {"dataset": tuple(DATASET_DEFAULTS), "size": (300, 512, 320), "amp": ("off", "bf16", "fp16"),
            "nms": ("hard", "soft"), "soft_nms_method": ("linear", "gaussian"), "metric": ("voc07", "voc12"),
            "unreadable": ("stop", "miss"), "photometric": ("caffe", "ssd.pytorch"),
-           "pixel_format": tuple(PIXEL_FORMATS), "backbone": tuple(BACKBONE_SIZES)}
+           "pixel_format": tuple(PIXEL_FORMATS), "backbone": tuple(BACKBONE_SIZES),
+           "matching": ("bipartite", "best-prior"), "runtime": ("auto", "torch", "onnxruntime")}
 
 
 def flag(key: str) -> str:
@@ -294,11 +307,13 @@ def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset:
                               f"--dataset VOC or COCO")
     values = dict(DATASET_DEFAULTS[dataset], dataset=dataset)
     values.update(preset or {})
+    resumed = bool(saved) and saved["dataset"] == dataset  # the checkpoint's training settings come back
     if saved:
-        same = saved["dataset"] == dataset
-        values.update(saved if same else {k: saved[k] for k in MODEL_KEYS if k != "dataset"})
+        values.update(saved if resumed else {k: saved[k] for k in MODEL_KEYS if k != "dataset"})
     values.update(flags)
     backbone = values.get("backbone", "vgg16")
+    if "matching" not in flags and not resumed and backbone in BACKBONE_MATCHING:
+        values["matching"] = BACKBONE_MATCHING[backbone]
     if backbone in BACKBONE_SIZES and backbone != "vgg16" and not saved:  # its own size and ImageNet weights
         if "size" not in flags:
             values["size"] = BACKBONE_SIZES[backbone][0]
@@ -347,6 +362,9 @@ FLAG_HELP = {
     "lr": "learning rate for a total batch of 32 images; scaled linearly to the batch used (printed at start)",
     "momentum": "SGD momentum",
     "weight_decay": "SGD weight decay",
+    "matching": "how each object gets its own prior before the IoU-0.5 rule: bipartite (Caffe SSD's greedy step) "
+                "or best-prior (each object's best prior, a later object wins a shared one: ssd.pytorch, NVIDIA, "
+                "torchvision)",
     "caffe_biases": "biases at 2x the learning rate and without weight decay, as Caffe SSD's solver",
     "lr_steps": "iterations where the learning rate is multiplied by --gamma",
     "gamma": "learning-rate decay factor at each --lr-steps",
@@ -366,6 +384,9 @@ FLAG_HELP = {
     "compile": "torch.compile the network (minutes of compilation; pays off on long runs)",
     "cuda_graph": "capture network + post-processing as a CUDA graph per batch shape and replay it (CUDA only)",
     "graph_nms_rounds": "NMS rounds inside the CUDA graph before the exact fallback",
+    "runtime": "auto (ONNX Runtime on a CPU, PyTorch on a GPU), torch, or onnxruntime (the whole detector as one "
+               "ONNX graph, exported beside the weights on first use)",
+    "threads": "CPU threads for inference, 0 = the cores this process may use",
     "output": "folder for this run's outputs",
     "checkpoint_every": "iterations between checkpoints, 0 = only at the end",
     "keep_checkpoints": "how many recent checkpoints to keep",

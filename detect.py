@@ -18,7 +18,7 @@ import torch
 
 from config import Config, ConfigError, Parser, add_flags, flags_given
 from data import read_image
-from engine import Detector, load_model, preprocess
+from engine import load_detector, preprocess
 from utils.checkpoint import WeightsError
 from utils.distributed import resolve_device
 from utils.output import OutputError, check_output_file, check_output_folder
@@ -29,15 +29,16 @@ VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
 DETECT_KEYS = ("labels", "size", "batch_norm", "score_thresh", "nms_thresh", "top_k", "pre_nms_top_k", "nms",
-               "soft_nms_method", "soft_nms_sigma", "amp", "channels_last", "compile", "cuda_graph",
-               "graph_nms_rounds", "output")
+               "soft_nms_method", "soft_nms_sigma", "runtime", "threads", "amp", "channels_last", "compile",
+               "cuda_graph", "graph_nms_rounds", "output")
 DRAW_THRESH = 0.4  # detect.py keeps what is worth drawing; evaluation keeps everything above 0.01
 
 
 def parse_args(argv=None):
     p = Parser(__doc__)
     p.add_argument("inputs", nargs="*", help="images, folders of images, or video files")
-    p.add_argument("--weights", help="train.py checkpoint (final.pth ...) or plain SSD weights (required)")
+    p.add_argument("--weights", help="train.py checkpoint (final.pth ...), plain SSD weights, or a whole-detector "
+                                     ".onnx file (required)")
     p.add_argument("--camera", type=int, help="webcam index (e.g. 0) instead of files")
     p.add_argument("--json", help="also write all detections to this JSON file")
     p.add_argument("--classes", nargs="+", help="keep only these class names")
@@ -56,14 +57,15 @@ class ImageDetector:
     def __init__(self, args):
         self.device = resolve_device(args.device)
         flags = dict(flags_given(args), score_thresh=DRAW_THRESH if args.score_thresh is None else args.score_thresh)
-        self.model, self.cfg = load_model(args.weights, self.device, flags)
+        loaded = load_detector(args.weights, self.device, flags, say=print)
+        print(loaded.description)
+        self.cfg, self.detector, self.runtime = loaded.cfg, loaded.detector, loaded.runtime
         self.names = list(self.cfg.labels)
         unknown = set(args.classes or []) - set(self.names)
         if unknown:
             raise WeightsError(f"--classes {sorted(unknown)} not among the model's classes {self.names}")
         self.keep = torch.tensor([self.names.index(c) for c in args.classes]) if args.classes else None
         self.score_thresh = self.cfg.score_thresh
-        self.detector = Detector.from_config(self.model, self.cfg)
 
     def __call__(self, images):
         batch, sizes = preprocess(images, self.cfg.size)
@@ -201,8 +203,8 @@ def main(argv=None):
         if images:
             elapsed = time.perf_counter() - start
             done = len(report)
-            print(f"{done} image(s) in {elapsed:.1f} s ({elapsed / max(done, 1):.2f} s per image on "
-                  f"{detector.device}, SSD{detector.cfg.size}); skipped (unreadable): {counts['unreadable']}"
+            print(f"{done} image(s) in {elapsed:.1f} s ({elapsed / max(done, 1):.2f} s per image, {detector.runtime} "
+                  f"on {detector.device}, SSD{detector.cfg.size}); skipped (unreadable): {counts['unreadable']}"
                   + (f"; {counts['renamed']} written as NAME_2... (another input has the same file name)"
                      if counts["renamed"] else "")
                   + (f"; {counts['unwritten']} annotated copies could not be written" if counts["unwritten"]

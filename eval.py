@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from config import ConfigError, Parser, add_flags, chosen_dataset, config_for, flags_given, resolve
 from data import DatasetError, build_source
-from engine import evaluate, format_ap_table, load_model, write_metrics
-from utils.checkpoint import WeightsError, read_state
+from engine import evaluate, format_ap_table, load_detector, write_metrics
+from utils.checkpoint import WeightsError
 from utils.distributed import resolve_device
 from utils.output import OutputError, check_output_folder
 from utils.visualize import plot_ap_table, plot_pr_curves
@@ -26,15 +26,16 @@ from utils.voc_eval import evaluate_detections, read_results, to_devkit
 log = logging.getLogger("ssd")
 EVAL_KEYS = ("dataset", "dataset_root", "test_sets", "labels", "size", "batch_norm", "metric", "eval_limit",
              "score_thresh", "nms_thresh", "top_k", "pre_nms_top_k", "nms", "soft_nms_method", "soft_nms_sigma",
-             "unreadable", "batch_size", "workers", "amp", "channels_last", "compile", "cuda_graph",
-             "graph_nms_rounds", "output")
+             "unreadable", "batch_size", "workers", "runtime", "threads", "amp", "channels_last", "compile",
+             "cuda_graph", "graph_nms_rounds", "output")
 
 
 def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     p = Parser(__doc__, aliases={"--sets": "--test-sets", "--limit": "--eval-limit"})
-    p.add_argument("--weights", help="a train.py checkpoint (final.pth, best.pth, ckpt_*.pth: carries its settings) "
-                                     "or plain SSD weights such as ssd.pytorch's")
+    p.add_argument("--weights", help="a train.py checkpoint (final.pth, best.pth, ckpt_*.pth: carries its settings), "
+                                     "plain SSD weights such as ssd.pytorch's, or a whole-detector .onnx file "
+                                     "(scripts/export_onnx.py --nms, fp32 or INT8)")
     add_flags(p, EVAL_KEYS, config_for(chosen_dataset(argv, "VOC")),
               shown={"dataset": "the checkpoint's, else VOC", "output": "an eval folder beside --weights",
                      "size": "the checkpoint's, else 300", "batch_norm": "the checkpoint's, else off",
@@ -107,8 +108,9 @@ def main(argv=None):
         if not args.weights:
             raise ConfigError("give --weights (or --from-results DIR to score saved files)")
         device = resolve_device(args.device)
-        state = read_state(args.weights)  # read once, used for config and weights
-        model, cfg = load_model(args.weights, device, flags, state)
+        loaded = load_detector(args.weights, device, flags, timing=True, say=print)
+        print(loaded.description)
+        cfg = loaded.cfg
         if "eval_limit" not in flags:  # a training run's validation subset is not a standalone evaluation's
             cfg = cfg.replace(eval_limit=0)
         output = cfg.output if "output" in flags else os.path.join(os.path.dirname(os.path.abspath(args.weights)),
@@ -117,8 +119,10 @@ def main(argv=None):
         source = build_source(cfg, train=False)
         if cfg.dataset != "COCO" and source.class_names != list(cfg.labels):
             raise DatasetError(f"dataset classes {source.class_names} differ from the model's {list(cfg.labels)}")
-        metrics = evaluate(model, cfg, source, device, output,
+        metrics = evaluate(loaded.model, cfg, source, loaded.detector.device, output, loaded.detector,
                            progress=lambda batches: tqdm(batches, desc="evaluating", dynamic_ncols=True))
+        metrics["runtime"] = loaded.runtime
+        write_metrics(metrics, output)
     except (DatasetError, WeightsError, ConfigError, OutputError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -113,9 +113,10 @@ def train_py_command(cfg) -> str:
     return "python train.py " + " ".join(p for p in parts if p)
 
 
-def kaiming_xavier_init(model):
+def kaiming_xavier_init(trainer):
     """The SSDLite initialisation before torchvision's N(0, 0.03): the backbone's Kaiming fan-out convolutions
     with BatchNorm momentum 0.01 (torchvision's MobileNetV3 classifier defaults), Xavier extras and heads."""
+    model = trainer.model
     if not hasattr(model, "stage4"):
         raise ConfigError("--ablation kaiming-xavier-init: for --arch mobilenet_v3 only")
     for part in (model.stage4, model.stage5):
@@ -130,7 +131,13 @@ def kaiming_xavier_init(model):
                 torch.nn.init.xavier_uniform_(m.weight)
 
 
-ABLATIONS = {"kaiming-xavier-init": kaiming_xavier_init}
+def other_matching(trainer):
+    """The matching SSDLite's default is not: Caffe's greedy bipartite step instead of the best prior per object
+    (for --arch vgg16 the other way round)."""
+    trainer.criterion.matching = "bipartite" if trainer.cfg.matching == "best-prior" else "best-prior"
+
+
+ABLATIONS = {"kaiming-xavier-init": kaiming_xavier_init, "other-matching": other_matching}
 
 
 # --- torchvision's model -------------------------------------------------------------------------------------------
@@ -281,7 +288,7 @@ def run_seed(args, seed: int, folder: str, device) -> list:
     cfg = trainer.cfg
     if args.ablation:
         with torch.no_grad():
-            ABLATIONS[args.ablation](trainer.model)
+            ABLATIONS[args.ablation](trainer)
     source = build_dataset(cfg, train=False).source
     indices = evenly_spaced(len(source), cfg.eval_limit)
     eval_at = sorted({max(1, round(cfg.max_iter * (k + 1) / args.evals)) for k in range(args.evals)})

@@ -1,8 +1,10 @@
-"""The two loops beside the model: inference (loading weights, the batched detector, dataset evaluation) and
-training (`Trainer`)."""
+"""The two loops beside the model: inference (loading weights, the batched detector, its ONNX Runtime twin, dataset
+evaluation) and training (`Trainer`)."""
+from .deploy import LoadedDetector, OnnxDetector, export_onnx, load_detector
 from .detector import AMP_DTYPES, Detector, autocast, load_model, preprocess
 from .evaluate import evaluate, evenly_spaced, format_ap_table, json_safe, score_voc, write_metrics
 from .trainer import RUNS_ROOT, Trainer, default_output
 
-__all__ = ["AMP_DTYPES", "Detector", "autocast", "load_model", "preprocess", "evaluate", "evenly_spaced",
-           "format_ap_table", "json_safe", "score_voc", "write_metrics", "RUNS_ROOT", "Trainer", "default_output"]
+__all__ = ["AMP_DTYPES", "Detector", "autocast", "load_model", "preprocess", "LoadedDetector", "OnnxDetector",
+           "export_onnx", "load_detector", "evaluate", "evenly_spaced", "format_ap_table", "json_safe", "score_voc",
+           "write_metrics", "RUNS_ROOT", "Trainer", "default_output"]

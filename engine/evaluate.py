@@ -45,12 +45,14 @@ def write_metrics(metrics: dict, output: str):
 
 def evaluate(model, cfg, source, device, output: str = None, detector: Detector = None, progress=None) -> dict:
     """Run the model over `source` and score it, with cfg's batch size, workers, precision and `eval_limit` (> 0:
-    that many evenly spaced images). `detector`: a `Detector` of `model` with its settings (default: from `cfg`).
+    that many evenly spaced images). `detector`: a `Detector` of `model` with its settings (default: from `cfg`),
+    or an `OnnxDetector` (then `model` may be None).
     An image that cannot be decoded stops with a DatasetError naming it (cfg.unreadable == "stop") or is scored
     as an image without detections ("miss", one summary line). Writes results files, metrics.json and
     examples.jpg to `output` when given; `progress` wraps the batches (e.g. a tqdm bar)."""
-    was_training = model.training
-    model.eval()
+    was_training = model is not None and model.training
+    if model is not None:
+        model.eval()
     detector = detector or Detector.from_config(model, cfg, timing=True)
     dataset = build_dataset(cfg, train=False, source=source)
     indices = evenly_spaced(len(source), cfg.eval_limit)
@@ -63,14 +65,16 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
             if size == [0, 0]:  # the loader's mark of an image it could not decode
                 path = source.image_path(index)
                 if cfg.unreadable == "stop":
-                    model.train(was_training)
+                    if model is not None:
+                        model.train(was_training)
                     raise DatasetError(f"{path}: cannot be decoded; fix or remove it, or pass --unreadable miss "
                                        f"to score it as an image without detections")
                 unreadable.append(path)
                 det = {k: v[:0] for k, v in det.items()}
             results[index] = {k: v.numpy() for k, v in det.items()}
     total = time.perf_counter() - start
-    model.train(was_training)
+    if model is not None:
+        model.train(was_training)
     if unreadable:
         log.warning("%d image(s) could not be decoded and were scored as images without detections (their "
                     "objects count as misses), first: %s", len(unreadable), unreadable[0])

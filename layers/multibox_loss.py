@@ -4,21 +4,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .box_utils import BoxCoder
-from .matching import match_priors, pad_targets
+from .matching import MATCHINGS, match_priors, pad_targets
 
 
 class MultiBoxLoss(nn.Module):
     """`loss_l, loss_c = criterion((loc [B,P,4], conf [B,P,C]), targets)`, priors and variances from `box_coder`
     (the model's). ssd.pytorch's `(loc, conf, priors)` tuple is accepted too; its priors must be the coder's.
 
+    `matching`: how each ground truth gets its own prior before the IoU threshold (layers.matching.MATCHINGS).
     `targets`: list of [n_i, 5] float tensors (x1, y1, x2, y2 in [0, 1], class 0..C-2), or the padded
     [B, N, 5] tensor of `pad_targets` (label -1 in padding rows). Smooth L1 over positives; cross-entropy over
     positives plus, per image, the `neg_pos` x positives negatives with the highest background cross-entropy;
     both summed and divided by the batch's number of positives N (a batch with N = 0 gives 0, not NaN).
     """
 
-    def __init__(self, num_classes: int, box_coder: BoxCoder, overlap_thresh: float = 0.5, neg_pos: int = 3):
+    def __init__(self, num_classes: int, box_coder: BoxCoder, overlap_thresh: float = 0.5, neg_pos: int = 3,
+                 matching: str = "bipartite"):
         super().__init__()
+        if matching not in MATCHINGS:
+            raise ValueError(f"matching must be one of {', '.join(MATCHINGS)} (got {matching!r})")
+        self.matching = matching
         self.num_classes = num_classes
         self.box_coder = box_coder
         self.overlap_thresh = overlap_thresh
@@ -26,7 +31,7 @@ class MultiBoxLoss(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, box_coder: BoxCoder) -> "MultiBoxLoss":
-        return cls(cfg.num_classes, box_coder, cfg.overlap_thresh, cfg.neg_pos)
+        return cls(cfg.num_classes, box_coder, cfg.overlap_thresh, cfg.neg_pos, cfg.matching)
 
     def forward(self, predictions, targets):
         loc, conf = predictions[:2]
@@ -34,7 +39,7 @@ class MultiBoxLoss(nn.Module):
         targets = pad_targets(targets, loc.device)
         with torch.no_grad():
             matched_boxes, labels = match_priors(targets[..., :4].float(), targets[..., 4].round().long(),
-                                                 priors, self.overlap_thresh)
+                                                 priors, self.overlap_thresh, self.matching)
             loc_targets = self.box_coder.encode(matched_boxes)
         positive = labels > 0  # [B, P]
         num_pos = positive.sum(dim=1, keepdim=True)

@@ -1,77 +1,109 @@
-"""Export a trained SSD (network + softmax + box decoding) to ONNX.
+"""Export a trained SSD to ONNX: the whole detector (--nms), optionally INT8, or the network with box decoding.
 
-    python -m scripts.export_onnx --weights runs/RUN/final.pth              # writes runs/RUN/ssd300.onnx
+    python -m scripts.export_onnx --weights runs/RUN/final.pth --nms       # runs/RUN/ssd300.detector.onnx
+    python -m scripts.export_onnx --weights runs/RUN/final.pth --int8 --calibration-images DIR
+    python -m scripts.export_onnx --weights runs/RUN/final.pth             # network + decoding: ssd300.onnx
 
-The graph takes `images`: uint8 [B, 3, S, S] BGR (batch size dynamic) and returns `boxes` [B, P, 4]
-(x1, y1, x2, y2 in [0, 1]) and `scores` [B, P, C] (softmax, column 0 = background). Per-class NMS is left to the
-runtime (e.g. layers.postprocess's recipe: score >= 0.01, top 400 per class, IoU 0.45, top 200 per image).
-Uses the TorchScript-based exporter (no onnxscript needed).
+Every graph takes `images`: uint8 [B, 3, S, S] BGR (batch size dynamic; resize with engine.preprocess).
+--nms: the whole detector, post-processing included (softmax, decoding, clipping, per-class NMS, top-k), outputs
+boxes [B, T, 4] (x1, y1, x2, y2 in [0, 1]), scores [B, T], labels [B, T] (class index), counts [B]: each
+image's first counts[b] rows are its detections, by descending score; the same detections as eval.py's.
+--int8: that graph with its convolutions statically quantised to INT8, calibrated on your images.
+Without either: boxes [B, P, 4] and scores [B, P, C] (softmax, column 0 = background) for your own NMS.
+eval.py and detect.py run a whole-detector file given as --weights.
 """
 import os
 import sys
-import warnings
-
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from config import Config, ConfigError, Parser, add_flags, flags_given
-from engine import load_model
+from data import read_image
+from engine import export_onnx, load_model
+from engine.deploy import onnxruntime_version, quantize_int8
+from engine.evaluate import evenly_spaced
 from utils.checkpoint import WeightsError
 from utils.output import OutputError, check_output_file
 
-
-class DecodedSSD(nn.Module):
-    """SSD followed by softmax and prior decoding: images -> (boxes [B, P, 4], scores [B, P, C])."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images):
-        loc, conf = self.model(images)
-        return self.model.box_coder.decode(loc), F.softmax(conf, dim=-1)
-
-
-def export(model, path: str, opset: int = 17) -> DecodedSSD:
-    wrapped = DecodedSSD(model.eval()).eval()
-    example = torch.zeros(1, 3, model.size, model.size, dtype=torch.uint8)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(wrapped, (example,), path, dynamo=False, opset_version=opset, input_names=["images"],
-                          output_names=["boxes", "scores"],
-                          dynamic_axes={"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}})
-    return wrapped
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def parse_args(argv=None):
     parser = Parser(__doc__)
     parser.add_argument("--weights", help="train.py checkpoint or plain SSD weights (required)")
-    parser.add_argument("--output", help="the .onnx file to write (default: ssd<size>.onnx beside --weights)")
-    add_flags(parser, ("size", "labels", "batch_norm"), Config(),
-              shown={"size": "the checkpoint's, else 300", "labels": "the checkpoint's, else VOC's",
-                     "batch_norm": "the checkpoint's, else off"})
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
+    parser.add_argument("--output", help="the .onnx file to write (default: beside --weights, see above)")
+    parser.add_argument("--nms", dest="graph_nms", action="store_true", help="the whole detector, post-processing in the graph")
+    parser.add_argument("--int8", action="store_true", help="INT8 convolutions (implies --nms); needs "
+                                                             "--calibration-images")
+    parser.add_argument("--calibration-images", metavar="DIR", help="folder of images like the ones the model "
+                                                                    "will see (e.g. the training images)")
+    parser.add_argument("--calibration-count", type=int, default=100,
+                        help="images read from --calibration-images, evenly spaced (default: 100)")
+    add_flags(parser, ("size", "labels", "batch_norm", "score_thresh", "nms_thresh", "top_k", "pre_nms_top_k"),
+              Config(), shown={"size": "the checkpoint's, else 300", "labels": "the checkpoint's, else VOC's",
+                               "batch_norm": "the checkpoint's, else off"})
     args = parser.parse_args(argv)
     if not args.weights:
         parser.error("--weights is required")
+    if args.int8 and not args.calibration_images:
+        parser.error("--int8 needs --calibration-images DIR (a folder of images to calibrate the INT8 ranges on)")
+    if args.calibration_images and not args.int8:
+        parser.error("--calibration-images is for --int8; add --int8")
+    if args.calibration_count < 1:
+        parser.error(f"--calibration-count must be a whole number >= 1 (got {args.calibration_count})")
+    args.graph_nms = args.graph_nms or args.int8
     return args
+
+
+def calibration_images(folder: str, count: int) -> list:
+    """Up to `count` evenly spaced readable images of `folder` (unreadable ones are counted and said)."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--calibration-images {folder}: no such folder")
+    names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not names:
+        raise FileNotFoundError(f"--calibration-images {folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    images, unreadable = [], []
+    for index in evenly_spaced(len(names), count):
+        try:
+            images.append(read_image(os.path.join(folder, names[index])))
+        except ValueError:
+            unreadable.append(names[index])
+    if unreadable:
+        print(f"calibration: {len(unreadable)} unreadable image(s) skipped, first: {unreadable[0]}")
+    if not images:
+        raise FileNotFoundError(f"--calibration-images {folder}: none of its images could be read")
+    return images
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
+        if args.graph_nms and onnxruntime_version() is None:
+            raise ConfigError("--nms/--int8 need onnx and onnxruntime: pip install onnx onnxruntime")
         if args.output:
             check_output_file(args.output, "--output")
         model, cfg = load_model(args.weights, "cpu", flags_given(args))
-        output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), f"ssd{cfg.size}.onnx")
+        name = f"ssd{cfg.size}" + (".detector" if args.graph_nms else "") + (".int8" if args.int8 else "") + ".onnx"
+        output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), name)
         check_output_file(output, "--output")
-        export(model, output, args.opset)
-    except (WeightsError, ConfigError, OutputError) as exc:
+        images = calibration_images(args.calibration_images, args.calibration_count) if args.int8 else None
+        if args.int8:
+            fp32 = output + ".fp32.tmp"
+            try:
+                export_onnx(model, cfg, fp32, nms=True)
+                quantize_int8(fp32, output, images, cfg.size)
+            finally:
+                if os.path.exists(fp32):
+                    os.remove(fp32)
+        else:
+            export_onnx(model, cfg, output, nms=args.graph_nms)
+    except (WeightsError, ConfigError, OutputError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {output} (input uint8 [B, 3, {cfg.size}, {cfg.size}] BGR; outputs boxes, scores)")
+    if args.graph_nms:
+        print(f"wrote {output} ({'INT8, calibrated on ' + str(len(images)) + ' images' if args.int8 else 'fp32'}; "
+              f"input uint8 [B, 3, {cfg.size}, {cfg.size}] BGR; outputs boxes, scores, labels, counts); run it: "
+              f"python eval.py --weights {output}")
+    else:
+        print(f"wrote {output} (input uint8 [B, 3, {cfg.size}, {cfg.size}] BGR; outputs boxes, scores)")
     return 0
 
 

@@ -36,3 +36,51 @@ def on_loss_call(monkeypatch, call: int, action):
         return original(self, predictions, targets)
 
     monkeypatch.setattr(MultiBoxLoss, "forward", forward)
+
+
+def lively_model(model, size: int, seed: int = 0):
+    """An untrained SSD whose scores are spread out like a trained one's: Kaiming convolutions, BatchNorm statistics
+    from a few random images, the class heads scaled to logits of unit spread. (Default initialisations give
+    near-equal scores everywhere, and the order of equal scores is arbitrary.)"""
+    import torch
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(torch.randint(0, 255, (4, 3, size, size), dtype=torch.uint8))
+        model.eval()
+        _, conf = model(torch.randint(0, 255, (2, 3, size, size), dtype=torch.uint8))
+        for head in model.conf:
+            last = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+            last.weight.div_(conf.std())
+            last.bias.div_(conf.std())
+    return model
+
+
+def assert_same_detections(ours, theirs, box_atol=1e-4, score_atol=1e-4):
+    """Two PaddedDetections of the same images are the same detections: equal counts; position by position the
+    same label and box (to box_atol), except that detections whose scores differ by less than score_atol (the two
+    runtimes' float rounding) may come in either order, or trade places at the top-k cut."""
+    import torch
+    assert torch.equal(ours.counts, theirs.counts)
+    for b, count in enumerate(ours.counts.tolist()):
+        rows = [(float(s), int(c), box) for s, c, box in zip(ours.scores[b, :count], ours.labels[b, :count],
+                                                              ours.boxes[b, :count])]
+        other = [(float(s), int(c), box) for s, c, box in zip(theirs.scores[b, :count], theirs.labels[b, :count],
+                                                               theirs.boxes[b, :count])]
+        used = set()
+        for i, (score, label, box) in enumerate(rows):
+            if i not in used and abs(other[i][0] - score) < score_atol and other[i][1] == label and (other[i][2] - box).abs().max() <= box_atol:
+                used.add(i)
+                continue
+            near = [j for j, (s, c, bx) in enumerate(other) if j not in used and c == label
+                    and abs(s - score) < score_atol and (bx - box).abs().max() <= box_atol]
+            if near:
+                used.add(near[0])
+                continue
+            assert abs(score - rows[-1][0]) < score_atol, f"image {b}, detection {i}: {rows[i]} not in the other"

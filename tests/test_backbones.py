@@ -9,10 +9,9 @@ import torchvision
 
 import train
 from config import PRIORS, ConfigError, config_for
-from engine import load_model, preprocess
+from engine import export_onnx, load_model, preprocess
 from layers import PriorBox
 from models import WeightsError, build_model, load_backbone
-from scripts.export_onnx import export
 from utils.checkpoint import read_state
 
 
@@ -88,7 +87,7 @@ def test_train_checkpoint_eval_and_onnx(tmp_path, backbone):
     with torch.no_grad():
         loc, conf = model(batch)
         assert all(torch.equal(a, b) for a, b in zip((loc, conf), reference(batch)))
-    export(model, str(tmp_path / "m.onnx"))
+    export_onnx(model, cfg, str(tmp_path / "m.onnx"), nms=False)
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     boxes, scores = session.run(None, {"images": batch.contiguous().numpy()})
     assert np.allclose(boxes, model.box_coder.decode(loc).numpy(), atol=1e-4)

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import detect as detect_script
-from engine import load_model
+from engine import export_onnx, load_model
 from models import SSD
-from scripts.export_onnx import export
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def checkpoint(tmp_path_factory):
 def test_onnx_export_matches_pytorch(tmp_path, checkpoint):
     ort = pytest.importorskip("onnxruntime")
     model, cfg = load_model(checkpoint)
-    export(model, str(tmp_path / "ssd.onnx"))
+    export_onnx(model, cfg, str(tmp_path / "ssd.onnx"), nms=False)
     images = torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8)
     session = ort.InferenceSession(str(tmp_path / "ssd.onnx"), providers=["CPUExecutionProvider"])
     boxes, scores = session.run(None, {"images": images.numpy()})

@@ -41,6 +41,45 @@ def test_two_ground_truths_competing_for_one_prior():
     assert labels.tolist() == [[1, 2, 0]]
 
 
+def test_bipartite_and_best_prior_differ_where_two_objects_share_a_best_prior():
+    # Unit-height strips along x (scaled by 1/100): prior0 = [0, 10], prior1 = [5, 15], prior2 = [40, 50].
+    # A = [0, 10]: IoU 1 with prior0, 5/15 = .333 with prior1. B = [1, 11]: IoU 9/11 = .818 with prior0,
+    # 6/14 = .429 with prior1. Both have prior0 as their best prior.
+    priors = priors_from_corners([[0.0, 0.0, 0.10, 0.01], [0.05, 0.0, 0.15, 0.01], [0.40, 0.0, 0.50, 0.01]])
+    a, b = [0.0, 0.0, 0.10, 0.01], [0.01, 0.0, 0.11, 0.01]
+    labels_ab = torch.tensor([[0, 1]])
+    # bipartite: (A, prior0) is the highest pair; B then takes prior1 (.429, below the threshold, but its own)
+    _, labels = match_priors(torch.tensor([[a, b]]), labels_ab, priors, 0.5, "bipartite")
+    assert labels.tolist() == [[1, 2, 0]]
+    # best-prior: both claim prior0, the later (B) owns it; A keeps only priors at IoU >= .5 (none besides
+    # prior0), so A has no positive; prior1's best object is B at .429 < .5: background
+    _, labels = match_priors(torch.tensor([[a, b]]), labels_ab, priors, 0.5, "best-prior")
+    assert labels.tolist() == [[2, 0, 0]]
+    # in the other annotation order A is the later one and owns prior0
+    _, labels = match_priors(torch.tensor([[b, a]]), labels_ab, priors, 0.5, "best-prior")
+    assert labels.tolist() == [[2, 0, 0]]
+    _, labels = match_priors(torch.tensor([[b, a]]), torch.tensor([[1, 0]]), priors, 0.5, "best-prior")
+    assert labels.tolist() == [[1, 0, 0]]
+    # padding rows and objects overlapping no prior claim nothing
+    far = [0.8, 0.8, 0.9, 0.9]
+    _, labels = match_priors(torch.tensor([[a, far, b]]), torch.tensor([[0, 2, -1]]), priors, 0.5, "best-prior")
+    assert labels.tolist() == [[1, 0, 0]]
+
+
+def test_matching_default_follows_the_backbone_and_resume_keeps_the_runs():
+    from config import ConfigError, config_for, resolve
+    assert config_for("VOC").matching == "bipartite"  # the paper's VGG16, Caffe's step
+    assert config_for("VOC", backbone="mobilenet_v3").matching == "best-prior"
+    assert config_for("VOC", backbone="resnet50").matching == "best-prior"
+    assert config_for("VOC", backbone="mobilenet_v3", matching="bipartite").matching == "bipartite"
+    ssdlite = {"backbone": "mobilenet_v3", "size": 320, "dataset": "VOC"}
+    assert resolve({}, checkpoint_config=ssdlite).matching == "bipartite"  # a run from before the setting
+    assert resolve({}, checkpoint_config=dict(ssdlite, matching="best-prior")).matching == "best-prior"
+    assert resolve({"dataset": "shapes"}, checkpoint_config=ssdlite).matching == "best-prior"  # a new run
+    with pytest.raises(ConfigError, match="--matching must be one of bipartite, best-prior"):
+        config_for("VOC", matching="best_prior")
+
+
 def test_padding_rows_never_match():
     priors = priors_from_corners([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
     targets = pad_targets([torch.tensor([[0.0, 0.0, 0.5, 0.5, 2.0]]), torch.zeros(0, 5)])
@@ -58,7 +97,7 @@ def iou_np(a, b):
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def reference_loss(loc, conf, priors_cxcywh, targets, thresh=0.5, neg_pos=3):
+def reference_loss(loc, conf, priors_cxcywh, targets, thresh=0.5, neg_pos=3, matching="bipartite"):
     priors = priors_cxcywh.double().numpy()
     pri_xyxy = np.concatenate([priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], 1)
     total_l, total_c, total_pos = 0.0, 0.0, 0
@@ -75,13 +114,16 @@ def reference_loss(loc, conf, priors_cxcywh, targets, thresh=0.5, neg_pos=3):
                                (pri_xyxy[:, 2] - pri_xyxy[:, 0]) * (pri_xyxy[:, 3] - pri_xyxy[:, 1]) - inter)
         assigned = -np.ones(p, dtype=int)
         work = ious.copy()
-        for _ in range(n):  # greedy bipartite
+        for _ in range(n if matching == "bipartite" else 0):  # greedy bipartite
             i, j = np.unravel_index(np.argmax(work), work.shape)
             if work[i, j] <= 0:
                 break
             assigned[j] = i
             work[i, :] = -1
             work[:, j] = -1
+        for i in range(n if matching == "best-prior" else 0):  # ssd.pytorch's loop: a later object wins
+            if ious[i].max() > 0:
+                assigned[int(np.argmax(ious[i]))] = i
         for j in range(p):
             if assigned[j] < 0 and n and ious[:, j].max() >= thresh:
                 assigned[j] = int(np.argmax(ious[:, j]))
@@ -100,20 +142,24 @@ def reference_loss(loc, conf, priors_cxcywh, targets, thresh=0.5, neg_pos=3):
     return total_l / max(total_pos, 1), total_c / max(total_pos, 1)
 
 
-def test_loss_matches_per_image_reference_on_ssd300_priors():
+@pytest.mark.parametrize("matching", ["bipartite", "best-prior"])
+def test_loss_matches_per_image_reference_on_ssd300_priors(matching):
     torch.manual_seed(0)
     priors = PriorBox(PRIORS[("voc", 300)]).forward()
     num_classes = 21
-    loc = torch.randn(3, len(priors), 4) * 0.5
-    conf = torch.randn(3, len(priors), num_classes)
+    loc = torch.randn(4, len(priors), 4) * 0.5
+    conf = torch.randn(4, len(priors), num_classes)
     targets = [
         torch.tensor([[0.1, 0.1, 0.4, 0.5, 14.0], [0.5, 0.2, 0.9, 0.9, 11.0], [0.02, 0.6, 0.1, 0.7, 4.0]]),
         torch.tensor([[0.3, 0.3, 0.7, 0.8, 0.0]]),
         torch.tensor([[0.0, 0.0, 1.0, 1.0, 19.0], [0.45, 0.45, 0.55, 0.55, 2.0]]),
+        # two small objects with the same best prior: the matchings differ here
+        torch.tensor([[0.103, 0.117, 0.197, 0.213, 5.0], [0.109, 0.119, 0.203, 0.215, 6.0], [0.6, 0.6, 0.9, 0.9, 7.0]]),
     ]
-    criterion = MultiBoxLoss(num_classes, BoxCoder(priors, (0.1, 0.2)), overlap_thresh=0.5, neg_pos=3)
+    criterion = MultiBoxLoss(num_classes, BoxCoder(priors, (0.1, 0.2)), overlap_thresh=0.5, neg_pos=3,
+                             matching=matching)
     loss_l, loss_c = criterion((loc, conf, priors), targets)
-    ref_l, ref_c = reference_loss(loc, conf, priors, targets)
+    ref_l, ref_c = reference_loss(loc, conf, priors, targets, matching=matching)
     assert loss_l.item() == pytest.approx(ref_l, rel=1e-4)
     assert loss_c.item() == pytest.approx(ref_c, rel=1e-4)
     # the padded form gives the same
