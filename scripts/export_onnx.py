@@ -30,7 +30,8 @@ def parse_args(argv=None):
     parser = Parser(__doc__)
     parser.add_argument("--weights", help="train.py checkpoint or plain SSD weights (required)")
     parser.add_argument("--output", help="the .onnx file to write (default: beside --weights, see above)")
-    parser.add_argument("--nms", dest="graph_nms", action="store_true", help="the whole detector, post-processing in the graph")
+    parser.add_argument("--nms", dest="graph_nms", action="store_true",
+                        help="the whole detector, post-processing in the graph")
     parser.add_argument("--int8", action="store_true", help="INT8 convolutions (implies --nms); needs "
                                                              "--calibration-images")
     parser.add_argument("--calibration-images", metavar="DIR", help="folder of images like the ones the model "

@@ -75,7 +75,9 @@ def assert_same_detections(ours, theirs, box_atol=1e-4, score_atol=1e-4):
                                                                theirs.boxes[b, :count])]
         used = set()
         for i, (score, label, box) in enumerate(rows):
-            if i not in used and abs(other[i][0] - score) < score_atol and other[i][1] == label and (other[i][2] - box).abs().max() <= box_atol:
+            partner = other[i]
+            if (i not in used and abs(partner[0] - score) < score_atol and partner[1] == label
+                    and (partner[2] - box).abs().max() <= box_atol):
                 used.add(i)
                 continue
             near = [j for j, (s, c, bx) in enumerate(other) if j not in used and c == label

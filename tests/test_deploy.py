@@ -110,6 +110,11 @@ def test_runtime_choice_and_what_it_says(tmp_path, lively_checkpoint, monkeypatc
     threads = load_detector(lively_checkpoint, CPU, {"threads": 1})
     assert threads.detector.threads == 1 and "1 thread(s)" in threads.description
 
+    monkeypatch.setattr(deploy, "onnxruntime_version", lambda: None)  # a machine without onnxruntime
+    missing = load_detector(lively_checkpoint, CPU, {})
+    assert missing.runtime == "torch" and "onnxruntime (or onnx) is not installed" in missing.description
+    monkeypatch.undo()
+
     def broken(*args, **kwargs):
         raise RuntimeError("exporter says no")
 
