@@ -3,6 +3,9 @@
     python detect.py --weights runs/RUN/final.pth photo.jpg folder/ clip.mp4
     python detect.py --weights runs/RUN/final.pth --camera 0
     python detect.py --weights weights/ssd300_mAP_77.43_v2.pth street.jpg --classes person car
+    python detect.py --weights runs/RUN/ssd300.detector.onnx photos/     # an exported detector
+
+On a CPU the detector runs on ONNX Runtime (--runtime auto), on a GPU in PyTorch; the first line says which.
 
 Annotated images keep their names under --output (default: a detections folder beside the weights file; two
 inputs with the same name from different folders become NAME.jpg and NAME_2.jpg); a video becomes <name>.mp4

@@ -3,6 +3,10 @@
     python eval.py --weights runs/shapes-300-20261124-101500/final.pth   # settings come from the checkpoint
     python eval.py --weights weights/ssd300_mAP_77.43_v2.pth --dataset VOC --dataset-root ~/data/VOCdevkit
     python eval.py --dataset VOC --dataset-root R --test-sets test --labels A B --from-results DIR  # score files
+    python eval.py --weights runs/RUN/ssd300.detector.int8.onnx      # an exported detector (fp32 or INT8)
+
+On a CPU the detector runs on ONNX Runtime (--runtime auto; exported beside the weights on first use), on a GPU in
+PyTorch; the first line says which and why.
 
 Outputs (results files, metrics.json, pr_curves.png, ap_table.png, examples.jpg) go to an `eval` folder beside
 the weights file unless --output says otherwise.

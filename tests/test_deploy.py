@@ -202,10 +202,34 @@ def test_int8_export_calibrates_on_the_users_images_and_runs_in_eval(tmp_path, l
     assert "INT8 graph" in capsys.readouterr().out
 
 
-def test_export_flag_errors(tmp_path, lively_checkpoint, capsys):
-    with pytest.raises(SystemExit):
-        export_script.main(["--weights", lively_checkpoint, "--int8"])
-    assert "--int8 needs --calibration-images DIR" in capsys.readouterr().err
-    assert export_script.main(["--weights", lively_checkpoint, "--int8", "--calibration-images",
-                               str(tmp_path / "none")]) == 2
-    assert f"--calibration-images {tmp_path / 'none'}: no such folder" in capsys.readouterr().err
+def test_readme_rows_of_the_runtime_errors(tmp_path, lively_checkpoint, capsys):
+    """README's bad-input rows for the runtimes and the export, word for word (paths filled in)."""
+    graph, network = str(tmp_path / "M.onnx"), str(tmp_path / "ssd300.onnx")
+    assert export_script.main(["--weights", lively_checkpoint, "--nms", "--output", graph]) == 0
+    assert export_script.main(["--weights", lively_checkpoint, "--output", network]) == 0
+    capsys.readouterr()
+    rows = [
+        (eval_script.main, ["--weights", lively_checkpoint, "--nms", "soft", "--runtime", "onnxruntime"],
+         "error: --runtime onnxruntime: --nms soft runs in PyTorch only; use --runtime torch"),
+        (eval_script.main, ["--weights", graph, "--nms-thresh", "0.6"],
+         f"error: --nms-thresh 0.6: {graph} holds nms-thresh 0.45 in its graph; export again with --nms-thresh 0.6 "
+         f"(python -m scripts.export_onnx --nms)"),
+        (eval_script.main, ["--weights", graph, "--runtime", "torch"],
+         f"error: --runtime torch: {graph} is an ONNX file, which ONNX Runtime runs; give the .pth weights for "
+         f"PyTorch"),
+        (eval_script.main, ["--weights", network],
+         f"error: {network}: exported without --nms (network only); eval.py and detect.py need the whole detector: "
+         f"python -m scripts.export_onnx --nms"),
+        (export_script.main, ["--weights", lively_checkpoint, "--int8"],
+         "error: --int8 needs --calibration-images DIR (a folder of images to calibrate the INT8 ranges on) "
+         "(see --help)"),
+        (export_script.main, ["--weights", lively_checkpoint, "--int8", "--calibration-images", "nope/"],
+         "error: --calibration-images nope/: no such folder"),
+    ]
+    for main, argv, line in rows:
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+        assert code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == line
