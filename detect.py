@@ -20,14 +20,13 @@ import cv2
 import torch
 
 from config import Config, ConfigError, Parser, add_flags, flags_given
-from data import read_image
+from data import PHOTO_EXTENSIONS, image_files, read_image
 from engine import load_detector, preprocess
 from utils.checkpoint import WeightsError
 from utils.distributed import resolve_device
 from utils.output import OutputError, check_output_file, check_output_folder
 from utils.visualize import draw_detections
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
@@ -93,10 +92,9 @@ def expand_inputs(inputs):
     images, videos = [], []
     for path in inputs:
         if os.path.isdir(path):
-            found = sorted(os.path.join(path, f) for f in os.listdir(path)
-                           if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+            found = image_files(path)
             if not found:
-                raise FileNotFoundError(f"{path}: no images in this folder ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+                raise FileNotFoundError(f"{path}: no images in this folder ({', '.join(sorted(PHOTO_EXTENSIONS))})")
             images += found
         elif os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS:
             videos.append(path)

@@ -26,7 +26,7 @@ import torchvision
 
 from benchmarks.common import device_name, seconds_per_call, step_parser
 from config import config_for
-from data import read_image
+from data import image_files, read_image
 from engine import Detector, OnnxDetector, autocast, export_onnx, load_model, preprocess
 from engine.deploy import default_threads, onnxruntime_version, quantize_int8
 from layers import PostProcessor
@@ -89,10 +89,10 @@ def benchmark_images(folder: str, count: int, size: int) -> torch.Tensor:
     if not folder:
         generator = torch.Generator().manual_seed(0)
         return torch.randint(0, 255, (count, 3, size, size), dtype=torch.uint8, generator=generator)
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith((".jpg", ".jpeg", ".png")))
-    if not names:
-        raise SystemExit(f"error: --images {folder}: no .jpg/.png images")
-    images = [read_image(os.path.join(folder, names[i % len(names)])) for i in range(count)]
+    paths = image_files(folder)
+    if not paths:
+        raise SystemExit(f"error: --images {folder}: no images")
+    images = [read_image(paths[i % len(paths)]) for i in range(count)]
     return preprocess(images, size)[0].contiguous()
 
 

@@ -4,7 +4,7 @@ import os
 from config import PIXEL_FORMATS
 
 from .coco import COCOSource
-from .common import DatasetError, decode_image, read_image
+from .common import PHOTO_EXTENSIONS, DatasetError, decode_image, image_files, read_image
 from .loader import Batch, Sample, SSDDataset, as_model_input, collate, eval_loader, train_loader
 from .shapes import ShapesDataset
 from .transforms import ResizeTransform, SSDAugmentation
@@ -49,4 +49,4 @@ def objects_for_training(source, use_difficult: bool) -> int:
 
 __all__ = ["Batch", "Sample", "build_source", "build_dataset", "VOCSource", "COCOSource", "ShapesDataset", "SSDDataset",
            "SSDAugmentation", "ResizeTransform", "collate", "train_loader", "eval_loader", "as_model_input",
-           "DatasetError", "read_image", "decode_image", "objects_for_training"]
+           "DatasetError", "read_image", "decode_image", "image_files", "PHOTO_EXTENSIONS", "objects_for_training"]

@@ -106,6 +106,15 @@ def jpeg_truncated(path: str) -> bool:
         return not f.read().rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
 
 
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def image_files(folder: str) -> list:
+    """The image files of `folder` (by extension, any case), sorted; [] when there are none."""
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                  if os.path.splitext(name)[1].lower() in PHOTO_EXTENSIONS)
+
+
 def read_image(path: str) -> np.ndarray:
     """-> uint8 HxWx3 BGR (see `decode_image`)."""
     return decode_image(path)[0]

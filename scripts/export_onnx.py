@@ -16,14 +16,12 @@ import os
 import sys
 
 from config import Config, ConfigError, Parser, add_flags, flags_given
-from data import read_image
+from data import PHOTO_EXTENSIONS, image_files, read_image
 from engine import export_onnx, load_model
 from engine.deploy import onnxruntime_version, quantize_int8
 from engine.evaluate import evenly_spaced
 from utils.checkpoint import WeightsError
 from utils.output import OutputError, check_output_file
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def parse_args(argv=None):
@@ -58,15 +56,15 @@ def calibration_images(folder: str, count: int) -> list:
     """Up to `count` evenly spaced readable images of `folder` (unreadable ones are counted and said)."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"--calibration-images {folder}: no such folder")
-    names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
-    if not names:
-        raise FileNotFoundError(f"--calibration-images {folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    paths = image_files(folder)
+    if not paths:
+        raise FileNotFoundError(f"--calibration-images {folder}: no images ({', '.join(PHOTO_EXTENSIONS)})")
     images, unreadable = [], []
-    for index in evenly_spaced(len(names), count):
+    for index in evenly_spaced(len(paths), count):
         try:
-            images.append(read_image(os.path.join(folder, names[index])))
+            images.append(read_image(paths[index]))
         except ValueError:
-            unreadable.append(names[index])
+            unreadable.append(os.path.basename(paths[index]))
     if unreadable:
         print(f"calibration: {len(unreadable)} unreadable image(s) skipped, first: {unreadable[0]}")
     if not images:
