@@ -61,7 +61,7 @@ class ImageDetector:
         flags = dict(flags_given(args), score_thresh=DRAW_THRESH if args.score_thresh is None else args.score_thresh)
         loaded = load_detector(args.weights, self.device, flags, say=print)
         print(loaded.description)
-        self.cfg, self.detector, self.runtime = loaded.cfg, loaded.detector, loaded.runtime
+        self.cfg, self.detector = loaded.cfg, loaded.detector
         self.names = list(self.cfg.labels)
         unknown = set(args.classes or []) - set(self.names)
         if unknown:
@@ -204,7 +204,8 @@ def main(argv=None):
         if images:
             elapsed = time.perf_counter() - start
             done = len(report)
-            print(f"{done} image(s) in {elapsed:.1f} s ({elapsed / max(done, 1):.2f} s per image, {detector.runtime} "
+            runtime = detector.detector.runtime
+            print(f"{done} image(s) in {elapsed:.1f} s ({elapsed / max(done, 1):.2f} s per image, {runtime} "
                   f"on {detector.device}, SSD{detector.cfg.size}); skipped (unreadable): {counts['unreadable']}"
                   + (f"; {counts['renamed']} written as NAME_2... (another input has the same file name)"
                      if counts["renamed"] else "")

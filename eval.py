@@ -125,8 +125,6 @@ def main(argv=None):
             raise DatasetError(f"dataset classes {source.class_names} differ from the model's {list(cfg.labels)}")
         metrics = evaluate(loaded.model, cfg, source, loaded.detector.device, output, loaded.detector,
                            progress=lambda batches: tqdm(batches, desc="evaluating", dynamic_ncols=True))
-        metrics["runtime"] = loaded.runtime
-        write_metrics(metrics, output)
     except (DatasetError, WeightsError, ConfigError, OutputError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

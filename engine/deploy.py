@@ -165,6 +165,7 @@ def default_threads() -> int:
 class OnnxDetector:
     """`engine.Detector`'s interface on ONNX Runtime: uint8 BGR batches [B, 3, S, S] -> detections, from a
     whole-detector ONNX file. `timing=True` accumulates seconds in `self.seconds["graph"]`."""
+    runtime = "onnxruntime"
 
     def __init__(self, path: str, threads: int = 0, timing: bool = False):
         import onnxruntime as ort
@@ -311,7 +312,6 @@ class LoadedDetector(NamedTuple):
     detector: object  # engine.Detector or OnnxDetector: the same call, the same detections
     cfg: Config
     model: object  # the PyTorch model (None for an .onnx file)
-    runtime: str  # "torch" or "onnxruntime"
     description: str  # one line: which runtime runs, where, and why
 
 
@@ -344,7 +344,7 @@ def load_detector(weights: str, device: torch.device, flags: dict, timing: bool 
                                   f"--runtime torch") from None
             runtime, why = "torch", f"auto: the ONNX export failed ({reason})"
         else:
-            return LoadedDetector(detector, cfg, model, runtime,
+            return LoadedDetector(detector, cfg, model,
                                   f"runtime: onnxruntime {onnxruntime_version()} on the CPU, {detector.threads} "
                                   f"thread(s) ({why}; --runtime torch for PyTorch); graph "
                                   f"{'reused' if reused else 'exported to'} {path}")
@@ -352,7 +352,7 @@ def load_detector(weights: str, device: torch.device, flags: dict, timing: bool 
         torch.set_num_threads(cfg.threads)
     detector = Detector.from_config(model, cfg, timing=timing)
     where = f"the CPU, {torch.get_num_threads()} thread(s)" if device.type == "cpu" else str(device)
-    return LoadedDetector(detector, cfg, model, "torch", f"runtime: PyTorch {torch.__version__} on {where} ({why})")
+    return LoadedDetector(detector, cfg, model, f"runtime: PyTorch {torch.__version__} on {where} ({why})")
 
 
 def _load_onnx_file(path: str, flags: dict, timing: bool) -> LoadedDetector:
@@ -377,6 +377,6 @@ def _load_onnx_file(path: str, flags: dict, timing: bool) -> LoadedDetector:
     cfg = resolve(flags, {k: v for k, v in saved.items() if k not in ("graph_nms", "int8")})
     detector = OnnxDetector(path, cfg.threads, timing)
     kind = "INT8" if saved.get("int8") else "fp32"
-    return LoadedDetector(detector, cfg, None, "onnxruntime",
+    return LoadedDetector(detector, cfg, None,
                           f"runtime: onnxruntime {onnxruntime_version()} on the CPU, {detector.threads} thread(s); "
                           f"{kind} graph {path}")

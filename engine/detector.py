@@ -72,6 +72,8 @@ class Detector:
     postprocess, or graph), with a device sync per batch.
     """
 
+    runtime = "torch"
+
     def __init__(self, model, postprocessor: PostProcessor = None, amp: str = "off", channels_last: bool = False,
                  compile: bool = False, cuda_graph: bool = False, nms_rounds: int = None, timing: bool = False):
         postprocessor = PostProcessor(model.box_coder) if postprocessor is None else postprocessor

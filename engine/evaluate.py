@@ -88,6 +88,7 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
     else:
         metrics = score_voc(source, results, cfg.metric, output)
     count = len(indices)
+    metrics["runtime"] = detector.runtime
     metrics["unreadable"] = len(unreadable)
     metrics["images"] = count
     metrics["images_in_set"] = len(source)

@@ -87,7 +87,7 @@ def test_runtime_auto_exports_once_reuses_and_never_reuses_changed_weights(tmp_p
     torch.save(state, weights)
     said = []
     loaded = load_detector(weights, CPU, {}, say=said.append)
-    assert loaded.runtime == "onnxruntime" and "auto" in loaded.description and len(said) == 1
+    assert loaded.detector.runtime == "onnxruntime" and "auto" in loaded.description and len(said) == 1
     cached = glob.glob(str(tmp_path / "w.*.onnx"))
     assert len(cached) == 1 and "exported to" in loaded.description
     again = load_detector(weights, CPU, {}, say=said.append)
@@ -102,9 +102,9 @@ def test_runtime_auto_exports_once_reuses_and_never_reuses_changed_weights(tmp_p
 
 
 def test_runtime_choice_and_what_it_says(tmp_path, lively_checkpoint, monkeypatch):
-    assert load_detector(lively_checkpoint, CPU, {"runtime": "torch"}).runtime == "torch"
+    assert load_detector(lively_checkpoint, CPU, {"runtime": "torch"}).detector.runtime == "torch"
     soft = load_detector(lively_checkpoint, CPU, {"nms": "soft"})
-    assert soft.runtime == "torch" and "--nms soft runs in PyTorch only" in soft.description
+    assert soft.detector.runtime == "torch" and "--nms soft runs in PyTorch only" in soft.description
     with pytest.raises(ConfigError, match="--runtime onnxruntime: --nms soft runs in PyTorch only"):
         load_detector(lively_checkpoint, CPU, {"nms": "soft", "runtime": "onnxruntime"})
     threads = load_detector(lively_checkpoint, CPU, {"threads": 1})
@@ -112,7 +112,7 @@ def test_runtime_choice_and_what_it_says(tmp_path, lively_checkpoint, monkeypatc
 
     monkeypatch.setattr(deploy, "onnxruntime_version", lambda: None)  # a machine without onnxruntime
     missing = load_detector(lively_checkpoint, CPU, {})
-    assert missing.runtime == "torch" and "onnxruntime (or onnx) is not installed" in missing.description
+    assert missing.detector.runtime == "torch" and "onnxruntime (or onnx) is not installed" in missing.description
     monkeypatch.undo()
 
     def broken(*args, **kwargs):
@@ -121,7 +121,7 @@ def test_runtime_choice_and_what_it_says(tmp_path, lively_checkpoint, monkeypatc
     monkeypatch.setattr(deploy, "export_onnx", broken)
     monkeypatch.setattr(deploy, "cached_export_path", lambda w, c: str(tmp_path / "never.onnx"))
     fallback = load_detector(lively_checkpoint, CPU, {})
-    assert fallback.runtime == "torch"
+    assert fallback.detector.runtime == "torch"
     assert "auto: the ONNX export failed (RuntimeError: exporter says no)" in fallback.description
     with pytest.raises(ConfigError, match="export of .* failed"):
         load_detector(lively_checkpoint, CPU, {"runtime": "onnxruntime"})
