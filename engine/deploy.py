@@ -118,17 +118,22 @@ def export_onnx(model, cfg: Config, path: str, nms: bool = True, opset: int = OP
             torch.onnx.export(wrapped, (example,), temporary, dynamo=False, opset_version=opset,
                               input_names=["images"], output_names=outputs,
                               dynamic_axes={name: {0: "batch"} for name in ["images"] + outputs})
-        import onnx
-        graph = onnx.load(temporary)
-        settings = dict(cfg.to_dict(), graph_nms=nms)
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(settings)
-        onnx.save(graph, temporary)
+        _store_settings(temporary, dict(cfg.to_dict(), graph_nms=nms))
         _publish(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
     return wrapped
+
+
+def _store_settings(path: str, settings: dict):
+    """Write `settings` (the resolved config and how the graph was made) as the file's only metadata entry."""
+    import onnx
+    graph = onnx.load(path)
+    del graph.metadata_props[:]
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(settings)
+    onnx.save(graph, path)
 
 
 def _publish(temporary: str, path: str):
@@ -294,13 +299,7 @@ def quantize_int8(source: str, target: str, calibration_images: list, size: int)
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
                         nodes_to_exclude=heads, calibrate_method=CalibrationMethod.Percentile,
                         extra_options={"CalibPercentile": 99.99})
-        graph = onnx.load(temporary)
-        settings = {p.key: p.value for p in onnx.load(source, load_external_data=False).metadata_props}
-        saved = json.loads(settings[METADATA_KEY])
-        del graph.metadata_props[:]
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(dict(saved, int8=True))
-        onnx.save(graph, temporary)
+        _store_settings(temporary, dict(read_metadata(source), int8=True))
         _publish(temporary, target)
     finally:
         if os.path.exists(temporary):
