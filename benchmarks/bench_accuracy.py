@@ -16,6 +16,9 @@ Set-ups (both by default, `--setups a b`):
 The budget (images seen) is the same for every model: --budget / --batch-size iterations. `--evals N` scores every
 model N times along the way (the curve; `--curve FILE.png` draws it). Seeds run one after the other; to use two
 cores run one process per seed with OMP_NUM_THREADS=1 and `--json` each, then `--combine A.json B.json`.
+`--ours-from A.json` takes ours's rows from an earlier run of the same recipe, data and budget (`--setups ours`)
+instead of training ours again; set-up (a) still draws its batches from our loader, whose stream depends on the seed
+alone, so torchvision sees the very batches ours was trained on.
 Prints one Markdown table (mean over seeds, the spread in brackets) and writes it as JSON (`--json`).
 """
 import argparse
@@ -34,7 +37,7 @@ from torchvision.transforms import v2
 
 from benchmarks.common import device_name
 from config import ConfigError, resolve
-from data import DatasetError, build_dataset, eval_loader
+from data import DatasetError, build_dataset, eval_loader, train_loader
 from data.loader import TrainSampler
 from engine import Detector, Trainer, evenly_spaced, score_voc
 from engine.trainer import lr_factor
@@ -79,6 +82,9 @@ def parse_args(argv=None):
     p.add_argument("--json", help="write the results (every seed, every evaluation) to this JSON file")
     p.add_argument("--curve", help="draw mAP against images seen, every model and seed, into this PNG")
     p.add_argument("--combine", nargs="+", metavar="JSON", help="print one table from earlier --json files")
+    p.add_argument("--ours-from", nargs="+", metavar="JSON",
+                   help="ours's rows from earlier --json files of the same recipe, data and budget: ours is not "
+                        "trained again")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p.parse_args(argv)
 
@@ -281,8 +287,9 @@ def score(predict, model, cfg, source, indices: list) -> dict:
 
 # --- one seed ------------------------------------------------------------------------------------------------------
 
-def run_seed(args, seed: int, folder: str, device) -> list:
-    """Every model of the chosen set-ups for one seed -> a list of row records."""
+def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list:
+    """Every model of the chosen set-ups for one seed -> a list of row records. `earlier`: ours's row for this
+    seed from an earlier run of the same recipe, data and budget; ours is then not trained again."""
     cfg = ours_config(args, seed, os.path.join(folder, f"ours-seed{seed}"))
     trainer = Trainer(cfg, device=device)
     cfg = trainer.cfg
@@ -295,8 +302,16 @@ def run_seed(args, seed: int, folder: str, device) -> list:
     common = dict(seed=seed, images_seen=cfg.max_iter * cfg.batch_size, iterations=cfg.max_iter,
                   batch_size=cfg.batch_size)
     name = f"ours ({cfg.backbone}{', ' + args.ablation if args.ablation else ''})"
-    ours = dict(common, setup="+".join(s for s in ("a", "b") if s in args.setups) or "ours", model=name,
-                recipe=train_py_command(cfg), curve=[])
+    setup = "+".join(s for s in ("a", "b") if s in args.setups) or "ours"
+    if earlier is None:
+        ours = dict(common, setup=setup, model=name, recipe=train_py_command(cfg), curve=[])
+    elif (earlier["model"], earlier["recipe"], earlier["images_seen"]) != (name, train_py_command(cfg),
+                                                                          common["images_seen"]):
+        raise ConfigError(f"--ours-from: seed {seed} was {earlier['model']}, {earlier['recipe']}, "
+                          f"{earlier['images_seen']} images; this run is {name}, {train_py_command(cfg)}, "
+                          f"{common['images_seen']} images")
+    else:
+        ours = dict(earlier, setup=setup)
     rows = [ours]
     tv_a = None
     if "a" in args.setups:
@@ -304,27 +319,37 @@ def run_seed(args, seed: int, folder: str, device) -> list:
                               cfg.weight_decay, lambda it: lr_factor(cfg, it))
         rows.append(dict(common, setup="a", model=f"torchvision {TORCHVISION[args.arch]['build']}",
                          recipe="ours (same batches, SGD settings and schedule)", curve=[]))
-    clock = {"last": None, "ours": 0.0}  # ours: from the end of one hook call to the start of the next
     ours_predict = Detector.from_config(trainer.model, cfg)
 
-    def on_step(t, batch):
-        now = time.perf_counter()
-        clock["ours"] += now - (clock["last"] or clock["start"])
+    def on_batch(iteration: int, batch):
         if tv_a is not None:
             tv_a.step(*to_torchvision(batch.images, batch.targets, device))
-        if t.iteration in eval_at:
-            point = score(ours_predict, t.model, cfg, source, indices)
-            ours["curve"].append(dict(point, images_seen=t.iteration * cfg.batch_size))
-            log.info("seed %d iteration %d: ours mAP %.4f", seed, t.iteration, point["mAP"])
+        if iteration in eval_at:
+            if earlier is None:
+                point = score(ours_predict, trainer.model, cfg, source, indices)
+                ours["curve"].append(dict(point, images_seen=iteration * cfg.batch_size))
+                log.info("seed %d iteration %d: ours mAP %.4f", seed, iteration, point["mAP"])
             if tv_a is not None:
                 point = score(torchvision_predict(tv_a.model), tv_a.model, cfg, source, indices)
-                rows[1]["curve"].append(dict(point, images_seen=t.iteration * cfg.batch_size))
-                log.info("seed %d iteration %d: torchvision (a) mAP %.4f", seed, t.iteration, point["mAP"])
-        clock["last"] = time.perf_counter()
+                rows[1]["curve"].append(dict(point, images_seen=iteration * cfg.batch_size))
+                log.info("seed %d iteration %d: torchvision (a) mAP %.4f", seed, iteration, point["mAP"])
 
-    clock["start"] = time.perf_counter()
-    trainer.train(on_step=on_step)
-    ours["train_s"] = clock["ours"]
+    if earlier is None:
+        clock = {"last": None, "ours": 0.0}  # ours: from the end of one hook call to the start of the next
+
+        def on_step(t, batch):
+            now = time.perf_counter()
+            clock["ours"] += now - (clock["last"] or clock["start"])
+            on_batch(t.iteration, batch)
+            clock["last"] = time.perf_counter()
+
+        clock["start"] = time.perf_counter()
+        trainer.train(on_step=on_step)
+        ours["train_s"] = clock["ours"]
+    elif tv_a is not None:
+        loader = train_loader(trainer.dataset, cfg.batch_size, cfg.workers, cfg.seed, pin_memory=False)
+        for iteration, batch in zip(range(1, cfg.max_iter + 1), loader):
+            on_batch(iteration, batch)
     if tv_a is not None:
         rows[1]["train_s"] = tv_a.seconds
     if "b" in args.setups:
@@ -414,6 +439,22 @@ def write_json(path: str, header: str, rows: list):
         json.dump({"header": header, "rows": rows}, f, indent=1)
 
 
+def ours_rows(paths: list, header: str) -> dict:
+    """{seed: ours's row} from earlier --json files of the same architecture, data and budget."""
+    rows = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--ours-from {path}: {exc}") from None
+        if record["header"].split(";")[0] != header.split(";")[0]:
+            raise ConfigError(f"--ours-from {path}: another run ({record['header'].split(';')[0]}); this one is "
+                              f"{header.split(';')[0]}")
+        rows.update((row["seed"], row) for row in record["rows"] if row["model"].startswith("ours"))
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -429,9 +470,12 @@ def main(argv=None):
                   f"{torchvision.__version__}; {time.strftime('%Y-%m-%d')}")
         rows = []
         try:
+            earlier = ours_rows(args.ours_from, header) if args.ours_from else {}
             with tempfile.TemporaryDirectory() as scratch:
                 for seed in args.seeds:
-                    rows += run_seed(args, seed, args.output or scratch, device)
+                    if args.ours_from and seed not in earlier:
+                        raise ConfigError(f"--ours-from: no row of ours for seed {seed} in {' '.join(args.ours_from)}")
+                    rows += run_seed(args, seed, args.output or scratch, device, earlier.get(seed))
                     if args.json:  # after every seed: an hour's work survives a later failure
                         write_json(args.json, header, rows)
         except (ConfigError, DatasetError, WeightsError) as exc:
