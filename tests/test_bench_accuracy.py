@@ -94,3 +94,22 @@ def test_bad_dataset_is_one_line(tmp_path):
     with pytest.raises(SystemExit, match="error: .*not found"):
         bench_accuracy.main(TINY + ["--dataset", "VOC", "--dataset-root", str(tmp_path / "missing"), "--labels",
                                     "a"])
+
+
+def test_ours_from_replays_the_same_batches(tmp_path, capsys):
+    """--ours-from: torchvision (a) trained on the replayed stream of our loader scores exactly what it scores in
+    lockstep with ours; ours's row is taken over, not retrained; another budget is refused in one line."""
+    shapes = ["--shapes-images", "8", "4"]
+    lockstep, _ = run(tmp_path, capsys, *shapes, "--setups", "a")
+    ours_only, _ = run(tmp_path, capsys, *shapes, "--setups", "ours")
+    earlier = tmp_path / "ours.json"
+    earlier.write_text(json.dumps(ours_only))
+    replayed, out = run(tmp_path, capsys, *shapes, "--ours-from", str(earlier))
+    assert [(r["setup"], r["model"].split()[0]) for r in replayed["rows"]] == [
+        ("a+b", "ours"), ("a", "torchvision"), ("b", "torchvision")]
+    assert replayed["rows"][0]["curve"] == ours_only["rows"][0]["curve"] == lockstep["rows"][0]["curve"]
+    assert replayed["rows"][1]["curve"] == lockstep["rows"][1]["curve"]
+    with pytest.raises(SystemExit, match="error: --ours-from .*budget 8 images.*budget 12 images"):
+        bench_accuracy.main(TINY[2:] + ["--budget", "12"] + shapes + ["--ours-from", str(earlier)])
+    with pytest.raises(SystemExit, match="error: --ours-from: no row of ours for seed 1"):
+        bench_accuracy.main(TINY + shapes + ["--seeds", "1", "--ours-from", str(earlier)])
