@@ -34,6 +34,7 @@ import torch
 import torchvision
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from tqdm import tqdm
 
 from benchmarks.common import device_name
 from config import ConfigError, resolve
@@ -243,7 +244,7 @@ def train_torchvision_own(args, cfg, source, seed: int, device, on_iteration) ->
         sampler=TrainSampler(len(source), seed), num_workers=cfg.workers, drop_last=True,
         collate_fn=lambda batch: tuple(zip(*batch)), persistent_workers=cfg.workers > 0)
     batches = iter(loader)
-    for iteration in range(1, cfg.max_iter + 1):
+    for iteration in tqdm(range(1, cfg.max_iter + 1), desc="torchvision (b)"):
         start = time.perf_counter()
         images, targets = next(batches)
         run.seconds += time.perf_counter() - start
@@ -348,7 +349,7 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
         ours["train_s"] = clock["ours"]
     elif tv_a is not None:
         loader = train_loader(trainer.dataset, cfg.batch_size, cfg.workers, cfg.seed, pin_memory=False)
-        for iteration, batch in zip(range(1, cfg.max_iter + 1), loader):
+        for iteration, batch in zip(tqdm(range(1, cfg.max_iter + 1), desc="torchvision (a)"), loader):
             on_batch(iteration, batch)
     if tv_a is not None:
         rows[1]["train_s"] = tv_a.seconds
@@ -382,6 +383,25 @@ def spread(values: list, digits: int = 3) -> str:
     if len(values) == 1:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def merge_ours(rows: list) -> list:
+    """One row for ours per seed and recipe: runs of set-up (a) alone and (b) alone (with --ours-from the same
+    earlier run of ours) each carry ours's row; they become one row of set-up a+b."""
+    merged, out = {}, []
+    for row in rows:
+        if not row["model"].startswith("ours"):
+            out.append(row)
+            continue
+        key = (row["seed"], row["model"], row["recipe"], row["images_seen"], row["final"]["mAP"])
+        if key in merged:
+            first = merged[key]
+            setups = set(first["setup"].split("+")) | set(row["setup"].split("+"))
+            first["setup"] = "+".join(s for s in ("a", "b") if s in setups) or "ours"
+        else:
+            merged[key] = dict(row)
+            out.append(merged[key])
+    return out
 
 
 def table(rows: list) -> str:
@@ -460,7 +480,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     if args.combine:
         records = [json.load(open(path)) for path in args.combine]
-        rows = [row for record in records for row in record["rows"]]
+        rows = merge_ours([row for record in records for row in record["rows"]])
         header = records[0]["header"]
     else:
         device = torch.device(args.device)

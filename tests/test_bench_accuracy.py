@@ -113,3 +113,20 @@ def test_ours_from_replays_the_same_batches(tmp_path, capsys):
         bench_accuracy.main(TINY[2:] + ["--budget", "12"] + shapes + ["--ours-from", str(earlier)])
     with pytest.raises(SystemExit, match="error: --ours-from: no row of ours for seed 1"):
         bench_accuracy.main(TINY + shapes + ["--seeds", "1", "--ours-from", str(earlier)])
+
+
+def test_combine_merges_ours_of_separate_setups(tmp_path, capsys):
+    """Set-ups (a) and (b) run apart, each with ours's row: --combine shows ours once, as a+b, with both ratios."""
+    ours = {"seed": 0, "model": "ours (mobilenet_v3)", "recipe": "python train.py", "images_seen": 8,
+            "iterations": 2, "batch_size": 4, "train_s": 60.0, "train_img_s": 0.13,
+            "final": {"mAP": 0.5, "AP": {"x": 0.5}, "image_ids": ["1"]}}
+    tv = dict(ours, model="torchvision ssdlite", recipe="", final={"mAP": 0.25, "AP": {"x": 0.25}, "image_ids": ["1"]})
+    paths = []
+    for setup, row in (("a", tv), ("b", dict(tv, final={"mAP": 1.0, "AP": {"x": 1.0}, "image_ids": ["1"]}))):
+        paths.append(tmp_path / f"{setup}.json")
+        paths[-1].write_text(json.dumps({"header": "h", "rows": [dict(ours, setup=setup), dict(row, setup=setup)]}))
+    bench_accuracy.main(["--combine", *map(str, paths)])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| a")
+             or line.startswith("| b")]
+    assert [line.split("|")[1].strip() for line in table] == ["a+b", "a", "b"]
+    assert table[1].endswith("| 2.00x |") and table[2].endswith("| 0.50x |")
