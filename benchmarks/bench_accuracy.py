@@ -437,13 +437,12 @@ def draw_curve(rows: list, path: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"a": "-", "a+b": "-", "b": "--"}
     for row in rows:
         xs = [p["images_seen"] for p in row["curve"]]
         ys = [p["mAP"] for p in row["curve"]]
         colour = "tab:blue" if row["model"].startswith("ours") else ("tab:orange" if row["setup"] == "a"
                                                                      else "tab:green")
-        ax.plot(xs, ys, styles[row["setup"]], marker="o", color=colour,
+        ax.plot(xs, ys, "--" if row["setup"] == "b" else "-", marker="o", color=colour,
                 label=f"{row['model']}, set-up {row['setup']}, seed {row['seed']}")
     ax.set_xlabel("training images seen")
     ax.set_ylabel("mAP07 (test set)")
