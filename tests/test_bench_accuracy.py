@@ -101,7 +101,8 @@ def test_ours_from_replays_the_same_batches(tmp_path, capsys):
     lockstep with ours; ours's row is taken over, not retrained; another budget is refused in one line."""
     shapes = ["--shapes-images", "8", "4"]
     lockstep, _ = run(tmp_path, capsys, *shapes, "--setups", "a")
-    ours_only, _ = run(tmp_path, capsys, *shapes, "--setups", "ours")
+    ours_only, _ = run(tmp_path, capsys, *shapes, "--setups", "ours", "--curve", str(tmp_path / "ours.png"))
+    assert cv2.imread(str(tmp_path / "ours.png")) is not None
     earlier = tmp_path / "ours.json"
     earlier.write_text(json.dumps(ours_only))
     replayed, out = run(tmp_path, capsys, *shapes, "--ours-from", str(earlier))
