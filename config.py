@@ -106,6 +106,8 @@ class Config:
     basenet: str = "weights/vgg16_reducedfc.pth"
     pixel_format: str = "caffe"
     labels: tuple = VOC_CLASSES
+    # prior sizes in input pixels, one per feature map; empty: the layout's (PRIORS)
+    min_sizes: tuple = ()
     # data
     dataset: str = "VOC"
     dataset_root: str = "~/data/VOCdevkit"
@@ -191,7 +193,11 @@ class Config:
         return "coco" if self.dataset.upper() == "COCO" else "voc"
 
     def priors(self) -> dict:
-        return dict(PRIORS[(self.prior_family, self.size)])
+        layout = dict(PRIORS[(self.prior_family, self.size)])
+        if self.min_sizes:  # each map's extra square prior reaches to the next map's size, as in every layout above
+            layout.update(min_sizes=list(self.min_sizes),
+                          max_sizes=list(self.min_sizes[1:]) + [layout["max_sizes"][-1]])
+        return layout
 
     @property
     def variances(self) -> tuple:
@@ -216,11 +222,11 @@ class Config:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-TUPLE_FIELDS = ("labels", "sets", "test_sets", "lr_steps")
+TUPLE_FIELDS = ("labels", "sets", "test_sets", "lr_steps", "min_sizes")
 # Keys renamed since checkpoints were first written: old name -> new name.
 RENAMED = {"conf_thresh": "score_thresh", "save_folder": "output"}
 # The settings that define the network: a checkpoint and a config must agree on them.
-MODEL_KEYS = ("backbone", "size", "batch_norm", "labels", "dataset", "pixel_format")
+MODEL_KEYS = ("backbone", "size", "batch_norm", "labels", "dataset", "pixel_format", "min_sizes")
 
 # Per-dataset defaults applied over Config's.
 DATASET_DEFAULTS = {
@@ -282,6 +288,15 @@ def _check(cfg: Config) -> Config:
         raise ConfigError("--labels: give at least one class name")
     if len(set(cfg.labels)) != len(cfg.labels):
         raise ConfigError(f"--labels: a class name is repeated ({' '.join(cfg.labels)})")
+    if cfg.min_sizes:
+        layout = PRIORS[(cfg.prior_family, cfg.size)]
+        maps, top = len(layout["feature_maps"]), layout["max_sizes"][-1]
+        sizes = cfg.min_sizes
+        if len(sizes) != maps or not all(0 < a < b for a, b in zip(sizes, sizes[1:] + (top,))):
+            raise ConfigError(f"--min-sizes: give {maps} prior sizes in pixels, one per feature map of the "
+                              f"{cfg.backbone} {cfg.size} layout, increasing and below {top:g} (got "
+                              f"{' '.join(f'{v:g}' for v in sizes)}; the layout's: "
+                              f"{' '.join(f'{v:g}' for v in layout['min_sizes'])})")
     return cfg
 
 
@@ -351,6 +366,8 @@ FLAG_HELP = {
                 "(SSDLite320)",
     "size": "input size: 300 or 512 for vgg16, 300 for resnet50, 320 for mobilenet_v3",
     "batch_norm": "BatchNorm variant (for training from scratch)",
+    "min_sizes": "prior box sizes in input pixels, one per feature map, smallest first (each map's extra square "
+                 "prior reaches to the next map's size); smaller first sizes for small objects",
     "basenet": "backbone weights: for vgg16 vgg16_reducedfc.pth or torchvision's vgg16 file; for resnet50 and "
                "mobilenet_v3 a torchvision weights name or file; 'none' to train from scratch",
     "augment": "the paper's data augmentation",
@@ -486,7 +503,7 @@ def add_flags(parser: argparse.ArgumentParser, keys, defaults: Config, shown: di
         elif fields[key].type == "bool":
             parser.add_argument(flag(key), action=argparse.BooleanOptionalAction, default=None, help=text)
         elif isinstance(value, tuple):
-            kind = int if key == "lr_steps" else str
+            kind = {"lr_steps": int, "min_sizes": float}.get(key, str)
             parser.add_argument(flag(key), nargs="+", type=kind, help=text)
         else:
             parser.add_argument(flag(key), type=type(value), help=text)

@@ -38,9 +38,9 @@ from utils.output import OutputError, check_output_folder
 
 log = logging.getLogger("ssd")
 TRAIN_KEYS = ("dataset", "dataset_root", "sets", "test_sets", "labels", "backbone", "size", "batch_norm", "basenet",
-              "batch_size", "lr", "momentum", "weight_decay", "caffe_biases", "lr_steps", "gamma", "warmup_iters",
-              "max_iter", "workers", "seed", "output", "checkpoint_every", "keep_checkpoints", "eval_every",
-              "eval_limit", "final_eval", "amp", "channels_last", "compile", "augment", "photometric",
+              "min_sizes", "batch_size", "lr", "momentum", "weight_decay", "caffe_biases", "lr_steps", "gamma",
+              "warmup_iters", "max_iter", "workers", "seed", "output", "checkpoint_every", "keep_checkpoints",
+              "eval_every", "eval_limit", "final_eval", "amp", "channels_last", "compile", "augment", "photometric",
               "train_difficult", "matching", "visdom", "tensorboard", "log_every", "max_bad_steps",
               "shapes_train_images", "shapes_test_images")
 
@@ -50,7 +50,9 @@ def parse_args(argv=None):
     dataset = chosen_dataset(argv, "shapes")
     p = Parser(__doc__)
     add_flags(p, TRAIN_KEYS, config_for(dataset), shown={"output": f"{RUNS_ROOT}/<dataset>-<size>-<date-time>",
-                                                        "matching": "bipartite for vgg16, else best-prior"})
+                                                        "matching": "bipartite for vgg16, else best-prior",
+                                                        "min_sizes": "the layout's, e.g. SSDLite320: 64 112 160 208 "
+                                                                     "256 304"})
     p.add_argument("--resume", metavar="auto|FOLDER|FILE",
                    help="continue a run: 'auto' = the newest run (in --output when given), a run folder (its newest "
                         "checkpoint), or a checkpoint file; its settings come back, flags given again win")

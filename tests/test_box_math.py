@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from config import PRIORS
+from config import PRIORS, ConfigError, config_for
 from layers import BoxCoder, PriorBox, cxcywh_to_xyxy, decode, encode, pairwise_box_iou, xyxy_to_cxcywh
 
 
@@ -36,6 +36,29 @@ def test_hand_computed_priors_ssd300():
     assert torch.allclose(p[-1], torch.tensor([0.5, 0.5, 0.88 / r2, 1.0]), atol=1e-6)
     assert torch.allclose(p[-3], torch.tensor([0.5, 0.5, math.sqrt(0.88 * 1.05), math.sqrt(0.88 * 1.05)]), atol=1e-6)
     assert p.min() >= 0 and p.max() <= 1
+
+
+def test_min_sizes_flag_replaces_the_layouts_sizes():
+    """--min-sizes: s_k = size / 320 per map, the extra square prior sqrt(s_k s_k+1), the last one reaching to the
+    layout's largest size (320 for SSDLite320); the count of priors is the layout's."""
+    sizes = (32, 86.4, 140.8, 195.2, 249.6, 304)
+    cfg = config_for("VOC", backbone="mobilenet_v3", min_sizes=sizes)
+    p = PriorBox(cfg.priors()).forward()
+    assert p.shape == PriorBox(PRIORS[("voc", 320)]).forward().shape == (3234, 4)
+    c0 = 0.5 / 20  # first cell of the 20x20 map (step 16)
+    r3 = math.sqrt(3)
+    assert torch.allclose(p[:6], torch.tensor([
+        [c0, c0, 0.1, 0.1], [c0, c0, math.sqrt(0.1 * 0.27), math.sqrt(0.1 * 0.27)],
+        [c0, c0, 0.1 * math.sqrt(2), 0.1 / math.sqrt(2)], [c0, c0, 0.1 / math.sqrt(2), 0.1 * math.sqrt(2)],
+        [c0, c0, 0.1 * r3, 0.1 / r3], [c0, c0, 0.1 / r3, 0.1 * r3]]), atol=1e-6)
+    assert torch.allclose(p[-5], torch.tensor([0.5, 0.5, math.sqrt(0.95 * 1.0), math.sqrt(0.95 * 1.0)]), atol=1e-6)
+
+
+@pytest.mark.parametrize("sizes", [(32, 64, 112), (64, 32, 112, 160, 208, 256), (64, 112, 160, 208, 256, 330)])
+def test_min_sizes_errors_name_the_flag(sizes):  # too few, not increasing, beyond the largest prior (320)
+    with pytest.raises(ConfigError, match="^--min-sizes: give 6 prior sizes in pixels, one per feature map of the "
+                                          "mobilenet_v3 320 layout, increasing and below 320 .*the layout's: 64 112"):
+        config_for("VOC", backbone="mobilenet_v3", min_sizes=sizes)
 
 
 def test_priors_ssd512_last_map():

@@ -35,13 +35,15 @@ def test_utils_imports_nothing_else_of_the_project():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """2 iterations with non-default size (512), labels, BatchNorm and pixel format (from scratch: torchvision)."""
+    """2 iterations with non-default size (512), labels, BatchNorm, prior sizes and pixel format (from scratch:
+    torchvision)."""
     folder = tmp_path_factory.mktemp("one_way")
     images = {f"i{k}": ([("cat", 4, 5, 40, 44), ("dog", 30, 20, 60, 46)], 64, 48) for k in range(3)}
     make_voc_folder(folder / "data", images, sets={"trainval": ["i0", "i1"], "test": ["i2"]})
     run = folder / "run"
     assert train.main(["--dataset", "VOC", "--dataset-root", str(folder / "data"), "--labels", "dog", "cat",
                        "--size", "512", "--batch-norm", "--basenet", "none", "--batch-size", "2", "--workers", "0",
+                       "--min-sizes", "20", "50", "130", "210", "290", "370", "450",
                        "--max-iter", "2", "--eval-every", "0", "--no-final-eval", "--no-tensorboard",
                        "--checkpoint-every", "0", "--output", str(run)]) == 0
     return folder, str(run / "final.pth")
@@ -52,6 +54,7 @@ def test_every_entry_point_rebuilds_the_trained_config_and_outputs(trained, tmp_
     saved = read_state(weights)
     cfg = Config.from_dict(saved["config"])
     assert (cfg.size, cfg.batch_norm, cfg.labels, cfg.pixel_format) == (512, True, ("dog", "cat"), "torchvision")
+    assert cfg.min_sizes == (20, 50, 130, 210, 290, 370, 450)
     reference = SSD.from_config(cfg).eval()
     reference.load_state_dict(saved["model"])
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
@@ -71,6 +74,7 @@ def test_every_entry_point_rebuilds_the_trained_config_and_outputs(trained, tmp_
     with torch.no_grad():
         loc, conf = model(batch)
     assert torch.equal(loc, expected[0]) and torch.equal(conf, expected[1])
+    assert torch.equal(model.priors, reference.priors) and model.priors[0, 2] == pytest.approx(20 / 512)
     # the export writes the same network (its outputs against onnxruntime are checked in test_export_detect)
     assert export_onnx.main(["--weights", weights, "--output", str(tmp_path / "m.onnx")]) == 0
     # and eval.py itself runs on it, writing beside the weights
