@@ -97,6 +97,10 @@ def ours_config(args, seed: int, output: str):
                  warmup_iters=min(OURS[args.arch]["warmup_iters"], iterations // 4), seed=seed, workers=args.workers,
                  output=output, checkpoint_every=0, eval_every=0, final_eval=False, tensorboard=False,
                  log_every=max(1, iterations // 20), eval_limit=args.eval_limit)
+    if isinstance(ABLATIONS.get(args.ablation), dict):
+        if args.arch != "mobilenet_v3":
+            raise ConfigError(f"--ablation {args.ablation}: for --arch mobilenet_v3 only")
+        flags.update(ABLATIONS[args.ablation])
     if args.dataset == "shapes":
         flags.update(shapes_train_images=args.shapes_images[0], shapes_test_images=args.shapes_images[1])
     else:
@@ -108,14 +112,18 @@ def ours_config(args, seed: int, output: str):
 
 def train_py_command(cfg) -> str:
     """The train.py command line of our rows (the dataset's own flags aside)."""
-    keys = ("backbone", "basenet", "batch_norm", "batch_size", "lr", "warmup_iters", "max_iter", "lr_steps")
+    keys = ("backbone", "basenet", "batch_norm", "min_sizes", "batch_size", "lr", "warmup_iters", "max_iter",
+            "lr_steps")
     parts = []
     for key in keys:
         value = getattr(cfg, key)
         if key == "batch_norm":
             parts.append("--batch-norm" if value and cfg.backbone == "vgg16" else "")
             continue
-        value = " ".join(map(str, value)) if isinstance(value, tuple) else value
+        if value == ():
+            continue
+        value = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, tuple) \
+            else value
         parts.append(f"--{key.replace('_', '-')} {value}")
     return "python train.py " + " ".join(p for p in parts if p)
 
@@ -144,7 +152,10 @@ def other_matching(trainer):
     trainer.criterion.matching = "bipartite" if trainer.cfg.matching == "best-prior" else "best-prior"
 
 
-ABLATIONS = {"kaiming-xavier-init": kaiming_xavier_init, "other-matching": other_matching}
+# --ablation NAME: a function edits the built trainer; a dict of settings goes into ours's config.
+ABLATIONS = {"kaiming-xavier-init": kaiming_xavier_init, "other-matching": other_matching,
+             # SSDLite's prior scales from 0.1 instead of 0.2 of 320 px: the paper's s_k with s_min 0.1, s_max 0.95
+             "small-priors": dict(min_sizes=(32, 86.4, 140.8, 195.2, 249.6, 304))}
 
 
 # --- torchvision's model -------------------------------------------------------------------------------------------
@@ -294,7 +305,7 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
     cfg = ours_config(args, seed, os.path.join(folder, f"ours-seed{seed}"))
     trainer = Trainer(cfg, device=device)
     cfg = trainer.cfg
-    if args.ablation:
+    if callable(ABLATIONS.get(args.ablation)):
         with torch.no_grad():
             ABLATIONS[args.ablation](trainer)
     source = build_dataset(cfg, train=False).source
