@@ -476,12 +476,13 @@ def ours_rows(paths: list, header: str) -> dict:
         try:
             with open(path) as f:
                 record = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--ours-from {path}: {exc}") from None
-        if record["header"].split(";")[0] != header.split(";")[0]:
-            raise ConfigError(f"--ours-from {path}: another run ({record['header'].split(';')[0]}); this one is "
-                              f"{header.split(';')[0]}")
-        rows.update((row["seed"], row) for row in record["rows"] if row["model"].startswith("ours"))
+            theirs, found = record["header"].split(";")[0], {row["seed"]: row for row in record["rows"]
+                                                              if row["model"].startswith("ours")}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"--ours-from {path}: not a --json file of this benchmark ({exc})") from None
+        if theirs != header.split(";")[0]:
+            raise ConfigError(f"--ours-from {path}: another run ({theirs}); this one is {header.split(';')[0]}")
+        rows.update(found)
     return rows
 
 

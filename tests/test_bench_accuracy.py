@@ -112,6 +112,9 @@ def test_ours_from_replays_the_same_batches(tmp_path, capsys):
     assert replayed["rows"][1]["curve"] == lockstep["rows"][1]["curve"]
     with pytest.raises(SystemExit, match="error: --ours-from .*budget 8 images.*budget 12 images"):
         bench_accuracy.main(TINY[2:] + ["--budget", "12"] + shapes + ["--ours-from", str(earlier)])
+    (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(SystemExit, match="error: --ours-from .*other.json: not a --json file of this benchmark"):
+        bench_accuracy.main(TINY + shapes + ["--ours-from", str(tmp_path / "other.json")])
     with pytest.raises(SystemExit, match="error: --ours-from: no row of ours for seed 1"):
         bench_accuracy.main(TINY + shapes + ["--seeds", "1", "--ours-from", str(earlier)])
 
