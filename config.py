@@ -106,8 +106,14 @@ class Config:
     basenet: str = "weights/vgg16_reducedfc.pth"
     pixel_format: str = "caffe"
     labels: tuple = VOC_CLASSES
-    # prior sizes in input pixels, one per feature map; empty: the layout's (PRIORS)
+    # priors of a new run: "auto" fits them to the training boxes for your own classes and keeps the paper's layout
+    # for PASCAL VOC's, COCO's and the shapes classes (so published recipes reproduce); "fit" always, "layout" never
+    priors: str = "auto"
+    # prior sizes in input pixels, one per feature map; empty: the layout's (PRIORS) or the fit's
     min_sizes: tuple = ()
+    # the explicit prior layout the network decodes with (PriorBox keys); what every checkpoint and ONNX export
+    # carries. Empty: built from PRIORS (by dataset family and size) and min_sizes when the config is made
+    prior_layout: dict = dataclasses.field(default_factory=dict)
     # data
     dataset: str = "VOC"
     dataset_root: str = "~/data/VOCdevkit"
@@ -182,6 +188,8 @@ class Config:
     def __post_init__(self):
         for name in TUPLE_FIELDS:  # lists from the command line or a checkpoint become tuples: truly frozen
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.prior_layout and (self.prior_family, self.size) in PRIORS:
+            object.__setattr__(self, "prior_layout", table_layout(self.prior_family, self.size, self.min_sizes))
 
     @property
     def num_classes(self) -> int:
@@ -192,16 +200,9 @@ class Config:
     def prior_family(self) -> str:
         return "coco" if self.dataset.upper() == "COCO" else "voc"
 
-    def priors(self) -> dict:
-        layout = dict(PRIORS[(self.prior_family, self.size)])
-        if self.min_sizes:  # each map's extra square prior reaches to the next map's size, as in every layout above
-            layout.update(min_sizes=list(self.min_sizes),
-                          max_sizes=list(self.min_sizes[1:]) + [layout["max_sizes"][-1]])
-        return layout
-
     @property
     def variances(self) -> tuple:
-        return tuple(PRIORS[(self.prior_family, self.size)]["variance"])
+        return tuple(self.prior_layout["variance"])
 
     def lr_for(self, total_batch: int) -> float:
         """The learning rate used for a total batch of `total_batch` images (linear scaling rule)."""
@@ -212,6 +213,8 @@ class Config:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def replace(self, **changes) -> Config:
+        if "prior_layout" not in changes and {"size", "min_sizes", "dataset"} & set(changes):
+            changes["prior_layout"] = {}  # rebuilt from the table for the new size / sizes
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -222,12 +225,26 @@ class Config:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+def table_layout(family: str, size: int, min_sizes=()) -> dict:
+    """The prior layout of PRIORS[(family, size)] as plain lists; `min_sizes` (pixels, one per map) replace its
+    sizes, each map's extra square prior reaching to the next map's size, as in every layout above."""
+    layout = {k: ([list(v) for v in value] if k == "aspect_ratios" else list(value))
+              if isinstance(value, (list, tuple)) else value for k, value in PRIORS[(family, size)].items()}
+    if min_sizes:
+        layout.update(min_sizes=[float(v) for v in min_sizes],
+                      max_sizes=[float(v) for v in min_sizes[1:]] + [layout["max_sizes"][-1]])
+    return layout
+
+
 TUPLE_FIELDS = ("labels", "sets", "test_sets", "lr_steps", "min_sizes")
 # Keys renamed since checkpoints were first written: old name -> new name.
 RENAMED = {"conf_thresh": "score_thresh", "save_folder": "output"}
 # The settings that define the network: a checkpoint and a config must agree on them.
-MODEL_KEYS = ("backbone", "size", "batch_norm", "labels", "dataset", "pixel_format", "min_sizes")
+MODEL_KEYS = ("backbone", "size", "batch_norm", "labels", "pixel_format", "priors", "min_sizes", "prior_layout")
+PRIOR_KEYS = ("min_dim", "feature_maps", "steps", "min_sizes", "max_sizes", "aspect_ratios", "variance", "clip")
 
+# Formats whose classes come from the annotation files when --labels is not given.
+FILE_CLASSES = ("COCO", "YOLO")
 # Per-dataset defaults applied over Config's.
 DATASET_DEFAULTS = {
     "VOC": dict(dataset_root="~/data/VOCdevkit", sets=("2007:trainval", "2012:trainval"), test_sets=("2007:test",),
@@ -235,6 +252,8 @@ DATASET_DEFAULTS = {
     # COCO-format labels: empty = every category of the annotation file that has annotations (COCO: its 80)
     "COCO": dict(dataset_root="~/data/coco", sets=("train2017",), test_sets=("val2017",), labels=(),
                  lr_steps=(280000, 360000), max_iter=400000),
+    # YOLO-format folders (data.yaml, images/<split>, labels/<split>): labels empty = every name of data.yaml
+    "YOLO": dict(dataset_root="", sets=("train",), test_sets=("val",), labels=()),
     # The built-in synthetic set: no download and no pretrained weights, so the BatchNorm variant from scratch
     # with a short schedule.
     "shapes": dict(dataset_root="", sets=("train",), test_sets=("test",), labels=SHAPES_CLASSES,
@@ -256,7 +275,7 @@ MINIMUM = {"batch_size": 1, "max_iter": 1, "workers": 0, "warmup_iters": 0, "che
            "lr_reference_batch": 1, "neg_pos": 1, "threads": 0}
 CHOICES = {"dataset": tuple(DATASET_DEFAULTS), "size": (300, 512, 320), "amp": ("off", "bf16", "fp16"),
            "nms": ("hard", "soft"), "soft_nms_method": ("linear", "gaussian"), "metric": ("voc07", "voc12"),
-           "unreadable": ("stop", "miss"), "photometric": ("caffe", "ssd.pytorch"),
+           "unreadable": ("stop", "miss"), "priors": ("auto", "fit", "layout"), "photometric": ("caffe", "ssd.pytorch"),
            "pixel_format": tuple(PIXEL_FORMATS), "backbone": tuple(BACKBONE_SIZES),
            "matching": ("bipartite", "best-prior"), "runtime": ("auto", "torch", "onnxruntime")}
 
@@ -284,10 +303,12 @@ def _check(cfg: Config) -> Config:
                           f"{' or '.join(map(str, BACKBONE_SIZES[cfg.backbone]))}")
     if cfg.weight_decay < 0:
         raise ConfigError(f"--weight-decay must be >= 0 (got {cfg.weight_decay!r})")
-    if not cfg.labels and cfg.dataset != "COCO":
+    if not cfg.labels and cfg.dataset not in FILE_CLASSES:
         raise ConfigError("--labels: give at least one class name")
     if len(set(cfg.labels)) != len(cfg.labels):
         raise ConfigError(f"--labels: a class name is repeated ({' '.join(cfg.labels)})")
+    if cfg.min_sizes and cfg.priors == "fit":
+        raise ConfigError("--priors fit with --min-sizes: give one of them (--min-sizes sets the sizes by hand)")
     if cfg.min_sizes:
         layout = PRIORS[(cfg.prior_family, cfg.size)]
         maps, top = len(layout["feature_maps"]), layout["max_sizes"][-1]
@@ -297,6 +318,11 @@ def _check(cfg: Config) -> Config:
                               f"{cfg.backbone} {cfg.size} layout, increasing and below {top:g} (got "
                               f"{' '.join(f'{v:g}' for v in sizes)}; the layout's: "
                               f"{' '.join(f'{v:g}' for v in layout['min_sizes'])})")
+    layout = cfg.prior_layout
+    if set(layout) != set(PRIOR_KEYS) or layout["min_dim"] != cfg.size or \
+            len({len(layout[k]) for k in PRIOR_KEYS[1:6]}) != 1:
+        raise ConfigError(f"prior layout {layout}: needs the keys {', '.join(PRIOR_KEYS)} with one entry per "
+                          f"feature map, for input size {cfg.size}")
     return cfg
 
 
@@ -324,7 +350,7 @@ def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset:
     values.update(preset or {})
     resumed = bool(saved) and saved["dataset"] == dataset  # the checkpoint's training settings come back
     if saved:
-        values.update(saved if resumed else {k: saved[k] for k in MODEL_KEYS if k != "dataset"})
+        values.update(saved if resumed else {k: saved[k] for k in MODEL_KEYS})
     values.update(flags)
     backbone = values.get("backbone", "vgg16")
     if "matching" not in flags and not resumed and backbone in BACKBONE_MATCHING:
@@ -357,15 +383,20 @@ def changed_settings(before: Config, after: Config) -> list:
 
 # ---- The command-line vocabulary: one name, type, help text and displayed default per setting, in every script.
 FLAG_HELP = {
-    "dataset": "VOC, COCO or shapes (built in, no download)",
-    "dataset_root": "VOCdevkit folder, a single VOC-style folder, or the COCO root",
-    "sets": "training image sets: 2007:trainval 2012:trainval (VOCdevkit) | trainval (one folder) | train2017",
-    "test_sets": "evaluation image sets: 2007:test | test | val2017",
-    "labels": "class names, in order (VOC-style folders: the <name>s to train on; COCO-format: categories to keep)",
+    "dataset": "VOC (VOC-style folders), COCO (COCO-format), YOLO (Ultralytics folders with data.yaml) or shapes "
+               "(built in, no download)",
+    "dataset_root": "VOCdevkit folder, a single VOC-style folder, the COCO root, or the folder of data.yaml",
+    "sets": "training image sets: 2007:trainval 2012:trainval (VOCdevkit) | trainval (one folder) | train2017 | "
+            "train (YOLO)",
+    "test_sets": "evaluation image sets: 2007:test | test | val2017 | val (YOLO)",
+    "labels": "class names, in order (VOC-style folders: the <name>s to train on; COCO-format and YOLO: classes to "
+              "keep)",
     "backbone": "network body: vgg16 (the paper's SSD300/512), resnet50 (NVIDIA's SSD300 layout) or mobilenet_v3 "
                 "(SSDLite320)",
     "size": "input size: 300 or 512 for vgg16, 300 for resnet50, 320 for mobilenet_v3",
     "batch_norm": "BatchNorm variant (for training from scratch)",
+    "priors": "prior boxes of a new run: auto (fitted to the training boxes for your own classes; the paper's layout "
+              "for VOC's, COCO's and shapes' classes), fit (always fitted), layout (the built-in table)",
     "min_sizes": "prior box sizes in input pixels, one per feature map, smallest first (each map's extra square "
                  "prior reaches to the next map's size); smaller first sizes for small objects",
     "basenet": "backbone weights: for vgg16 vgg16_reducedfc.pth or torchvision's vgg16 file; for resnet50 and "
@@ -379,6 +410,7 @@ FLAG_HELP = {
     "lr": "learning rate for a total batch of 32 images; scaled linearly to the batch used (printed at start)",
     "momentum": "SGD momentum",
     "weight_decay": "SGD weight decay",
+    "overlap_thresh": "IoU from which a prior matches an object (the paper's 0.5); also what prior coverage counts",
     "matching": "how each object gets its own prior before the IoU-0.5 rule: bipartite (Caffe SSD's greedy step) "
                 "or best-prior (each object's best prior, a later object wins a shared one: ssd.pytorch, NVIDIA, "
                 "torchvision)",
@@ -527,11 +559,27 @@ def flags_given(args: argparse.Namespace) -> dict:
 
 
 def check_model_flags(path: str, checkpoint_config: dict, flags: dict):
-    """Flags that would change a checkpoint's network are a one-line error (its weights fix them)."""
-    saved = Config.from_dict(checkpoint_config).to_dict()
-    for key in ("backbone", "size", "batch_norm", "labels"):
+    """Flags that would change a checkpoint's network, its prior layout included, are a one-line error: its weights
+    and the priors they were trained with fix them."""
+    saved_cfg = Config.from_dict(checkpoint_config)
+    saved = saved_cfg.to_dict()
+    table = table_layout(saved_cfg.prior_family, saved_cfg.size, saved_cfg.min_sizes) \
+        if (saved_cfg.prior_family, saved_cfg.size) in PRIORS else None
+    for key in ("backbone", "size", "batch_norm", "labels", "min_sizes", "priors"):
         value = flags.get(key)
-        if value is not None and (list(value) if isinstance(value, (list, tuple)) else value) != saved[key]:
+        if value is None:
+            continue
+        value = list(value) if isinstance(value, (list, tuple)) else value
+        if key == "min_sizes" and (saved_cfg.prior_family, saved_cfg.size) in PRIORS and \
+                table_layout(saved_cfg.prior_family, saved_cfg.size, value) == saved["prior_layout"]:
+            continue
+        if key == "priors" and value == "layout" and saved["prior_layout"] == table:
+            continue
+        if value != saved[key]:
+            if key in ("min_sizes", "priors"):
+                raise ConfigError(f"{flag(key)}: {path} was trained with the prior layout it carries (sizes "
+                                  f"{' '.join(f'{v:g}' for v in saved['prior_layout']['min_sizes'])} px); a "
+                                  f"checkpoint decodes with its own priors, drop {flag(key)}")
             shown = " ".join(map(str, saved[key])) if isinstance(saved[key], list) else saved[key]
             raise ConfigError(f"{flag(key)}: {path} was trained with {flag(key)} {shown}; a checkpoint carries "
                               f"its network settings, drop {flag(key)}")

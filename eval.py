@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from config import ConfigError, Parser, add_flags, chosen_dataset, config_for, flags_given, resolve
+from config import FILE_CLASSES, ConfigError, Parser, add_flags, chosen_dataset, config_for, flags_given, resolve
 from data import DatasetError, build_source
 from engine import evaluate, format_ap_table, load_detector, write_metrics
 from utils.checkpoint import WeightsError
@@ -121,7 +121,7 @@ def main(argv=None):
                                                                    "eval")
         check_output_folder(output)
         source = build_source(cfg, train=False)
-        if cfg.dataset != "COCO" and source.class_names != list(cfg.labels):
+        if cfg.dataset not in FILE_CLASSES and source.class_names != list(cfg.labels):
             raise DatasetError(f"dataset classes {source.class_names} differ from the model's {list(cfg.labels)}")
         metrics = evaluate(loaded.model, cfg, source, loaded.detector.device, output, loaded.detector,
                            progress=lambda batches: tqdm(batches, desc="evaluating", dynamic_ncols=True))

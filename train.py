@@ -38,10 +38,10 @@ from utils.output import OutputError, check_output_folder
 
 log = logging.getLogger("ssd")
 TRAIN_KEYS = ("dataset", "dataset_root", "sets", "test_sets", "labels", "backbone", "size", "batch_norm", "basenet",
-              "min_sizes", "batch_size", "lr", "momentum", "weight_decay", "caffe_biases", "lr_steps", "gamma",
-              "warmup_iters", "max_iter", "workers", "seed", "output", "checkpoint_every", "keep_checkpoints",
+              "priors", "min_sizes", "batch_size", "lr", "momentum", "weight_decay", "caffe_biases", "lr_steps",
+              "gamma", "warmup_iters", "max_iter", "workers", "seed", "output", "checkpoint_every", "keep_checkpoints",
               "eval_every", "eval_limit", "final_eval", "amp", "channels_last", "compile", "augment", "photometric",
-              "train_difficult", "matching", "visdom", "tensorboard", "log_every", "max_bad_steps",
+              "train_difficult", "overlap_thresh", "matching", "visdom", "tensorboard", "log_every", "max_bad_steps",
               "shapes_train_images", "shapes_test_images")
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torchvision
 from torchvision import tv_tensors
+from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.transforms import v2
 from tqdm import tqdm
 
@@ -64,7 +65,7 @@ TORCHVISION = {
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=sorted(OURS), default="mobilenet_v3")
-    p.add_argument("--dataset", choices=["shapes", "VOC", "COCO"], default="shapes")
+    p.add_argument("--dataset", choices=["shapes", "VOC", "COCO", "YOLO"], default="shapes")
     p.add_argument("--dataset-root", default="")
     p.add_argument("--labels", nargs="+")
     p.add_argument("--sets", nargs="+", help="training sets (default: trainval, or the dataset's default)")
@@ -75,6 +76,9 @@ def parse_args(argv=None):
     p.add_argument("--setups", nargs="+", choices=["a", "b", "ours"], default=["a", "b"],
                    help="'ours' alone: train ours only (with --ablation: what a change of recipe gives)")
     p.add_argument("--ablation", choices=sorted(ABLATIONS), help="train ours with this change of its defaults")
+    p.add_argument("--torchvision-priors", choices=["own", "fitted"], default="own",
+                   help="torchvision's anchors: its own, or the sizes and aspect ratios our run fitted (--priors auto) "
+                        "given to its DefaultBoxGenerator(scales=...)")
     p.add_argument("--evals", type=int, default=3, help="evaluations along the way, the last at the end")
     p.add_argument("--eval-limit", type=int, default=0, help="score this many evenly spaced test images (0: all)")
     p.add_argument("--workers", type=int, default=1, help="data-loading workers of each model's loader")
@@ -112,7 +116,7 @@ def ours_config(args, seed: int, output: str):
 
 def train_py_command(cfg) -> str:
     """The train.py command line of our rows (the dataset's own flags aside)."""
-    keys = ("backbone", "basenet", "batch_norm", "min_sizes", "batch_size", "lr", "warmup_iters", "max_iter",
+    keys = ("backbone", "basenet", "batch_norm", "priors", "min_sizes", "batch_size", "lr", "warmup_iters", "max_iter",
             "lr_steps")
     parts = []
     for key in keys:
@@ -160,10 +164,21 @@ ABLATIONS = {"kaiming-xavier-init": kaiming_xavier_init, "other-matching": other
 
 # --- torchvision's model -------------------------------------------------------------------------------------------
 
-def torchvision_model(arch: str, num_classes: int, seed: int):
+def torchvision_model(arch: str, num_classes: int, seed: int, layout: dict = None):
+    """torchvision's model from scratch; `layout` (our prior layout, PriorBox keys): its anchors made of the same
+    sizes and aspect ratios through its own DefaultBoxGenerator(scales=...), with as many per location."""
     torch.manual_seed(seed)
     build = getattr(torchvision.models.detection, TORCHVISION[arch]["build"])
-    return build(weights=None, weights_backbone=None, num_classes=num_classes)
+    model = build(weights=None, weights_backbone=None, num_classes=num_classes)
+    if layout is not None:
+        generator = DefaultBoxGenerator([list(r) for r in layout["aspect_ratios"]],
+                                        scales=[s / layout["min_dim"] for s in layout["min_sizes"]]
+                                        + [layout["max_sizes"][-1] / layout["min_dim"]])
+        if generator.num_anchors_per_location() != model.anchor_generator.num_anchors_per_location():
+            raise ConfigError("--torchvision-priors fitted: the fitted layout has another number of priors per "
+                              "location than torchvision's model")
+        model.anchor_generator = generator
+    return model
 
 
 def to_torchvision(images: torch.Tensor, targets: torch.Tensor, device) -> tuple:
@@ -184,8 +199,9 @@ def to_torchvision(images: torch.Tensor, targets: torch.Tensor, device) -> tuple
 class TorchvisionRun:
     """torchvision's model with SGD: `step(images, targets)` on its own input format."""
 
-    def __init__(self, arch: str, num_classes: int, seed: int, device, lr: float, weight_decay: float, factor):
-        self.model = torchvision_model(arch, num_classes, seed).to(device)
+    def __init__(self, arch: str, num_classes: int, seed: int, device, lr: float, weight_decay: float, factor,
+                 layout: dict = None):
+        self.model = torchvision_model(arch, num_classes, seed, layout).to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.seconds = 0.0
@@ -242,13 +258,23 @@ class ReferenceDataset(torch.utils.data.Dataset):
         return self.transform(image, target)
 
 
+def torchvision_layout(args, cfg):
+    """--torchvision-priors fitted: our run's prior layout (fitted with --priors auto) for torchvision's anchors."""
+    return cfg.prior_layout if args.torchvision_priors == "fitted" else None
+
+
+def torchvision_name(args) -> str:
+    return f"torchvision {TORCHVISION[args.arch]['build']}" + (", our fitted priors" if args.torchvision_priors ==
+                                                               "fitted" else "")
+
+
 def train_torchvision_own(args, cfg, source, seed: int, device, on_iteration) -> TorchvisionRun:
     """Set-up (b): torchvision's model with its reference recipe, on its own loader, for cfg.max_iter steps;
     `on_iteration(run, iteration)` after each (not timed)."""
     recipe = TORCHVISION[args.arch]
     factor = reference_factor(args.arch, cfg.max_iter, max(1, len(source) // cfg.batch_size))
     run = TorchvisionRun(args.arch, cfg.num_classes, seed, device, recipe["lr"] * cfg.batch_size / recipe["lr_batch"],
-                         recipe["weight_decay"], factor)
+                         recipe["weight_decay"], factor, torchvision_layout(args, cfg))
     torch.manual_seed(seed)
     loader = torch.utils.data.DataLoader(
         ReferenceDataset(source, recipe["augmentation"], cfg.train_difficult), batch_size=cfg.batch_size,
@@ -328,8 +354,8 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
     tv_a = None
     if "a" in args.setups:
         tv_a = TorchvisionRun(args.arch, cfg.num_classes, seed, device, cfg.lr_for(cfg.batch_size),
-                              cfg.weight_decay, lambda it: lr_factor(cfg, it))
-        rows.append(dict(common, setup="a", model=f"torchvision {TORCHVISION[args.arch]['build']}",
+                              cfg.weight_decay, lambda it: lr_factor(cfg, it), torchvision_layout(args, cfg))
+        rows.append(dict(common, setup="a", model=torchvision_name(args),
                          recipe="ours (same batches, SGD settings and schedule)", curve=[]))
     ours_predict = Detector.from_config(trainer.model, cfg)
 
@@ -365,7 +391,7 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
     if tv_a is not None:
         rows[1]["train_s"] = tv_a.seconds
     if "b" in args.setups:
-        tv_b = dict(common, setup="b", model=f"torchvision {TORCHVISION[args.arch]['build']}",
+        tv_b = dict(common, setup="b", model=torchvision_name(args),
                     recipe=f"torchvision reference ({TORCHVISION[args.arch]['augmentation']} augmentation, "
                            f"{TORCHVISION[args.arch]['schedule']} LR)", curve=[])
 

@@ -1,14 +1,18 @@
 """Datasets, augmentation and loading. `build_source(cfg, train=...)` is the one place a config becomes data."""
 import os
 
+import numpy as np
+import torch
+
 from config import PIXEL_FORMATS
 
 from .coco import COCOSource
-from .common import PHOTO_EXTENSIONS, DatasetError, decode_image, image_files, read_image
+from .common import PHOTO_EXTENSIONS, DatasetError, decode_image, image_files, image_header_size, read_image
 from .loader import Batch, Sample, SSDDataset, as_model_input, collate, eval_loader, train_loader
 from .shapes import ShapesDataset
 from .transforms import ResizeTransform, SSDAugmentation
 from .voc import VOCSource, is_devkit, single_folder_sets
+from .yolo import YOLOSource
 
 
 def build_source(cfg, train: bool):
@@ -25,7 +29,9 @@ def build_source(cfg, train: bool):
         return VOCSource(root, sets, cfg.labels, skip_empty=train)
     if cfg.dataset == "COCO":
         return COCOSource(cfg.dataset_root, sets, cfg.labels, skip_empty=train)
-    raise DatasetError(f"unknown dataset {cfg.dataset!r}: use VOC, COCO or shapes")
+    if cfg.dataset == "YOLO":
+        return YOLOSource(cfg.dataset_root, sets, cfg.labels, skip_empty=train)
+    raise DatasetError(f"unknown dataset {cfg.dataset!r}: use VOC, COCO, YOLO or shapes")
 
 
 def build_dataset(cfg, train: bool, source=None):
@@ -39,6 +45,32 @@ def build_dataset(cfg, train: bool, source=None):
     return SSDDataset(source, transform, use_difficult=cfg.train_difficult if train else True, substitute=train)
 
 
+def normalised_boxes(source, use_difficult: bool, shapes_images: int = 500) -> tuple:
+    """-> (boxes [N, 4] float32 corners in [0, 1] of the square network input, labels [N] int64, images read):
+    every object a run learns from, as the resize to S x S makes it (the prior coverage and fit see these).
+    The built-in shapes set is generated, so its first `shapes_images` images stand for it."""
+    table = getattr(source, "table", None)
+    if table is None:
+        count = min(len(source), shapes_images)
+        boxes, labels = [np.zeros((0, 4), np.float32)], [np.zeros(0, np.int64)]
+        for i in range(count):
+            image, b, lab, difficult = source.load(i)
+            use = np.ones(len(lab), bool) if use_difficult else ~difficult
+            height, width = image.shape[:2]
+            boxes.append(b[use] / np.array([width, height, width, height], np.float32))
+            labels.append(lab[use])
+        return torch.from_numpy(np.concatenate(boxes)), torch.from_numpy(np.concatenate(labels)), count
+    sizes = table.sizes.astype(np.float32)
+    for i in np.flatnonzero((sizes <= 0).any(1)):  # no size in the annotation: the image header's
+        sizes[i] = image_header_size(str(table.image_paths[i]))
+    per_object = np.repeat(sizes, np.diff(table.offsets), axis=0)
+    keep = np.ones(len(table.labels), bool) if use_difficult else ~table.difficult
+    keep &= (per_object > 0).all(1)
+    scale = np.concatenate([per_object, per_object], 1)[keep]
+    boxes = np.clip(table.boxes[keep] / scale, 0, 1)
+    return torch.from_numpy(boxes), torch.from_numpy(table.labels[keep]), len(table)
+
+
 def objects_for_training(source, use_difficult: bool) -> int:
     """Objects of the label list a training run would learn from (file-backed sources; shapes always has some)."""
     table = getattr(source, "table", None)
@@ -47,6 +79,7 @@ def objects_for_training(source, use_difficult: bool) -> int:
     return int(len(table.labels) if use_difficult else (~table.difficult).sum())
 
 
-__all__ = ["Batch", "Sample", "build_source", "build_dataset", "VOCSource", "COCOSource", "ShapesDataset", "SSDDataset",
-           "SSDAugmentation", "ResizeTransform", "collate", "train_loader", "eval_loader", "as_model_input",
-           "DatasetError", "read_image", "decode_image", "image_files", "PHOTO_EXTENSIONS", "objects_for_training"]
+__all__ = ["Batch", "Sample", "build_source", "build_dataset", "VOCSource", "COCOSource", "YOLOSource", "ShapesDataset",
+           "SSDDataset", "SSDAugmentation", "ResizeTransform", "collate", "train_loader", "eval_loader",
+           "as_model_input", "DatasetError", "read_image", "decode_image", "image_files", "PHOTO_EXTENSIONS",
+           "objects_for_training", "normalised_boxes"]

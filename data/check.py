@@ -7,7 +7,9 @@
 --no-train-difficult honoured); `--split test` reads --test-sets as eval.py does (every listed image kept). Prints
 images, objects per class (difficult in brackets), what was dropped and why (a count per kind, then every file),
 and decodes every image to find unreadable or truncated files, size mismatches with the XML and transparent
-images. Exit status 1 when it finds a problem.
+images. Then the prior coverage of the model the flags choose (--backbone, --size, --min-sizes): the share of the
+boxes whose best prior reaches --overlap-thresh with its layout and with priors fitted to these boxes (what
+train.py --priors auto trains with), per class and per size. Exit status 1 when it finds a problem.
 """
 import logging
 import sys
@@ -15,7 +17,7 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from config import ConfigError, Parser, add_flags, chosen_dataset, config_for, flags_given, resolve
+from config import FILE_CLASSES, ConfigError, Parser, add_flags, chosen_dataset, config_for, flags_given, resolve
 
 from . import build_source
 from .common import DatasetError, decode_image, jpeg_truncated
@@ -82,8 +84,9 @@ def check(source, decode: bool = True, use_difficult: bool = True):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = Parser(__doc__)
-    add_flags(parser, ("dataset", "dataset_root", "sets", "test_sets", "labels", "train_difficult",
-                       "shapes_train_images", "shapes_test_images"), config_for(chosen_dataset(argv, "VOC")))
+    add_flags(parser, ("dataset", "dataset_root", "sets", "test_sets", "labels", "train_difficult", "backbone", "size",
+                       "min_sizes", "overlap_thresh", "shapes_train_images", "shapes_test_images"),
+              config_for(chosen_dataset(argv, "VOC")), shown={"size": "the backbone's first"})
     parser.add_argument("--split", choices=["train", "test"], default="train",
                         help="read --sets as train.py does, or --test-sets as eval.py does (default: train)")
     parser.add_argument("--no-decode", action="store_true", help="check annotations only, skip image decoding")
@@ -95,10 +98,27 @@ def main(argv=None):
     except (DatasetError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    lines, count = check(source, decode=not args.no_decode,
-                         use_difficult=cfg.train_difficult if args.split == "train" else True)
+    use_difficult = cfg.train_difficult if args.split == "train" else True
+    lines, count = check(source, decode=not args.no_decode, use_difficult=use_difficult)
     print("\n".join(lines))
+    print("\n".join(prior_coverage(cfg, source, use_difficult)))
     return 1 if count else 0
+
+
+def prior_coverage(cfg, source, use_difficult: bool) -> list:
+    """The coverage line train.py prints, the table per class and size, and what to do about it."""
+    from engine.priors import coverage_line, coverage_table, describe_layout, finer_layouts, prior_report
+
+    if cfg.dataset in FILE_CLASSES:
+        cfg = cfg.replace(labels=tuple(source.class_names))
+    report = prior_report(cfg, source, use_difficult)
+    lines = [coverage_line(cfg, report)] + coverage_table(cfg, report, source.class_names)
+    if report.fit.kind != "layout" and report.fitted.covered > report.layout.covered:
+        lines.append(f"fitted priors: {describe_layout(report.fit.layout)}; train.py fits them at start for your "
+                     f"own classes (--priors auto, the default; --priors fit for VOC/COCO's classes) and the "
+                     f"checkpoint carries them")
+    lines += finer_layouts(cfg, report, source.class_names)
+    return lines
 
 
 if __name__ == "__main__":

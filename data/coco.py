@@ -1,9 +1,9 @@
 """COCO 2014/2017 instances, and COCO-format datasets of your own.
 
 Layout: root/annotations/instances_<set>.json and root/<set>/ holding the images (train2017, val2017, train2014,
-val2014; minival/valminusminival sets read val2014 images). An export from Roboflow, CVAT or Label Studio maps onto
-it by renaming: its `_annotations.coco.json` (Roboflow, one per split folder) or `annotations/instances_default.json`
-(CVAT) becomes annotations/instances_<set>.json, and the split's images go to root/<set>/.
+val2014; minival/valminusminival sets read val2014 images). Roboflow's export is read as it is: root/<set>/ holding
+the images and `_annotations.coco.json` (--sets train, --test-sets valid or val, test). CVAT's
+`annotations/instances_default.json` is read as the set `default` with its images in root/default/.
 
 Classes: by default every category that has at least one annotation, in category-id order (an empty placeholder
 category, as Roboflow writes, is left out with one notice); `labels` selects and orders categories by name and the
@@ -27,6 +27,26 @@ from .common import DatasetError, Problems, RecordSource, RecordTable, exists, l
 def _image_folder(root: str, image_set: str) -> str:
     name = "val2014" if "minival" in image_set else image_set
     return os.path.join(root, name)
+
+
+# Roboflow's split folders: --sets val also finds valid/_annotations.coco.json.
+SPLIT_FOLDERS = {"val": ("val", "valid"), "valid": ("valid", "val")}
+
+
+def find_set(root: str, image_set: str) -> tuple:
+    """-> (annotation file, image folder) of a set: ROOT/annotations/instances_<set>.json with the images in
+    ROOT/<set>/ (COCO), else ROOT/<set>/_annotations.coco.json beside its images (Roboflow's export)."""
+    ann_file = os.path.join(root, "annotations", f"instances_{image_set}.json")
+    if exists(ann_file):
+        return ann_file, _image_folder(root, image_set)
+    for folder in SPLIT_FOLDERS.get(image_set, (image_set,)):
+        beside = os.path.join(root, folder, "_annotations.coco.json")
+        if exists(beside):
+            return beside, os.path.join(root, folder)
+    raise DatasetError(f"{ann_file}: not found, nor {os.path.join(root, image_set, '_annotations.coco.json')}; a "
+                       f"COCO-format set '{image_set}' is read from ROOT/annotations/instances_{image_set}.json with "
+                       f"its images in ROOT/{image_set}/, or from ROOT/{image_set}/_annotations.coco.json beside its "
+                       f"images (Roboflow)")
 
 
 def load_json(path: str) -> dict:
@@ -79,13 +99,9 @@ class COCOSource(RecordSource):
             raise DatasetError(f"{self.root}: dataset root not found (see README: Datasets)")
         parts = []
         for image_set in ([image_sets] if isinstance(image_sets, str) else image_sets):
-            ann_file = os.path.join(self.root, "annotations", f"instances_{image_set}.json")
-            if not exists(ann_file):
-                raise DatasetError(f"{ann_file}: not found; a COCO-format set '{image_set}' is read from "
-                                   f"ROOT/annotations/instances_{image_set}.json with its images in "
-                                   f"ROOT/{image_set}/ (see README: COCO-format datasets)")
+            ann_file, folder = find_set(self.root, image_set)
             self.ann_files[image_set] = ann_file
-            parts.append(self._read_set(ann_file, _image_folder(self.root, image_set), labels, skip_empty))
+            parts.append(self._read_set(ann_file, folder, labels, skip_empty))
         columns = [np.concatenate([part[k] for part in parts]) for k in range(8)]
         ids, paths, sizes, counts, boxes, labels_, difficult, coco_ids = columns
         self.table = RecordTable(ids, paths, sizes, np.concatenate([[0], np.cumsum(counts)]), boxes, labels_,

@@ -5,6 +5,7 @@ from collections import Counter
 
 import cv2
 import numpy as np
+from PIL import Image
 
 log = logging.getLogger("ssd.data")
 
@@ -104,6 +105,15 @@ def jpeg_truncated(path: str) -> bool:
             return False
         f.seek(max(0, os.path.getsize(path) - 64))
         return not f.read().rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
+
+
+def image_header_size(path: str) -> tuple:
+    """(width, height) from the image file's header without decoding it; (0, 0) when it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError):
+        return 0, 0
 
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

@@ -15,9 +15,8 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
-from PIL import Image
 
-from .common import DatasetError, Problems, RecordSource, TableBuilder, clean_boxes, exists, log
+from .common import DatasetError, Problems, RecordSource, TableBuilder, clean_boxes, exists, image_header_size, log
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 
@@ -125,15 +124,6 @@ class ImageFolder:
             return (None if found is None else os.path.join(self.folder, found)), False
         other = bool(filename) and filename != by_id and filename in self.names
         return os.path.join(self.folder, by_id), other
-
-
-def image_header_size(path: str) -> tuple:
-    """(width, height) from the image file's header without decoding it; (0, 0) when it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, ValueError):
-        return 0, 0
 
 
 def is_devkit(root: str) -> bool:

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from config import Config, ConfigError, check_model_flags, resolve
+from config import MODEL_KEYS, Config, ConfigError, check_model_flags, resolve
 from layers import PaddedDetections, greedy_nms, unpad_detections
 from utils.checkpoint import WeightsError
 
@@ -212,8 +212,8 @@ def cached_export_path(weights: str, cfg: Config) -> str:
     """Where the whole-detector export of `weights` with cfg's network and post-processing settings lives: beside
     the weights (or in ~/.cache/ssd/onnx when that folder is not writable), named by the weights' SHA-256 and the
     export settings, so changed weights or settings never reuse an older file."""
-    settings = {k: getattr(cfg, k) for k in ("backbone", "size", "batch_norm", "labels", "pixel_format")
-                + GRAPH_SETTINGS}
+    values = cfg.to_dict()
+    settings = {k: values[k] for k in MODEL_KEYS + GRAPH_SETTINGS}  # the prior layout included
     key = hashlib.sha256(json.dumps([file_digest(weights), settings, OPSET, EXPORT_VERSION, torch.__version__],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     folder = os.path.dirname(os.path.abspath(weights))

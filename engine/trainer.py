@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from config import Config, ConfigError
+from config import FILE_CLASSES, Config, ConfigError
 from data import DatasetError, as_model_input, build_dataset, build_source, objects_for_training, train_loader
 from layers import MultiBoxLoss
 from models import build_model, load_backbone
@@ -30,6 +30,7 @@ from utils.logger import MetricsLogger
 
 from .detector import AMP_DTYPES
 from .evaluate import evaluate, format_ap_table
+from .priors import choose_priors
 
 log = logging.getLogger("ssd")
 # A skipped (non-finite) step still advances the LR schedule on purpose, so the schedule stays a function of the
@@ -145,11 +146,13 @@ class Trainer:
         self.rank, self.world_size, self.device = rank, world_size, device
         self.main = rank == 0
         self.train_source = build_source(cfg, train=True)
-        if cfg.dataset == "COCO":  # the classes are the annotation file's (COCO itself or a COCO-format set)
+        if cfg.dataset in FILE_CLASSES:  # the classes are the annotation files' (COCO, COCO-format, YOLO)
             cfg = cfg.replace(labels=tuple(self.train_source.class_names))
         elif self.train_source.class_names != list(cfg.labels):
             raise DatasetError(f"dataset classes {self.train_source.class_names} differ from --labels {cfg.labels}")
         check_training_objects(cfg, self.train_source)
+        if checkpoint is None:  # a resumed run decodes with the priors its checkpoint carries
+            cfg = choose_priors(cfg, self.train_source)
         self.model, cfg = initial_model(cfg, checkpoint)
         self.cfg = cfg
         self.model.to(device)

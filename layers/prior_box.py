@@ -28,21 +28,26 @@ class PriorBox:
     def boxes_per_location(self) -> list:
         return [2 + 2 * len(ratios) for ratios in self.aspect_ratios]
 
-    def forward(self) -> torch.Tensor:
-        per_map = []
-        for fmap, step, min_size, max_size, ratios in zip(
-                self.feature_maps, self.steps, self.min_sizes, self.max_sizes, self.aspect_ratios):
-            scale = self.image_size / step
+    def shapes(self) -> list:
+        """Per feature map the prior shapes of one cell, [A_k, 2] float64 (w, h) in [0, 1], in the order above."""
+        out = []
+        for min_size, max_size, ratios in zip(self.min_sizes, self.max_sizes, self.aspect_ratios):
             s_k = min_size / self.image_size
             s_k_prime = math.sqrt(s_k * (max_size / self.image_size))
             shapes = [(s_k, s_k), (s_k_prime, s_k_prime)]
             for ar in ratios:
                 r = math.sqrt(ar)
                 shapes += [(s_k * r, s_k / r), (s_k / r, s_k * r)]
-            wh = torch.tensor(shapes, dtype=torch.float64)  # [A, 2]
+            out.append(torch.tensor(shapes, dtype=torch.float64))
+        return out
+
+    def forward(self) -> torch.Tensor:
+        per_map = []
+        for fmap, step, wh in zip(self.feature_maps, self.steps, self.shapes()):
+            scale = self.image_size / step
             coords = (torch.arange(fmap, dtype=torch.float64) + 0.5) / scale
             cy, cx = torch.meshgrid(coords, coords, indexing="ij")  # row-major cells
-            centres = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2).expand(-1, len(shapes), 2)
+            centres = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2).expand(-1, len(wh), 2)
             per_map.append(torch.cat([centres, wh.expand(fmap * fmap, -1, -1)], dim=-1).reshape(-1, 4))
         priors = torch.cat(per_map).float()
         if self.clip:

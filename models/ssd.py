@@ -139,7 +139,7 @@ class SSDBase(nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> "SSDBase":
-        return cls(cfg.size, cfg.num_classes, cfg.priors(), cfg.pixel_format)
+        return cls(cfg.size, cfg.num_classes, cfg.prior_layout, cfg.pixel_format)
 
     @property
     def priors(self) -> torch.Tensor:
@@ -183,7 +183,7 @@ class SSD(SSDBase):
 
     @classmethod
     def from_config(cls, cfg) -> "SSD":
-        return cls(cfg.size, cfg.num_classes, cfg.batch_norm, cfg.priors(), cfg.pixel_format)
+        return cls(cfg.size, cfg.num_classes, cfg.batch_norm, cfg.prior_layout, cfg.pixel_format)
 
     def reset_parameters(self):
         for m in self.modules():

@@ -86,3 +86,58 @@ def assert_same_detections(ours, theirs, box_atol=1e-4, score_atol=1e-4):
                 used.add(near[0])
                 continue
             assert abs(score - rows[-1][0]) < score_atol, f"image {b}, detection {i}: {rows[i]} not in the other"
+
+
+def _linked_image(source, index: int, folder) -> str:
+    """A symbolic link to the source's image `index` in `folder`; -> its file name."""
+    import os
+    path = source.image_path(index)
+    name = os.path.basename(path)
+    os.makedirs(folder, exist_ok=True)
+    os.symlink(os.path.abspath(path), os.path.join(folder, name))
+    return name
+
+
+def write_yolo_copy(splits: dict, root, names):
+    """A YOLO-format copy (data.yaml, images/<split>/, labels/<split>/) of file-backed sources: {split: source}.
+    Boxes are written as the sources hold them (continuous pixel corners), normalised to the image size."""
+    import os
+    lines = [f"names: [{', '.join(names)}]"]
+    for split, source in splits.items():
+        lines.append(f"{split}: images/{split}")
+        for i in range(len(source)):
+            name = _linked_image(source, i, os.path.join(root, "images", split))
+            boxes, labels, _ = source.annotation(i)
+            width, height = source.image_size(i)
+            os.makedirs(os.path.join(root, "labels", split), exist_ok=True)
+            with open(os.path.join(root, "labels", split, os.path.splitext(name)[0] + ".txt"), "w") as f:
+                for (x1, y1, x2, y2), label in zip(boxes.tolist(), labels.tolist()):
+                    f.write(f"{label} {(x1 + x2) / 2 / width:.8f} {(y1 + y2) / 2 / height:.8f} "
+                            f"{(x2 - x1) / width:.8f} {(y2 - y1) / height:.8f}\n")
+    with open(os.path.join(root, "data.yaml"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_coco_copy(splits: dict, root, names, roboflow: bool = False):
+    """A COCO-format copy of file-backed sources {split: source}: annotations/instances_<split>.json with the images
+    in <split>/, or with `roboflow` <split>/_annotations.coco.json beside them."""
+    import json
+    import os
+    for split, source in splits.items():
+        images, annotations = [], []
+        for i in range(len(source)):
+            name = _linked_image(source, i, os.path.join(root, split))
+            width, height = source.image_size(i)
+            images.append({"id": i + 1, "file_name": name, "width": width, "height": height})
+            boxes, labels, _ = source.annotation(i)
+            for (x1, y1, x2, y2), label in zip(boxes.tolist(), labels.tolist()):
+                annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": label + 1,
+                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                                    "iscrowd": 0})
+        doc = {"images": images, "annotations": annotations,
+               "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]}
+        path = os.path.join(root, split, "_annotations.coco.json") if roboflow else \
+            os.path.join(root, "annotations", f"instances_{split}.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(doc, f)

@@ -43,7 +43,7 @@ def test_min_sizes_flag_replaces_the_layouts_sizes():
     layout's largest size (320 for SSDLite320); the count of priors is the layout's."""
     sizes = (32, 86.4, 140.8, 195.2, 249.6, 304)
     cfg = config_for("VOC", backbone="mobilenet_v3", min_sizes=sizes)
-    p = PriorBox(cfg.priors()).forward()
+    p = PriorBox(cfg.prior_layout).forward()
     assert p.shape == PriorBox(PRIORS[("voc", 320)]).forward().shape == (3234, 4)
     c0 = 0.5 / 20  # first cell of the 20x20 map (step 16)
     r3 = math.sqrt(3)

@@ -1,0 +1,207 @@
+"""Prior coverage, and prior layouts fitted to the boxes of a dataset.
+
+Boxes are normalised corners (x1, y1, x2, y2) of the square network input, as the test-time resize makes them.
+A box is *covered* when its best prior reaches the matching threshold (--overlap-thresh): only then does the loss
+give it a positive prior of its own at that threshold.
+
+`NearestCells` computes every box's best IoU exactly from its nearest cell on each map, so coverage of a COCO-sized
+box set takes seconds. `fit_layout` keeps a layout's feature maps, steps and number of priors per location (so the
+heads and FLOPs) and chooses each map's prior size and aspect ratios to cover the most boxes: the paper's linear
+scale rule over a grid of (smallest, largest) sizes first, then each map's size and each aspect ratio in turn while
+coverage rises (coordinate ascent). The layout it started from, the best linear rule and the searched layout are
+compared at the end and the best is kept, so the fit never covers fewer boxes than the layout or the linear rule.
+"""
+import math
+import time
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .box_utils import cxcywh_to_xyxy, pairwise_box_iou
+from .prior_box import PriorBox
+
+# Size buckets by the box's side sqrt(w * h) in input pixels (COCO's small / medium / large, at the input size).
+SIZE_BUCKETS = (("small (< 32 px)", 0.0, 32.0), ("medium (32-96 px)", 32.0, 96.0), ("large (>= 96 px)", 96.0, math.inf))
+RATIO_CHOICES = (1.5, 2.0, 2.5, 3.0, 4.0)  # aspect ratios the fit may give a map (each adds ar and 1/ar)
+FIT_BOXES = 20000
+# The search maximises coverage + IOU_WEIGHT x the mean best IoU: 1% more boxes matched is worth 0.04 of mean IoU,
+# so it does not buy a last few boxes with priors that fit every other box worse.
+IOU_WEIGHT = 0.25
+
+
+class Coverage(NamedTuple):
+    boxes: int
+    covered: float  # share of the boxes whose best prior reaches the threshold
+    median_iou: float  # median over the boxes of their best prior's IoU
+
+
+class PriorFit(NamedTuple):
+    layout: dict  # the chosen layout (PriorBox keys): the fitted one, or the given one where the fit gains nothing
+    kind: str  # "fitted", "linear" (the best linear scale rule) or "layout" (the given one)
+    sample: dict  # {"layout" | "linear" | "fitted": Coverage} on the boxes the fit used
+    seconds: float
+
+
+def best_prior_iou(boxes: torch.Tensor, priors_cxcywh: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """[N, 4] boxes x [P, 4] priors (cx, cy, w, h) -> [N] each box's best IoU over every prior (exact)."""
+    priors = cxcywh_to_xyxy(priors_cxcywh.float())
+    boxes = boxes.float()
+    best = torch.zeros(len(boxes))
+    for start in range(0, len(boxes), chunk):
+        best[start:start + chunk] = pairwise_box_iou(boxes[start:start + chunk], priors).amax(1)
+    return best
+
+
+def summarize(best_iou: torch.Tensor, thresh: float) -> Coverage:
+    if len(best_iou) == 0:
+        return Coverage(0, math.nan, math.nan)
+    return Coverage(len(best_iou), float((best_iou >= thresh).float().mean()), float(best_iou.median()))
+
+
+def breakdown(best_iou: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor, size: int, class_names,
+              thresh: float) -> list:
+    """Coverage per class and per size bucket: [(name, Coverage)], classes first."""
+    side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=0).sqrt() * size
+    rows = [(name, summarize(best_iou[labels == label], thresh)) for label, name in enumerate(class_names)]
+    rows += [(name, summarize(best_iou[(side >= low) & (side < high)], thresh)) for name, low, high in SIZE_BUCKETS]
+    return rows
+
+
+def with_sizes(layout: dict, min_sizes, aspect_ratios=None) -> dict:
+    """`layout` with per-map prior sizes in input pixels, each map's extra square prior reaching to the next map's
+    size and the last to the layout's largest, as in every table of config.PRIORS."""
+    out = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in layout.items()}
+    out["min_sizes"] = [float(s) for s in min_sizes]
+    out["max_sizes"] = out["min_sizes"][1:] + [float(layout["max_sizes"][-1])]
+    if aspect_ratios is not None:
+        out["aspect_ratios"] = [list(r) for r in aspect_ratios]
+    return out
+
+
+class NearestCells:
+    """Each box's best IoU on one feature map for given prior shapes, exactly and without trying every cell.
+
+    A prior's corners are not clipped (PriorBox clamps only w and h to 1), so on one map every prior of a shape has
+    the same area and its IoU with a box grows with the overlap, which on each axis shrinks with the distance
+    between the centres: the best prior of each shape sits at the box's nearest cell. The offsets to that cell are
+    computed once per map; a candidate set of shapes costs a few elementwise operations per box."""
+
+    def __init__(self, boxes: torch.Tensor, layout: dict):
+        self.layout = layout
+        boxes = boxes.float()
+        self.wh = boxes[:, 2:] - boxes[:, :2]  # [N, 2]
+        self.area = self.wh.prod(1)
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        self.offsets = []  # per map [N, 2]: |box centre - nearest cell centre|
+        for fmap, step in zip(layout["feature_maps"], layout["steps"]):
+            pitch = step / layout["min_dim"]
+            cell = ((centre / pitch - 0.5).round().clamp(0, fmap - 1) + 0.5) * pitch
+            self.offsets.append((centre - cell).abs())
+
+    def shapes(self, min_size: float, max_size: float, ratios) -> torch.Tensor:
+        one_map = dict(min_dim=self.layout["min_dim"], feature_maps=[1], steps=[1], min_sizes=[min_size],
+                       max_sizes=[max_size], aspect_ratios=[list(ratios)], clip=self.layout["clip"])
+        wh = PriorBox(one_map).shapes()[0].float()
+        return wh.clamp(max=1) if self.layout["clip"] else wh
+
+    def map_iou(self, k: int, min_size: float, max_size: float, ratios) -> torch.Tensor:
+        """[N] each box's best IoU with map k's priors of these sizes and aspect ratios."""
+        prior = self.shapes(min_size, max_size, ratios)  # [A, 2]
+        box, offset = self.wh[:, None, :], self.offsets[k][:, None, :]  # [N, 1, 2]
+        overlap = torch.minimum(torch.minimum((box + prior) / 2 - offset, box), prior).clamp_(min=0)  # [N, A, 2]
+        inter = overlap.prod(-1)
+        return (inter / (self.area[:, None] + prior.prod(-1) - inter)).amax(1)
+
+    def best_iou(self, layout: dict) -> torch.Tensor:
+        """[N] each box's best IoU over every prior of `layout` (the maps and steps of this one)."""
+        return self.per_map(layout["min_sizes"], layout["max_sizes"], layout["aspect_ratios"]).amax(0)
+
+    def per_map(self, min_sizes, max_sizes, ratios) -> torch.Tensor:
+        return torch.stack([self.map_iou(k, *shape) for k, shape in enumerate(zip(min_sizes, max_sizes, ratios))])
+
+
+def coverage_of(boxes: torch.Tensor, layout: dict, thresh: float) -> tuple:
+    """-> (Coverage, [N] best IoU) of `layout`'s priors over `boxes` ([N, 4] normalised corners)."""
+    best = NearestCells(boxes, layout).best_iou(layout)
+    return summarize(best, thresh), best
+
+
+def _linear_sizes(low: float, high: float, maps: int) -> list:
+    return [low + (high - low) * k / (maps - 1) for k in range(maps)] if maps > 1 else [low]
+
+
+def fit_layout(boxes: torch.Tensor, layout: dict, thresh: float = 0.5, max_boxes: int = FIT_BOXES,
+               seed: int = 0) -> PriorFit:
+    """The prior sizes and aspect ratios per map that cover the most of `boxes` ([N, 4] normalised corners) with
+    `layout`'s maps, steps and priors per location. Deterministic: at most `max_boxes` boxes, drawn with `seed`."""
+    start = time.perf_counter()
+    if len(boxes) > max_boxes:
+        pick = np.sort(np.random.default_rng(seed).choice(len(boxes), max_boxes, replace=False))
+        boxes = boxes[torch.from_numpy(pick)]
+    cells = NearestCells(boxes, layout)
+    maps, top, size = len(layout["feature_maps"]), float(layout["max_sizes"][-1]), float(layout["min_dim"])
+    ratios = [list(r) for r in layout["aspect_ratios"]]
+
+    def score(best: torch.Tensor) -> float:
+        return float((best >= thresh).float().mean() + IOU_WEIGHT * best.mean())
+
+    def per_map(sizes, ratios) -> torch.Tensor:
+        return cells.per_map(sizes, list(sizes[1:]) + [top], ratios)
+
+    # 1. the paper's linear scale rule, smallest and largest size on a grid
+    best_score, sizes = None, None
+    for low in np.geomspace(0.02 * size, 0.6 * size, 20):
+        for high in np.geomspace(0.15 * size, 0.97 * top, 14) if maps > 1 else [low]:
+            if maps > 1 and high <= low * 1.05:
+                continue
+            candidate = _linear_sizes(float(low), float(high), maps)
+            value = score(per_map(candidate, ratios).amax(0))
+            if best_score is None or value > best_score:
+                best_score, sizes = value, candidate
+    linear = with_sizes(layout, [round(s, 1) for s in sizes])
+
+    # 2. each map's size, then each aspect ratio, while coverage rises
+    rows = per_map(sizes, ratios)
+    current = score(rows.amax(0))
+
+    def try_change(k: int, new_size: float, new_ratios: list) -> bool:
+        nonlocal current
+        end = sizes[k + 1] if k + 1 < maps else top
+        trial = rows.clone()
+        trial[k] = cells.map_iou(k, new_size, end, new_ratios)
+        if k > 0 and new_size != sizes[k]:  # the map before's extra prior reaches to this size
+            trial[k - 1] = cells.map_iou(k - 1, sizes[k - 1], new_size, ratios[k - 1])
+        value = score(trial.amax(0))
+        if value <= current:
+            return False
+        current, sizes[k], ratios[k] = value, new_size, new_ratios
+        rows.copy_(trial)
+        return True
+
+    for factors in ((0.6, 0.75, 0.9, 1.12, 1.33, 1.66), (0.85, 0.93, 1.07, 1.17), (0.96, 0.98, 1.02, 1.04)):
+        for _ in range(3):
+            changed = False
+            for k in range(maps):
+                lower, upper = (sizes[k - 1] if k else 1.0), (sizes[k + 1] if k + 1 < maps else top)
+                for factor in factors:
+                    new = round(sizes[k] * factor, 1)
+                    if lower * 1.01 < new < upper / 1.01:
+                        changed |= try_change(k, new, ratios[k])
+                for slot in range(len(ratios[k])):
+                    for ratio in RATIO_CHOICES:
+                        if ratio not in ratios[k]:
+                            changed |= try_change(k, sizes[k], sorted(ratios[k][:slot] + [ratio]
+                                                                      + ratios[k][slot + 1:]))
+            if not changed:
+                break
+    fitted = with_sizes(layout, [round(s, 1) for s in sizes], ratios)
+
+    # 3. the three scored as rounded; ties keep the simpler
+    sample = {name: summarize(cells.best_iou(candidate), thresh)
+              for name, candidate in (("layout", layout), ("linear", linear), ("fitted", fitted))}
+    kind = max(("layout", "linear", "fitted"), key=lambda n: (round(sample[n].covered * len(boxes)),
+                                                               sample[n].median_iou, -("layout", "linear",
+                                                                                      "fitted").index(n)))
+    chosen = {"layout": layout, "linear": linear, "fitted": fitted}[kind]
+    return PriorFit(chosen, kind, sample, time.perf_counter() - start)
