@@ -114,9 +114,10 @@ def prior_coverage(cfg, source, use_difficult: bool) -> list:
     report = prior_report(cfg, source, use_difficult)
     lines = [coverage_line(cfg, report)] + coverage_table(cfg, report, source.class_names)
     if report.fit.kind != "layout" and report.fitted.covered > report.layout.covered:
-        lines.append(f"fitted priors: {describe_layout(report.fit.layout)}; train.py fits them at start for your "
-                     f"own classes (--priors auto, the default; --priors fit for VOC/COCO's classes) and the "
-                     f"checkpoint carries them")
+        sizes = " ".join(f"{v:g}" for v in report.fit.layout["min_sizes"])
+        lines.append(f"fitted priors: {describe_layout(report.fit.layout)}; train.py trains with them for your own "
+                     f"classes (--priors auto, the default; --priors fit for VOC's and COCO's classes; by hand: "
+                     f"--min-sizes {sizes}), and the checkpoint carries them")
     lines += finer_layouts(cfg, report, source.class_names)
     return lines
 

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers import make_voc_folder, write_coco_copy, write_yolo_copy
+from helpers import write_coco_copy, write_yolo_copy
 
 import data.check
 from config import resolve
@@ -122,4 +122,4 @@ def test_bccd_as_voc_coco_yolo_reads_the_same(tmp_path, capsys):
                   ["--dataset", "COCO", "--dataset-root", str(tmp_path / "roboflow")]):
         data.check.main(flags + ["--sets", "train", "--backbone", "mobilenet_v3", "--no-decode"])
         out = capsys.readouterr().out
-        assert "prior coverage (IoU >= 0.5): 91.1% of 2,804 boxes with the mobilenet_v3 320 layout; fitted: 95.6%" in out
+        assert "prior coverage (IoU >= 0.5): 91.1% of 2,804 boxes with the mobilenet_v3 320 layout; fitted: 95.2%" in out
