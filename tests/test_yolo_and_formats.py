@@ -122,4 +122,5 @@ def test_bccd_as_voc_coco_yolo_reads_the_same(tmp_path, capsys):
                   ["--dataset", "COCO", "--dataset-root", str(tmp_path / "roboflow")]):
         data.check.main(flags + ["--sets", "train", "--backbone", "mobilenet_v3", "--no-decode"])
         out = capsys.readouterr().out
-        assert "prior coverage (IoU >= 0.5): 91.1% of 2,804 boxes with the mobilenet_v3 320 layout; fitted: 95.2%" in out
+        assert "prior coverage (IoU >= 0.5): 91.1% of 2,804 boxes with the mobilenet_v3 320 layout; fitted: " \
+            "95.2%" in out
