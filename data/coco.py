@@ -175,6 +175,8 @@ class COCOSource(RecordSource):
 
         counts = np.bincount(image_index, minlength=len(image_ids))
         use = counts > 0 if skip_empty else np.ones(len(image_ids), bool)
+        if not use.all():
+            self.problems.note("images without any object of --labels, skipped for training", int((~use).sum()))
         existing = set(os.listdir(folder)) if os.path.isdir(folder) else set()
         present = np.array([f in existing for f in files], bool)
         missing = use & ~present

@@ -194,7 +194,11 @@ class YOLOSource(RecordSource):
                               f"{text_path}: {count} object(s) of class '{names[c]}' not in --labels, dropped", count)
         rows, classes = rows[~unwanted], classes[~unwanted]
         xy = rows[:, 1:] * np.array([width, height, width, height])
-        boxes = np.concatenate([xy[:, :2] - xy[:, 2:] / 2, xy[:, :2] + xy[:, 2:] / 2], 1).astype(np.float32)
+        boxes = np.concatenate([xy[:, :2] - xy[:, 2:] / 2, xy[:, :2] + xy[:, 2:] / 2], 1)
+        # an edge at 0 or 1 written with a few decimals lands a hair outside: not a box past the edge
+        limit = np.array([width, height, width, height])
+        boxes = np.where(np.abs(boxes) < 1e-3, 0, np.where(np.abs(boxes - limit) < 1e-3, limit, boxes))
+        boxes = boxes.astype(np.float32)
         keep = clean_boxes(boxes, width, height, text_path, self.problems)
         labels = label_of[classes][keep]
         if skip_empty and len(labels) == 0:

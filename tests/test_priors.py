@@ -170,3 +170,24 @@ def test_bench_priors_table(capsys, tmp_path):
     import json
     rows = json.load(open(tmp_path / "p.json"))["rows"]
     assert all(r["max_difference"] < 1e-5 and r["fitted"] >= r["coverage"] for r in rows)
+
+
+def test_onnx_export_carries_fitted_priors_and_decodes_the_same(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from engine import Detector, load_detector, preprocess
+    from engine.deploy import read_metadata
+    from models import build_model
+    from tests.helpers import assert_same_detections, lively_model
+    from tests.test_deploy import sample_images
+    fitted = table_layout("voc", 320, (20, 70, 120, 170, 220, 290))
+    cfg = config_for("VOC", labels=("a", "b"), backbone="mobilenet_v3", basenet="none").replace(prior_layout=fitted)
+    model = lively_model(build_model(cfg), 320)
+    path = str(tmp_path / "fitted.pth")
+    atomic_save({"config": cfg.to_dict(), "model": model.state_dict()}, path)
+    loaded = load_detector(path, torch.device("cpu"), {"runtime": "onnxruntime"})
+    export = loaded.description.split()[-1]
+    assert read_metadata(export)["prior_layout"] == fitted
+    batch, _ = preprocess(sample_images(2), 320)
+    assert_same_detections(Detector.from_config(model, cfg).padded(batch), loaded.detector.padded(batch))
+    onnx_file = load_detector(export, torch.device("cpu"), {})  # the .onnx file alone
+    assert onnx_file.cfg.prior_layout == fitted

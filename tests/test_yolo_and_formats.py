@@ -124,3 +124,23 @@ def test_bccd_as_voc_coco_yolo_reads_the_same(tmp_path, capsys):
         out = capsys.readouterr().out
         assert "prior coverage (IoU >= 0.5): 91.1% of 2,804 boxes with the mobilenet_v3 320 layout; fitted: " \
             "95.2%" in out
+
+
+def test_coco_images_without_annotations_are_counted_for_training(tmp_path):
+    import json
+
+    import cv2
+    os.makedirs(tmp_path / "train")
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        cv2.imwrite(str(tmp_path / "train" / name), np.zeros((20, 30, 3), np.uint8))
+    doc = {"images": [{"id": k + 1, "file_name": n, "width": 30, "height": 20} for k, n in enumerate("abc")],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10], "iscrowd": 0}],
+           "categories": [{"id": 1, "name": "x"}]}
+    for k in range(3):
+        doc["images"][k]["file_name"] = f"{'abc'[k]}.jpg"
+    write(str(tmp_path / "train" / "_annotations.coco.json"), json.dumps(doc))
+    cfg = resolve({"dataset": "COCO", "dataset_root": str(tmp_path), "sets": ["train"], "test_sets": ["train"]})
+    train = build_source(cfg, train=True)
+    assert len(train) == 1
+    assert train.problems.counts["images without any object of --labels, skipped for training"] == 2
+    assert len(build_source(cfg, train=False)) == 3
