@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 
@@ -514,6 +515,10 @@ def ours_rows(paths: list, header: str) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
+    if not args.combine and (args.budget < args.batch_size or args.batch_size < 2):
+        print(f"error: --budget {args.budget} --batch-size {args.batch_size}: the budget is the training images per "
+              f"model, at least one batch of at least 2 images", file=sys.stderr)
+        raise SystemExit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     if args.combine:
         records = [json.load(open(path)) for path in args.combine]
@@ -536,7 +541,8 @@ def main(argv=None):
                     if args.json:  # after every seed: an hour's work survives a later failure
                         write_json(args.json, header, rows)
         except (ConfigError, DatasetError, WeightsError) as exc:
-            raise SystemExit(f"error: {exc}") from None
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     print(f"\n{header}")
     print(table(rows))
     for row in rows:

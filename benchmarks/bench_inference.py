@@ -28,10 +28,10 @@ from benchmarks.common import device_name, seconds_per_call, step_parser
 from config import config_for
 from data import image_files, read_image
 from engine import Detector, OnnxDetector, autocast, export_onnx, load_model, preprocess
-from engine.deploy import default_threads, onnxruntime_version, quantize_int8
+from engine.deploy import onnxruntime_version, quantize_int8
 from layers import PostProcessor
 from models import SSD, build_model
-from utils.distributed import resolve_device
+from utils.distributed import resolve_device, usable_cores
 from utils.voc_eval import evaluate_detections
 
 
@@ -138,7 +138,7 @@ def runtime_rows(backbone: str, args, scratch: str) -> list:
 
 
 def runtime_table(args):
-    threads = args.threads or default_threads()
+    threads = args.threads or usable_cores()
     torch.set_num_threads(threads)
     args.threads = threads
     print(f"\nCPU runtimes end to end with NMS, batch {args.batch_size} and 1, {threads} thread(s), "

@@ -45,7 +45,7 @@ def build_dataset(cfg, train: bool, source=None):
     return SSDDataset(source, transform, use_difficult=cfg.train_difficult if train else True, substitute=train)
 
 
-def normalised_boxes(source, use_difficult: bool, shapes_images: int = 500) -> tuple:
+def normalised_boxes(source, use_difficult: bool, shapes_images: int = 200) -> tuple:
     """-> (boxes [N, 4] float32 corners in [0, 1] of the square network input, labels [N] int64, images read):
     every object a run learns from, as the resize to S x S makes it (the prior coverage and fit see these).
     The built-in shapes set is generated, so its first `shapes_images` images stand for it."""

@@ -103,8 +103,16 @@ def jpeg_truncated(path: str) -> bool:
     with open(path, "rb") as f:
         if f.read(2) != b"\xff\xd8":
             return False
-        f.seek(max(0, os.path.getsize(path) - 64))
-        return not f.read().rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
+        size = os.path.getsize(path)
+        tail = b""
+        while size > 2:  # padding after the end marker (zeros, newlines: some cameras and tools write kilobytes)
+            step = min(size - 2, 65536)
+            f.seek(size - step)
+            tail = f.read(step) + tail
+            size -= step
+            if len(tail.rstrip(b"\x00\r\n ")) >= 2:
+                break
+        return not tail.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
 
 
 def image_header_size(path: str) -> tuple:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from config import MODEL_KEYS, Config, ConfigError, check_model_flags, resolve
 from layers import PaddedDetections, greedy_nms, unpad_detections
 from utils.checkpoint import WeightsError
+from utils.distributed import usable_cores
 
 from .detector import Detector, load_model, preprocess
 
@@ -162,11 +163,6 @@ def read_metadata(path: str) -> dict:
     return saved
 
 
-def default_threads() -> int:
-    """The CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 class OnnxDetector:
     """`engine.Detector`'s interface on ONNX Runtime: uint8 BGR batches [B, 3, S, S] -> detections, from a
     whole-detector ONNX file. `timing=True` accumulates seconds in `self.seconds["graph"]`."""
@@ -175,7 +171,7 @@ class OnnxDetector:
     def __init__(self, path: str, threads: int = 0, timing: bool = False):
         import onnxruntime as ort
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
+        options.intra_op_num_threads = threads or usable_cores()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -321,6 +317,10 @@ def load_detector(weights: str, device: torch.device, flags: dict, timing: bool 
     `cached_export_path` and reused while the weights and settings stay the same; an export that fails under
     `auto` falls back to PyTorch, saying why in `description`. `say(line)` is told before an export starts."""
     flags = {k: v for k, v in flags.items() if v is not None}
+    if flags.get("threads", 0) > usable_cores():  # more threads than cores only spin against each other
+        (say or print)(f"note: --threads {flags['threads']} capped to {usable_cores()} (the CPU cores this process "
+                       f"may use)")
+        flags["threads"] = usable_cores()
     if weights.lower().endswith(".onnx"):
         return _load_onnx_file(weights, flags, timing)
     model, cfg = load_model(weights, device, flags, state)

@@ -27,6 +27,8 @@ class PriorReport(NamedTuple):
     fitted: Coverage  # of the fit's layout, over every box
     fitted_best_iou: torch.Tensor  # [N]
     layout_best_iou: torch.Tensor  # [N]
+    images: int  # the images the boxes come from (the built-in shapes set: its first ones)
+    images_in_set: int
 
 
 def fit_wanted(cfg: Config) -> tuple:
@@ -45,11 +47,11 @@ def fit_wanted(cfg: Config) -> tuple:
 
 def prior_report(cfg: Config, source, use_difficult: bool = True) -> PriorReport:
     """Coverage of cfg's prior layout over the source's boxes, and the layout fitted to them."""
-    boxes, labels, _ = normalised_boxes(source, use_difficult)
+    boxes, labels, images = normalised_boxes(source, use_difficult)
     layout_coverage, layout_best = coverage_of(boxes, cfg.prior_layout, cfg.overlap_thresh)
     fit = fit_layout(boxes, cfg.prior_layout, cfg.overlap_thresh, seed=0)
     fitted, fitted_best = coverage_of(boxes, fit.layout, cfg.overlap_thresh)
-    return PriorReport(boxes, labels, layout_coverage, fit, fitted, fitted_best, layout_best)
+    return PriorReport(boxes, labels, layout_coverage, fit, fitted, fitted_best, layout_best, images, len(source))
 
 
 def percent(share: float) -> str:
@@ -60,8 +62,10 @@ def coverage_line(cfg: Config, report: PriorReport) -> str:
     what = f"{cfg.backbone} {cfg.size} layout" + (" with --min-sizes" if cfg.min_sizes else "")
     fitted = percent(report.fitted.covered) if report.fit.kind != "layout" else \
         f"{percent(report.fitted.covered)} (the layout is already the best fit)"
+    sample = f" (of the first {report.images:,} of {report.images_in_set:,} images)" \
+        if report.images < report.images_in_set else ""
     return (f"prior coverage (IoU >= {cfg.overlap_thresh:g}): {percent(report.layout.covered)} of "
-            f"{report.layout.boxes:,} boxes with the {what}; fitted: {fitted}")
+            f"{report.layout.boxes:,} boxes{sample} with the {what}; fitted: {fitted}")
 
 
 def describe_layout(layout: dict) -> str:

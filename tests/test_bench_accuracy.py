@@ -1,5 +1,6 @@
 """benchmarks.bench_accuracy at a tiny budget: both models, both set-ups, scored on the same images."""
 import json
+import re
 
 import cv2
 import numpy as np
@@ -90,10 +91,19 @@ def test_coco_format_folder(tmp_path, capsys):
     assert record["rows"][0]["final"]["image_ids"] == ["6", "7", "8", "9"]
 
 
-def test_bad_dataset_is_one_line(tmp_path):
-    with pytest.raises(SystemExit, match="error: .*not found"):
-        bench_accuracy.main(TINY + ["--dataset", "VOC", "--dataset-root", str(tmp_path / "missing"), "--labels",
-                                    "a"])
+def fails(capsys, argv, pattern):
+    """bench_accuracy.main(argv) exits 2 with one line on stderr matching `pattern`."""
+    with pytest.raises(SystemExit) as exit_info:
+        bench_accuracy.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err and re.search(pattern, err), err
+
+
+def test_bad_dataset_and_budget_are_one_line(tmp_path, capsys):
+    fails(capsys, TINY + ["--dataset", "VOC", "--dataset-root", str(tmp_path / "missing"), "--labels", "a"],
+          "^error: .*not found")
+    for budget in ("0", "-5"):
+        fails(capsys, TINY[2:] + ["--budget", budget], f"^error: --budget {budget} --batch-size")
 
 
 def test_ours_from_replays_the_same_batches(tmp_path, capsys):
@@ -110,13 +120,13 @@ def test_ours_from_replays_the_same_batches(tmp_path, capsys):
         ("a+b", "ours"), ("a", "torchvision"), ("b", "torchvision")]
     assert replayed["rows"][0]["curve"] == ours_only["rows"][0]["curve"] == lockstep["rows"][0]["curve"]
     assert replayed["rows"][1]["curve"] == lockstep["rows"][1]["curve"]
-    with pytest.raises(SystemExit, match="error: --ours-from .*budget 8 images.*budget 12 images"):
-        bench_accuracy.main(TINY[2:] + ["--budget", "12"] + shapes + ["--ours-from", str(earlier)])
+    fails(capsys, TINY[2:] + ["--budget", "12"] + shapes + ["--ours-from", str(earlier)],
+          "error: --ours-from .*budget 8 images.*budget 12 images")
     (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
-    with pytest.raises(SystemExit, match="error: --ours-from .*other.json: not a --json file of this benchmark"):
-        bench_accuracy.main(TINY + shapes + ["--ours-from", str(tmp_path / "other.json")])
-    with pytest.raises(SystemExit, match="error: --ours-from: no row of ours for seed 1"):
-        bench_accuracy.main(TINY + shapes + ["--seeds", "1", "--ours-from", str(earlier)])
+    fails(capsys, TINY + shapes + ["--ours-from", str(tmp_path / "other.json")],
+          "error: --ours-from .*other.json: not a --json file of this benchmark")
+    fails(capsys, TINY + shapes + ["--seeds", "1", "--ours-from", str(earlier)],
+          "error: --ours-from: no row of ours for seed 1")
 
 
 def test_combine_merges_ours_of_separate_setups(tmp_path, capsys):

@@ -191,3 +191,13 @@ def test_onnx_export_carries_fitted_priors_and_decodes_the_same(tmp_path):
     assert_same_detections(Detector.from_config(model, cfg).padded(batch), loaded.detector.padded(batch))
     onnx_file = load_detector(export, torch.device("cpu"), {})  # the .onnx file alone
     assert onnx_file.cfg.prior_layout == fitted
+
+
+def test_threads_beyond_the_cores_are_capped(tmp_path, capsys):
+    from utils.distributed import usable_cores
+    path = str(tmp_path / "w.pth")
+    old_checkpoint(path, backbone="mobilenet_v3", basenet="none")
+    from engine import load_detector
+    loaded = load_detector(path, torch.device("cpu"), {"threads": 1000, "runtime": "torch"})
+    assert loaded.cfg.threads == usable_cores() and torch.get_num_threads() == usable_cores()
+    assert f"note: --threads 1000 capped to {usable_cores()}" in capsys.readouterr().out

@@ -144,3 +144,17 @@ def test_coco_images_without_annotations_are_counted_for_training(tmp_path):
     assert len(train) == 1
     assert train.problems.counts["images without any object of --labels, skipped for training"] == 2
     assert len(build_source(cfg, train=False)) == 3
+
+
+def test_complete_jpeg_with_zero_padding_is_not_truncated(tmp_path):
+    import cv2
+
+    from data.common import jpeg_truncated
+    ok, data = cv2.imencode(".jpg", np.full((16, 16, 3), 77, np.uint8))
+    for padding, truncated in ((b"", False), (b"\x00" * 2410, False), (b"\x00" * 70000 + b"\n", False)):
+        path = tmp_path / f"p{len(padding)}.jpg"
+        path.write_bytes(data.tobytes() + padding)
+        assert jpeg_truncated(str(path)) is truncated
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data.tobytes()[:-40] + b"\x00" * 500)
+    assert jpeg_truncated(str(path))
