@@ -58,7 +58,12 @@ class ImageDetector:
 
     def __init__(self, args):
         self.device = resolve_device(args.device)
-        flags = dict(flags_given(args), score_thresh=DRAW_THRESH if args.score_thresh is None else args.score_thresh)
+        flags = flags_given(args)
+        draw_thresh = DRAW_THRESH if args.score_thresh is None else args.score_thresh
+        if (args.weights or "").lower().endswith(".onnx"):
+            flags.pop("score_thresh", None)  # an exported graph keeps its own; detections are filtered below
+        else:
+            flags["score_thresh"] = draw_thresh
         loaded = load_detector(args.weights, self.device, flags, say=print)
         print(loaded.description)
         self.cfg, self.detector = loaded.cfg, loaded.detector
@@ -67,7 +72,11 @@ class ImageDetector:
         if unknown:
             raise WeightsError(f"--classes {sorted(unknown)} not among the model's classes {self.names}")
         self.keep = torch.tensor([self.names.index(c) for c in args.classes]) if args.classes else None
-        self.score_thresh = self.cfg.score_thresh
+        if draw_thresh < self.cfg.score_thresh:
+            raise ConfigError(f"--score-thresh {draw_thresh:g}: {args.weights} keeps detections from "
+                              f"{self.cfg.score_thresh:g} in its graph; export again with --score-thresh "
+                              f"{draw_thresh:g} (python -m scripts.export_onnx --nms)")
+        self.score_thresh = draw_thresh
 
     def __call__(self, images):
         batch, sizes = preprocess(images, self.cfg.size)

@@ -180,6 +180,20 @@ def test_detect_prints_the_runtime_and_gives_the_same_boxes(tmp_path, lively_che
     assert len(reports["torch"]) == len(reports["onnxruntime"]) > 0
     for a, b in zip(reports["torch"], reports["onnxruntime"]):
         assert a["class"] == b["class"] and np.allclose(a["box"], b["box"], atol=0.2)
+    # an exported whole detector runs with detect.py's defaults (its graph keeps score-thresh 0.01); a higher
+    # threshold filters, a lower one is one line
+    graph = str(tmp_path / "model.detector.onnx")
+    assert export_script.main(["--weights", lively_checkpoint, "--nms", "--output", graph]) == 0
+    assert detect_script.main(["--weights", graph, str(image), "--output", str(tmp_path / "g"), "--json",
+                               str(tmp_path / "g.json")]) == 0
+    drawn = json.loads((tmp_path / "g.json").read_text())[str(image)]
+    assert all(d["score"] >= 0.4 for d in drawn)
+    assert detect_script.main(["--weights", graph, str(image), "--score-thresh", "0.3", "--output",
+                               str(tmp_path / "h")]) == 0
+    capsys.readouterr()
+    assert detect_script.main(["--weights", graph, str(image), "--score-thresh", "0.001", "--output",
+                               str(tmp_path / "i")]) == 2
+    assert "--score-thresh 0.001: " in capsys.readouterr().err
 
 
 def test_int8_export_calibrates_on_the_users_images_and_runs_in_eval(tmp_path, lively_checkpoint, capsys):
