@@ -156,12 +156,11 @@ def run_images(detector, paths, args, report) -> dict:
     return counts
 
 
-def run_video(detector, source, name, args, report):
+def run_video(detector, source, name, out_path, report):
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         raise FileNotFoundError(f"{name}: cannot open video source")
     fps_in = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    out_path = os.path.join(args.output, os.path.splitext(os.path.basename(str(name)))[0] + ".mp4")
     writer, frames, start = None, 0, time.perf_counter()
     try:
         while True:
@@ -188,6 +187,12 @@ def run_video(detector, source, name, args, report):
     print(f"{name}: {frames} frames in {elapsed:.1f} s ({frames / max(elapsed, 1e-9):.1f} frames/s) -> {out_path}")
 
 
+def write_report(report: dict, path: str):
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"detections of {len(report)} input(s): {path}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not args.weights:
@@ -207,30 +212,44 @@ def main(argv=None):
         check_output_folder(args.output)
         if args.json:
             check_output_file(args.json, "--json")
-        report = {}
+        report, counts = {}, {"unwritten": 0}
         start = time.perf_counter()
-        counts = run_images(detector, images, args, report)
-        if images:
-            elapsed = time.perf_counter() - start
-            done = len(report)
-            runtime = detector.detector.runtime
-            print(f"{done} image(s) in {elapsed:.1f} s ({elapsed / max(done, 1):.2f} s per image, {runtime} "
-                  f"on {detector.device}, SSD{detector.cfg.size}); skipped (unreadable): {counts['unreadable']}"
-                  + (f"; {counts['renamed']} written as NAME_2... (another input has the same file name)"
-                     if counts["renamed"] else "")
-                  + (f"; {counts['unwritten']} annotated copies could not be written" if counts["unwritten"]
-                     else ""))
-        for video in videos:
-            run_video(detector, video, video, args, report)
-        if args.camera is not None:
-            run_video(detector, args.camera, f"camera{args.camera}", args, report)
+        try:
+            counts = run_images(detector, images, args, report)
+            if images:
+                elapsed = time.perf_counter() - start
+                done = len(report)
+                runtime = detector.detector.runtime
+                print(f"{done} image(s) in {elapsed:.1f} s ({elapsed / max(done, 1):.2f} s per image, {runtime} "
+                      f"on {detector.device}, SSD{detector.cfg.size}); skipped (unreadable): {counts['unreadable']}"
+                      + (f"; {counts['renamed']} written as NAME_2... (another input has the same file name)"
+                         if counts["renamed"] else "")
+                      + (f"; {counts['unwritten']} annotated copies could not be written" if counts["unwritten"]
+                         else ""))
+            sources = [(v, v) for v in videos] + ([(args.camera, f"camera{args.camera}")] if args.camera is not None
+                                                  else [])
+            video_outputs = output_names([os.path.splitext(str(name))[0] + ".mp4" for _, name in sources],
+                                         args.output)
+            renamed = sum(os.path.basename(out) != os.path.splitext(os.path.basename(str(name)))[0] + ".mp4"
+                          for (_, name), out in zip(sources, video_outputs))
+            if renamed:
+                print(f"{renamed} video(s) written as NAME_2.mp4... (another video has the same file name)")
+            for (source, name), out_path in zip(sources, video_outputs):
+                run_video(detector, source, name, out_path, report)
+        except KeyboardInterrupt:
+            if args.json:
+                write_report(report, args.json)
+            print(f"interrupted: {len(report)} input(s) done" + (f", their detections in {args.json}" if args.json
+                                                                  else ""), file=sys.stderr)
+            return 130
     except (WeightsError, ConfigError, OutputError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted while loading the model: nothing detected or written", file=sys.stderr)
+        return 130
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"detections of {len(report)} input(s): {args.json}")
+        write_report(report, args.json)
     if images and counts["unwritten"]:
         return 1
     return 0

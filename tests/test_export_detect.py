@@ -61,6 +61,40 @@ def test_detect_script_on_images_and_video(tmp_path, checkpoint):
                                "--output", str(out)]) == 2
 
 
+def test_same_named_videos_and_ctrl_c_in_detect(tmp_path, checkpoint, capsys, monkeypatch):
+    for folder in ("a", "b"):
+        os.makedirs(tmp_path / folder)
+        writer = cv2.VideoWriter(str(tmp_path / folder / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+        for i in range(2 if folder == "a" else 3):
+            writer.write(np.full((48, 64, 3), 60 * i, np.uint8))
+        writer.release()
+    out = tmp_path / "out"
+    assert detect_script.main(["--weights", checkpoint, str(tmp_path / "a" / "clip.avi"),
+                               str(tmp_path / "b" / "clip.avi"), "--output", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 video(s) written as NAME_2.mp4" in printed
+    assert cv2.VideoCapture(str(out / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 2
+    assert cv2.VideoCapture(str(out / "clip_2.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 3
+    # Ctrl-C after the first image: the detections done are written, exit 130
+    for name in ("x", "y"):
+        cv2.imwrite(str(tmp_path / f"{name}.jpg"), np.full((48, 64, 3), 90, np.uint8))
+    calls = {"n": 0}
+    original = detect_script.ImageDetector.__call__
+
+    def interrupted(self, images):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, images)
+
+    monkeypatch.setattr(detect_script.ImageDetector, "__call__", interrupted)
+    assert detect_script.main(["--weights", checkpoint, str(tmp_path / "x.jpg"), str(tmp_path / "y.jpg"),
+                               "--batch-size", "1", "--output", str(out), "--json", str(tmp_path / "d.json"),
+                               "--device", "cpu"]) == 130
+    assert list(json.loads((tmp_path / "d.json").read_text())) == [str(tmp_path / "x.jpg")]
+    assert "interrupted: 1 input(s) done, their detections in" in capsys.readouterr().err
+
+
 def test_eval_script_runs_the_network_and_writes_its_outputs(tmp_path, checkpoint):
     import eval as eval_script
     out = tmp_path / "out"
