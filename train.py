@@ -74,7 +74,9 @@ def find_resume(resume: str, output: str = None):
     if os.path.isdir(resume):
         found = run_checkpoint(resume)
         if found is None:
-            raise WeightsError(f"{resume}: no ckpt_*.pth or final.pth in this folder to resume from")
+            raise WeightsError(f"{resume}: no ckpt_*.pth or final.pth in this folder: the run stopped before its "
+                               f"first checkpoint, so there is nothing to resume; remove the folder (rm -r {resume}) "
+                               f"and start again, or choose another --output")
         return found
     return resume
 
@@ -101,6 +103,9 @@ def check_fresh_folder(folder: str):
     """A new run never writes into another run's folder."""
     if os.path.isdir(folder) and any(name.startswith("ckpt_") or name in ("final.pth", "metrics.jsonl")
                                      for name in os.listdir(folder)):
+        if run_checkpoint(folder) is None:
+            raise ConfigError(f"--output {folder}: holds a run that stopped before its first checkpoint (nothing to "
+                              f"resume); remove it (rm -r {folder}) or choose another --output")
         raise ConfigError(f"--output {folder}: holds another run; continue it with --resume {folder}, or choose "
                           f"another --output")
 
@@ -122,9 +127,10 @@ def prepare(args, rank: int, world_size: int, device: torch.device):
                  flags.get("output") or f"nothing under {RUNS_ROOT}/")
     state = read_state(resume) if resume else None
     if args.resume == "auto" and state is not None and rank == 0:
-        log.info("--resume auto: continuing %s at iteration %s (%s)", os.path.dirname(os.path.abspath(resume)),
-                 state.get("iteration", "?"), "its newest checkpoint" if flags.get("output")
-                 else "the most recent unfinished run")
+        folder = os.path.dirname(os.path.abspath(resume))
+        log.info("--resume auto: continuing %s at iteration %s (%s)", folder, state.get("iteration", "?"),
+                 "finished: every run is; a larger --max-iter trains it further" if run_finished(folder)
+                 else "its newest checkpoint" if flags.get("output") else "the most recent unfinished run")
     if state is not None:
         if weights_format(state) != "checkpoint":
             raise WeightsError(f"{resume}: not a train.py checkpoint (plain weights); to start a new run from "

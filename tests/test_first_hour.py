@@ -155,7 +155,20 @@ def test_runs_do_not_mix_and_resume_restores_the_run(tmp_path, monkeypatch, caps
     assert not os.path.isdir(os.path.join(folder, "eval"))
     capsys.readouterr()
     code = train.main(["--resume", "auto", "--workers", "0"])  # a finished run is not trained or evaluated again
-    one_line_error(capsys, code, "the run already reached iteration 3 of --max-iter 3; pass a larger --max-iter")
+    err = capsys.readouterr().err
+    assert code == 2 and "(finished: every run is; a larger --max-iter trains it further)" in err
+    assert "the run already reached iteration 3 of --max-iter 3; pass a larger --max-iter" in err
+
+
+def test_a_run_stopped_before_its_first_checkpoint_names_what_works(tmp_path, capsys):
+    folder = tmp_path / "dead"
+    folder.mkdir()
+    (folder / "metrics.jsonl").write_text("")
+    code = train.main(TINY + ["--max-iter", "2", "--output", str(folder)])
+    one_line_error(capsys, code, f"--output {folder}: holds a run that stopped before its first checkpoint "
+                                 f"(nothing to resume); remove it")
+    code = train.main(TINY + ["--max-iter", "2", "--resume", str(folder)])
+    one_line_error(capsys, code, "the run stopped before its first checkpoint, so there is nothing to resume")
 
 
 def test_sigterm_saves_a_checkpoint(tmp_path, monkeypatch):
