@@ -333,6 +333,11 @@ class Trainer:
         if self.main:
             self.save()
             log.info("final weights: %s", self.save_weights("final.pth"))
+            stale = os.path.join(self.cfg.output, "eval", "metrics.json")
+            if not self.cfg.final_eval and os.path.isfile(stale):  # it scored earlier weights of the run
+                os.remove(stale)
+                log.info("removed %s: it scored the run's weights of an earlier iteration, not this final.pth "
+                         "(--no-final-eval)", stale)
             if self.cfg.final_eval:
                 metrics = self.validate(os.path.join(self.cfg.output, "eval"))
                 print(format_ap_table(metrics))

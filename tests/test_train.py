@@ -187,3 +187,13 @@ def test_one_step_on_a_coco_format_dataset_takes_its_classes(tmp_path):
                        "--checkpoint-every", "0", "--output", folder]) == 0
     # the category without annotations (an export's placeholder) is left out
     assert read_state(os.path.join(folder, "final.pth"))["config"]["labels"] == ["boat"]
+
+
+def test_no_stale_evaluation_beside_a_newer_final(tmp_path):
+    folder = str(tmp_path / "run")
+    common = TINY + ["--shapes-train-images", "2", "--shapes-test-images", "2", "--output", folder]
+    assert train.main([a for a in common if a != "--no-final-eval"] + ["--max-iter", "2"]) == 0
+    metrics = os.path.join(folder, "eval", "metrics.json")
+    assert os.path.isfile(metrics)
+    assert train.main(common + ["--max-iter", "3", "--resume", folder]) == 0  # --no-final-eval
+    assert not os.path.exists(metrics) and read_state(os.path.join(folder, "final.pth"))["iteration"] == 3
