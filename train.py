@@ -10,7 +10,6 @@ config.py; flags override it. See README.md for the full manual.
 """
 import logging
 import os
-import signal
 import sys
 
 import torch
@@ -34,6 +33,7 @@ from engine import RUNS_ROOT, Trainer, default_output
 from models.weights import weights_format
 from utils.checkpoint import WeightsError, latest_checkpoint, read_state
 from utils.distributed import cleanup, describe_device, init_distributed, usable_cores
+from utils.interrupts import INTERRUPTS, StepAbandoned, Terminated
 from utils.output import OutputError, check_output_folder
 
 log = logging.getLogger("ssd")
@@ -110,14 +110,6 @@ def check_fresh_folder(folder: str):
                           f"another --output")
 
 
-class Terminated(Exception):
-    """SIGTERM (what cluster schedulers send before killing a job): save a checkpoint like Ctrl-C."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def prepare(args, rank: int, world_size: int, device: torch.device):
     """-> (Config, checkpoint path or None, checkpoint state or None, whether this is the CPU pipeline check)."""
     flags = flags_given(args)
@@ -189,6 +181,15 @@ def main(argv=None):
         return 2
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", force=True)
+    INTERRUPTS.install()
+    try:
+        return run(args, rank, world_size, device)
+    finally:
+        INTERRUPTS.restore()
+        cleanup()
+
+
+def run(args, rank: int, world_size: int, device: torch.device) -> int:
     try:
         cfg, resume, checkpoint, cpu_check = prepare(args, rank, world_size, device)
         if cfg.batch_size == 1 and (cfg.batch_norm or cfg.backbone != "vgg16"):
@@ -206,11 +207,17 @@ def main(argv=None):
             log.info("config: %s", trainer.cfg.to_dict())
     except (DatasetError, WeightsError, ConfigError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        cleanup()
         return 2
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    except (KeyboardInterrupt, Terminated) as exc:
+        print(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'} before training started (nothing to "
+              f"resume): run the command again to start", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     try:
         metrics = trainer.train()
+    except StepAbandoned:
+        print(f"interrupted twice during iteration {trainer.iteration + 1}: stopped without saving; "
+              f"--resume {trainer.cfg.output} continues from its newest checkpoint", file=sys.stderr)
+        return 130
     except (KeyboardInterrupt, Terminated) as exc:
         log.warning("%s at iteration %d: saving a checkpoint (continue with --resume %s)",
                     "terminated" if isinstance(exc, Terminated) else "interrupted", trainer.iteration,
@@ -228,9 +235,6 @@ def main(argv=None):
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        cleanup()
     if cpu_check and rank == 0 and metrics is not None:
         print(CPU_CHECK_DONE)
     return 0

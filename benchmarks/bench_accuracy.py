@@ -39,7 +39,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from benchmarks.common import device_name
-from config import ConfigError, resolve
+from config import Config, ConfigError, resolve
 from data import DatasetError, build_dataset, eval_loader, train_loader
 from data.loader import TrainSampler
 from engine import Detector, Trainer, evenly_spaced, score_voc
@@ -125,7 +125,7 @@ def train_py_command(cfg) -> str:
         if key == "batch_norm":
             parts.append("--batch-norm" if value and cfg.backbone == "vgg16" else "")
             continue
-        if value == ():
+        if value == () or (key == "priors" and value == Config.priors):
             continue
         value = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, tuple) \
             else value

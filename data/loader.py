@@ -137,8 +137,11 @@ def train_loader(dataset, batch_size: int, workers: int, seed: int, rank: int = 
                  start_iteration: int = 0, pin_memory: bool = True):
     freeze_before_fork(workers)
     sampler = TrainSampler(len(dataset), seed, rank, world_size, start_iteration * batch_size)
+    # the workers' base seed comes from a generator of its own: drawn from the global RNG, it would move the state
+    # a checkpoint saves, and a resumed run would continue from another one
+    workers_seed = torch.Generator().manual_seed(seed * 1_000_003 + rank)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
-                      pin_memory=pin_memory, drop_last=True, worker_init_fn=seed_worker,
+                      pin_memory=pin_memory, drop_last=True, worker_init_fn=seed_worker, generator=workers_seed,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
 
 

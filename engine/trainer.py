@@ -25,7 +25,15 @@ from config import FILE_CLASSES, Config, ConfigError
 from data import DatasetError, as_model_input, build_dataset, build_source, objects_for_training, train_loader
 from layers import MultiBoxLoss
 from models import build_model, load_backbone
-from utils.checkpoint import atomic_save, is_full_checkpoint, rng_state, save_checkpoint, set_rng_state
+from utils.checkpoint import (
+    atomic_save,
+    is_full_checkpoint,
+    remove_dead_temp_files,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from utils.interrupts import INTERRUPTS
 from utils.logger import MetricsLogger
 
 from .detector import AMP_DTYPES
@@ -197,8 +205,12 @@ class Trainer:
         self.val_source = None
         if self.main and (cfg.eval_every > 0 or cfg.final_eval):
             self.val_source = build_source(cfg, train=False)
-        self.logger = MetricsLogger(cfg.output, cfg.tensorboard, cfg.visdom) if self.main else None
+        self.logger = MetricsLogger(cfg.output, cfg.tensorboard, cfg.visdom, self.iteration) if self.main else None
         if self.main:
+            removed = remove_dead_temp_files(cfg.output)
+            if removed:
+                log.info("removed %d temporary file(s) of a run killed while writing: %s", len(removed),
+                         " ".join(os.path.basename(p) for p in removed))
             self.write_problems()
 
     def write_problems(self):
@@ -288,31 +300,33 @@ class Trainer:
         bar = tqdm(total=cfg.max_iter, initial=self.iteration, disable=not self.main, dynamic_ncols=True)
         window_start, window_images = time.perf_counter(), 0
         while self.iteration < cfg.max_iter:
-            batch = next(batches)
-            images = as_model_input(batch.images, self.device, cfg.channels_last)
-            targets = batch.targets.to(self.device, non_blocking=True)
-            loss_l, loss_c, finite = self.step(images, targets)
-            bad["count"] += ~finite
-            bad["run"] = torch.where(finite, 0, bad["run"] + 1)
-            bad["longest"] = torch.maximum(bad["longest"], bad["run"])
-            window_images += images.shape[0] * self.world_size
-            bar.update(1)
-            if on_step is not None:
-                on_step(self, batch)
-            logging_now = self.iteration % cfg.log_every == 0 or self.iteration in (1, cfg.max_iter)
-            checkpoint_now = cfg.checkpoint_every > 0 and self.iteration % cfg.checkpoint_every == 0
-            eval_now = self.main and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0 \
-                and self.iteration < cfg.max_iter
-            if logging_now or checkpoint_now or eval_now:
-                self.check_bad_steps(bad)
-            if self.main and logging_now:
-                elapsed = time.perf_counter() - window_start
-                values = {"loss": (loss_l + loss_c).item(), "loss_l": loss_l.item(), "loss_c": loss_c.item(),
-                          "lr": self.optimizer.param_groups[0]["lr"], "img_s": window_images / max(elapsed, 1e-9)}
-                bar.set_postfix(loc=f"{values['loss_l']:.3f}", conf=f"{values['loss_c']:.3f}",
-                                lr=f"{values['lr']:.2e}", img_s=f"{values['img_s']:.1f}")
-                self.logger.log(self.iteration, values)
-                window_start, window_images = time.perf_counter(), 0
+            # a signal in here is raised when the step and its log line are done (utils/interrupts.py)
+            with INTERRUPTS.step():
+                batch = next(batches)
+                images = as_model_input(batch.images, self.device, cfg.channels_last)
+                targets = batch.targets.to(self.device, non_blocking=True)
+                loss_l, loss_c, finite = self.step(images, targets)
+                bad["count"] += ~finite
+                bad["run"] = torch.where(finite, 0, bad["run"] + 1)
+                bad["longest"] = torch.maximum(bad["longest"], bad["run"])
+                window_images += images.shape[0] * self.world_size
+                bar.update(1)
+                if on_step is not None:
+                    on_step(self, batch)
+                logging_now = self.iteration % cfg.log_every == 0 or self.iteration in (1, cfg.max_iter)
+                checkpoint_now = cfg.checkpoint_every > 0 and self.iteration % cfg.checkpoint_every == 0
+                eval_now = self.main and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0 \
+                    and self.iteration < cfg.max_iter
+                if logging_now or checkpoint_now or eval_now:
+                    self.check_bad_steps(bad)
+                if self.main and logging_now:
+                    elapsed = time.perf_counter() - window_start
+                    values = {"loss": (loss_l + loss_c).item(), "loss_l": loss_l.item(), "loss_c": loss_c.item(),
+                              "lr": self.optimizer.param_groups[0]["lr"], "img_s": window_images / max(elapsed, 1e-9)}
+                    bar.set_postfix(loc=f"{values['loss_l']:.3f}", conf=f"{values['loss_c']:.3f}",
+                                    lr=f"{values['lr']:.2e}", img_s=f"{values['img_s']:.1f}")
+                    self.logger.log(self.iteration, values)
+                    window_start, window_images = time.perf_counter(), 0
             if checkpoint_now:
                 self.save()
             if eval_now:

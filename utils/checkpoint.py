@@ -42,6 +42,28 @@ def atomic_save(obj, path: str):
     os.replace(tmp, path)
 
 
+def remove_dead_temp_files(folder: str) -> list:
+    """Remove the `NAME.tmpPID` files atomic_save left when its process died mid-write (the PID no longer runs);
+    -> their paths."""
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(folder), "*.tmp[0-9]*")):
+        pid = path.rsplit(".tmp", 1)[1]
+        if pid.isdigit() and not process_running(int(pid)):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def rng_state() -> dict:
     version, state, gauss = random.getstate()
     np_state = np.random.get_state()

@@ -7,20 +7,46 @@ log = logging.getLogger("ssd")
 
 
 class MetricsLogger:
-    def __init__(self, folder: str, tensorboard: bool = True, visdom: bool = False):
+    def __init__(self, folder: str, tensorboard: bool = True, visdom: bool = False, start_iteration: int = 0):
+        """`start_iteration`: where a resumed run continues; rows logged after it by the stopped run (which went
+        on past its last checkpoint) are dropped, so the log reads each iteration once."""
         os.makedirs(folder, exist_ok=True)
         self.path = os.path.join(folder, "metrics.jsonl")
         self.folder = folder
+        dropped = self.keep_rows_up_to(start_iteration)
+        if dropped:
+            log.info("metrics.jsonl: removed %d rows logged after iteration %d (past the checkpoint this run "
+                     "resumes from) or cut short", dropped, start_iteration)
         self.writer = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(os.path.join(folder, "tensorboard"))
+                self.writer = SummaryWriter(os.path.join(folder, "tensorboard"), purge_step=start_iteration + 1)
             except ImportError as exc:
                 log.warning("tensorboard logging off: %s", exc)
         self.viz = None
         if visdom:
             self.viz = self._connect_visdom()
+
+    def keep_rows_up_to(self, iteration: int) -> int:
+        """Drop the rows of metrics.jsonl after `iteration` (atomically); -> how many."""
+        if not os.path.isfile(self.path):
+            return 0
+        with open(self.path) as f:
+            lines = [line for line in f if line.strip()]
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line)["iteration"] <= iteration:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):  # a line cut short by a kill mid-write
+                pass
+        if len(kept) < len(lines):
+            tmp = f"{self.path}.tmp{os.getpid()}"
+            with open(tmp, "w") as f:
+                f.writelines(kept)
+            os.replace(tmp, self.path)
+        return len(lines) - len(kept)
 
     @staticmethod
     def _connect_visdom():

@@ -1,0 +1,139 @@
+"""Signals at any moment of training resume bit-exactly: a Ctrl-C or SIGTERM inside an SGD step (forward with its
+BatchNorm statistics, backward, the optimizer update) is held until the step completes; the resumed run's log reads
+every iteration once; temporary files of a killed checkpoint write are removed."""
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+import train
+from models.weights import read_state
+
+# SSDLite: BatchNorm in every block, so a half-done forward would move running statistics
+LITE = ["--dataset", "shapes", "--backbone", "mobilenet_v3", "--basenet", "none", "--size", "320",
+        "--shapes-train-images", "4", "--batch-size", "2", "--workers", "0", "--warmup-iters", "0", "--lr", "0.05",
+        "--eval-every", "0", "--no-final-eval", "--no-tensorboard", "--log-every", "1", "--checkpoint-every", "0"]
+
+
+def train_rows(folder):
+    rows = [json.loads(line) for line in open(os.path.join(folder, "metrics.jsonl"))]
+    return [(r["iteration"], r["loss"]) for r in rows if r["kind"] == "train"]
+
+
+def assert_same_state(a, b):
+    for part in ("model", "optimizer", "rng"):
+        flat_a, flat_b = flatten(a[part]), flatten(b[part])
+        assert flat_a.keys() == flat_b.keys(), part
+        for key in flat_a:
+            x, y = flat_a[key], flat_b[key]
+            same = torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
+            assert same, f"{part} {key} differs"
+
+
+def flatten(value, prefix=""):
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}/{key}").items()}
+    if isinstance(value, (list, tuple)):
+        return {k: v for i, item in enumerate(value) for k, v in flatten(item, f"{prefix}/{i}").items()}
+    return {prefix: value}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("signals") / "whole")
+    assert train.main(LITE + ["--max-iter", "3", "--output", folder]) == 0
+    return folder
+
+
+def signal_in_step_two(monkeypatch, where, signum=signal.SIGINT, times=1):
+    """Send `signum` to this process `times` times at `where` in the second SGD step: "forward" (inside a BatchNorm
+    layer), "backward" (after the gradients, before the update) or "update" (in the optimizer, before it runs)."""
+    steps = {"done": 0, "fired": False}
+    original_step, original_bn, original_backward = (torch.optim.SGD.step, torch.nn.BatchNorm2d.forward,
+                                                      torch.Tensor.backward)
+
+    def fire():
+        if steps["done"] == 1 and not steps["fired"]:
+            steps["fired"] = True
+            for _ in range(times):
+                os.kill(os.getpid(), signum)
+
+    def sgd_step(self, *args, **kwargs):
+        if where == "update":
+            fire()
+        result = original_step(self, *args, **kwargs)
+        steps["done"] += 1
+        return result
+
+    def bn_forward(self, x):
+        if where == "forward" and self.training:
+            fire()
+        return original_bn(self, x)
+
+    def backward(self, *args, **kwargs):
+        result = original_backward(self, *args, **kwargs)
+        if where == "backward":
+            fire()
+        return result
+
+    monkeypatch.setattr(torch.optim.SGD, "step", sgd_step)
+    monkeypatch.setattr(torch.nn.BatchNorm2d, "forward", bn_forward)
+    monkeypatch.setattr(torch.Tensor, "backward", backward)
+
+
+@pytest.mark.parametrize("where,signum,code", [("forward", signal.SIGINT, 130), ("backward", signal.SIGTERM, 143),
+                                               ("update", signal.SIGINT, 130)])
+def test_a_signal_inside_a_step_resumes_bit_exactly(uninterrupted, tmp_path, monkeypatch, capsys, where, signum,
+                                                    code):
+    folder = str(tmp_path / "run")
+    with monkeypatch.context() as patch:
+        signal_in_step_two(patch, where, signum)
+        assert train.main(LITE + ["--max-iter", "3", "--output", folder]) == code
+    assert "finishing the current step" in capsys.readouterr().err
+    saved = read_state(os.path.join(folder, "ckpt_0000002.pth"))
+    assert saved["iteration"] == 2  # the step the signal arrived in completed first
+    assert train.main(["--resume", folder]) == 0
+    whole = read_state(os.path.join(uninterrupted, "ckpt_0000003.pth"))
+    resumed = read_state(os.path.join(folder, "ckpt_0000003.pth"))
+    assert_same_state(whole, resumed)
+    assert train_rows(folder) == train_rows(uninterrupted)
+
+
+def test_a_second_signal_inside_the_step_stops_without_saving(tmp_path, monkeypatch, capsys):
+    folder = str(tmp_path / "run")
+    signal_in_step_two(monkeypatch, "forward", times=2)
+    assert train.main(LITE + ["--max-iter", "3", "--checkpoint-every", "1", "--output", folder]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted twice during iteration 2: stopped without saving" in err and "Traceback" not in err
+    assert sorted(n for n in os.listdir(folder) if n.startswith("ckpt_")) == ["ckpt_0000001.pth"]
+
+
+def test_a_signal_while_the_model_is_built_is_one_line(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "Trainer", interrupted)
+    assert train.main(LITE + ["--max-iter", "3", "--output", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("interrupted before training started") and "Traceback" not in err
+
+
+def test_the_log_continues_without_duplicates_and_dead_temp_files_go(uninterrupted, tmp_path, capsys):
+    """kill -9 while ckpt_3 was being written: the log holds iteration 3, ckpt_2 is the newest checkpoint, and a
+    ckpt_0000003.pth.tmpPID of the dead process stays."""
+    folder = tmp_path / "run"
+    assert train.main(LITE + ["--max-iter", "3", "--checkpoint-every", "2", "--output", str(folder)]) == 0
+    for name in ("ckpt_0000003.pth", "final.pth"):
+        os.remove(folder / name)
+    dead = folder / "ckpt_0000003.pth.tmp999999999"
+    dead.write_bytes(b"half a checkpoint")
+    with open(folder / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train", "iter')  # the kill cut the last line short
+    assert train.main(["--resume", str(folder)]) == 0
+    assert train_rows(str(folder)) == train_rows(uninterrupted)
+    assert not dead.exists()
+    err = capsys.readouterr().err
+    assert "removed 1 temporary file(s) of a run killed while writing: ckpt_0000003.pth.tmp999999999" in err
+    assert "metrics.jsonl: removed 2 rows logged after iteration 2" in err
