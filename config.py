@@ -251,7 +251,7 @@ DATASET_DEFAULTS = {
                 labels=VOC_CLASSES),
     # COCO-format labels: empty = every category of the annotation file that has annotations (COCO: its 80)
     "COCO": dict(dataset_root="~/data/coco", sets=("train2017",), test_sets=("val2017",), labels=(),
-                 lr_steps=(280000, 360000), max_iter=400000),
+                 lr_steps=(280000, 360000), max_iter=400000, metric="coco"),
     # YOLO-format folders (data.yaml, images/<split>, labels/<split>): labels empty = every name of data.yaml
     "YOLO": dict(dataset_root="", sets=("train",), test_sets=("val",), labels=()),
     # The built-in synthetic set: no download and no pretrained weights, so the BatchNorm variant from scratch
@@ -274,7 +274,7 @@ MINIMUM = {"batch_size": 1, "max_iter": 1, "workers": 0, "warmup_iters": 0, "che
            "pre_nms_top_k": 1, "shapes_train_images": 1, "shapes_test_images": 1, "graph_nms_rounds": 1,
            "lr_reference_batch": 1, "neg_pos": 1, "threads": 0}
 CHOICES = {"dataset": tuple(DATASET_DEFAULTS), "size": (300, 512, 320), "amp": ("off", "bf16", "fp16"),
-           "nms": ("hard", "soft"), "soft_nms_method": ("linear", "gaussian"), "metric": ("voc07", "voc12"),
+           "nms": ("hard", "soft"), "soft_nms_method": ("linear", "gaussian"), "metric": ("voc07", "voc12", "coco"),
            "unreadable": ("stop", "miss"), "priors": ("auto", "fit", "layout"), "photometric": ("caffe", "ssd.pytorch"),
            "pixel_format": tuple(PIXEL_FORMATS), "backbone": tuple(BACKBONE_SIZES),
            "matching": ("bipartite", "best-prior"), "runtime": ("auto", "torch", "onnxruntime")}
@@ -307,6 +307,9 @@ def _check(cfg: Config) -> Config:
         raise ConfigError("--labels: give at least one class name")
     if len(set(cfg.labels)) != len(cfg.labels):
         raise ConfigError(f"--labels: a class name is repeated ({' '.join(cfg.labels)})")
+    if cfg.metric == "coco" and cfg.dataset != "COCO":
+        raise ConfigError(f"--metric coco: COCO AP is scored on COCO-format ground truth (--dataset COCO); "
+                          f"--dataset {cfg.dataset} is scored with --metric voc07 or voc12")
     if cfg.min_sizes and cfg.priors == "fit":
         raise ConfigError("--priors fit with --min-sizes: give one of them (--min-sizes sets the sizes by hand)")
     if cfg.min_sizes:
@@ -426,7 +429,8 @@ FLAG_HELP = {
     "nms": "hard NMS or Soft-NMS",
     "soft_nms_method": "Soft-NMS rescoring",
     "soft_nms_sigma": "Gaussian Soft-NMS sigma",
-    "metric": "VOC07 11-point AP or VOC2010+ area under the curve",
+    "metric": "voc07 (11-point AP) or voc12 (area under the curve): the devkit's mAP at IoU 0.5, any format; coco: "
+              "AP@[.5:.95] by COCOeval (COCO-format sets, their default)",
     "seed": "seed of initialisation, sampling and augmentation",
     "amp": "mixed precision",
     "channels_last": "channels-last (NHWC) memory format (faster with --amp on GPUs)",

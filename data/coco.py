@@ -93,7 +93,7 @@ class COCOSource(RecordSource):
         self.root = os.path.expanduser(root)
         self.name = name
         self.problems, self.names_found, self.notices = Problems(), Counter(), []
-        self.ann_files = {}
+        self.ann_files, self.crowd, self.object_areas = {}, {}, {}
         self.class_names, self.category_ids = None, None
         if not os.path.isdir(self.root):
             raise DatasetError(f"{self.root}: dataset root not found (see README: Datasets)")
@@ -126,6 +126,7 @@ class COCOSource(RecordSource):
             ann_cat = np.array([a["category_id"] for a in annotations], np.int64)
             crowd = np.array([a.get("iscrowd", 0) for a in annotations], bool)
             xywh = np.array([a["bbox"] for a in annotations], np.float32).reshape(-1, 4)
+            area = np.array([a.get("area") or 0.0 for a in annotations], np.float64)
         except (ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"{ann_file}: cannot be read as COCO instances ({type(exc).__name__}: {exc})") from None
         del doc, images, annotations
@@ -144,6 +145,7 @@ class COCOSource(RecordSource):
         position = np.minimum(np.searchsorted(sorted_ids, ann_image), max(len(image_ids) - 1, 0))
         listed = (sorted_ids[position] == ann_image) if len(image_ids) else np.zeros(len(ann_image), bool)
         image_index = np.where(listed, order[position] if len(image_ids) else -1, -1)
+        image_index_all = image_index
         label_of = {c: i for i, c in enumerate(cat_ids)}
         labels_all = np.array([label_of.get(c, -1) for c in ann_cat.tolist()], np.int64)
         for cat, count in Counter(ann_cat[~crowd & (labels_all < 0)].tolist()).items():
@@ -152,7 +154,8 @@ class COCOSource(RecordSource):
                                    count)
         keep = ~crowd & (labels_all >= 0) & listed
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)[keep]
-        image_index, labels_kept = image_index[keep], labels_all[keep]
+        image_index, labels_kept, area_kept = image_index[keep], labels_all[keep], area[keep]
+        scored_crowd = crowd & (labels_all >= 0) & listed
 
         # clip to the image, drop zero-area boxes (vectorised clean_boxes)
         width, height = widths[image_index], heights[image_index]
@@ -172,6 +175,7 @@ class COCOSource(RecordSource):
         self._per_image(degenerate, image_index, image_ids, ann_file, "zero-area or inverted boxes, dropped",
                         "zero-area or inverted box(es) dropped")
         boxes, image_index, labels_kept = boxes[~degenerate], image_index[~degenerate], labels_kept[~degenerate]
+        area_kept = area_kept[~degenerate]
 
         counts = np.bincount(image_index, minlength=len(image_ids))
         use = counts > 0 if skip_empty else np.ones(len(image_ids), bool)
@@ -193,6 +197,10 @@ class COCOSource(RecordSource):
         kept_objects = object_rank >= 0
         sort = np.argsort(object_rank[kept_objects], kind="stable")
         paths = np.array([os.path.join(folder, files[i]) for i in chosen], dtype=str)
+        crowd_kept = scored_crowd & (rank[np.maximum(image_index_all, 0)] >= 0)
+        self.crowd[ann_file] = (image_ids[image_index_all[crowd_kept]], xywh[crowd_kept], area[crowd_kept],
+                                ann_cat[crowd_kept])
+        self.object_areas[ann_file] = area_kept[kept_objects][sort]
         return (image_ids[chosen].astype(str), paths, np.stack([widths[chosen], heights[chosen]], 1), counts[chosen],
                 boxes[kept_objects][sort], labels_kept[kept_objects][sort], np.zeros(int(kept_objects.sum()), bool),
                 image_ids[chosen])
@@ -214,8 +222,35 @@ class COCOSource(RecordSource):
 
             from pycocotools.coco import COCO
             with contextlib.redirect_stdout(io.StringIO()):
-                self._api = COCO(next(iter(self.ann_files.values())))
+                self._api = COCO()
+                self._api.dataset = self.scored_ground_truth()
+                self._api.createIndex()
         return self._api
+
+    def scored_ground_truth(self) -> dict:
+        """The evaluation set as COCOeval sees it, in the COCO format: the objects this reader kept (clipped, the
+        dropped ones gone) with their annotated areas, and the crowd regions of the kept classes (COCOeval ignores
+        detections on them). Scoring the raw file instead would count objects the log says were dropped."""
+        ann_file = next(iter(self.ann_files.values()))
+        table = self.table
+        per_image = np.diff(table.offsets)
+        object_images = np.repeat(table.coco_ids, per_image)
+        xywh = np.concatenate([table.boxes[:, :2], table.boxes[:, 2:] - table.boxes[:, :2]], 1).astype(np.float64)
+        areas = self.object_areas[ann_file]
+        areas = np.where(areas > 0, areas, xywh[:, 2] * xywh[:, 3])
+        crowd_images, crowd_xywh, crowd_areas, crowd_categories = self.crowd[ann_file]
+        annotations = [{"id": k + 1, "image_id": int(i), "category_id": int(self.category_ids[label]),
+                        "bbox": box, "area": float(a), "iscrowd": 0}
+                       for k, (i, label, box, a) in enumerate(zip(object_images.tolist(), table.labels.tolist(),
+                                                                  xywh.tolist(), areas.tolist()))]
+        annotations += [{"id": len(annotations) + k + 1, "image_id": int(i), "category_id": int(c), "bbox": box,
+                         "area": float(a), "iscrowd": 1}
+                        for k, (i, box, a, c) in enumerate(zip(crowd_images.tolist(), crowd_xywh.tolist(),
+                                                               crowd_areas.tolist(), crowd_categories.tolist()))]
+        return {"images": [{"id": int(i), "width": int(w), "height": int(h)}
+                           for i, (w, h) in zip(table.coco_ids.tolist(), table.sizes.tolist())],
+                "categories": [{"id": int(c), "name": n} for c, n in zip(self.category_ids, self.class_names)],
+                "annotations": annotations}
 
     def coco_id(self, index: int) -> int:
         return int(self.table.coco_ids[index])

@@ -310,6 +310,11 @@ class LoadedDetector(NamedTuple):
     description: str  # one line: which runtime runs, where, and why
 
 
+def brief(exc: Exception) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
 def load_detector(weights: str, device: torch.device, flags: dict, timing: bool = False, state: dict = None,
                   say=None) -> LoadedDetector:
     """Weights (train.py checkpoint, plain SSD weights, or a whole-detector .onnx file) -> the detector on the
@@ -330,17 +335,24 @@ def load_detector(weights: str, device: torch.device, flags: dict, timing: bool 
         path = cached_export_path(weights, cfg)
         reused = os.path.isfile(path)
         try:
+            if reused:
+                try:
+                    detector = OnnxDetector(path, cfg.threads, timing)
+                except Exception as exc:  # truncated, 0 bytes, overwritten: export it again
+                    (say or print)(f"the cached ONNX export {path} does not load ({brief(exc)}): exporting it again")
+                    os.remove(path)
+                    reused = False
             if not reused:
                 if say:
                     say(f"exporting the detector to ONNX once (seconds; reused while the weights and settings "
                         f"stay the same): {path}")
                 export_onnx(model, cfg, path)
-            detector = OnnxDetector(path, cfg.threads, timing)
+                detector = OnnxDetector(path, cfg.threads, timing)
         except Exception as exc:  # any exporter or runtime failure: the model still runs in PyTorch
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            reason = brief(exc)
             if requested == "onnxruntime":
-                raise ConfigError(f"--runtime onnxruntime: the export of {weights} failed ({reason}); use "
-                                  f"--runtime torch") from None
+                raise ConfigError(f"--runtime onnxruntime: the export of {weights} to {path} failed ({reason}); "
+                                  f"use --runtime torch") from None
             runtime, why = "torch", f"auto: the ONNX export failed ({reason})"
         else:
             return LoadedDetector(detector, cfg, model,

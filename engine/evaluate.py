@@ -1,5 +1,5 @@
-"""Evaluate a model on a dataset through the one inference path: VOC-style mAP (devkit) for VOC-style data and
-shapes, COCOeval for COCO. Every listed image is scored exactly once."""
+"""Evaluate a model on a dataset through the one inference path: the devkit's mAP (--metric voc07/voc12, any
+format) or COCOeval (--metric coco, COCO-format sets). Every listed image is scored exactly once."""
 import json
 import logging
 import math
@@ -78,7 +78,7 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
     if unreadable:
         log.warning("%d image(s) could not be decoded and were scored as images without detections (their "
                     "objects count as misses), first: %s", len(unreadable), unreadable[0])
-    if cfg.dataset == "COCO":
+    if cfg.metric == "coco":
         if not any(len(source.annotation(i)[1]) for i in results):
             raise DatasetError(f"{source.name}: the {len(results)} evaluated image(s) hold no object of the "
                                f"classes {list(source.class_names)}: nothing to score; check --labels and "

@@ -101,6 +101,27 @@ def test_runtime_auto_exports_once_reuses_and_never_reuses_changed_weights(tmp_p
     assert len(said) == 3
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_cached_export_that_does_not_load_is_exported_again(tmp_path, lively_checkpoint, damage):
+    weights = str(tmp_path / "w.pth")
+    torch.save(torch.load(lively_checkpoint, weights_only=True), weights)
+    first = load_detector(weights, CPU, {})
+    cached = glob.glob(str(tmp_path / "w.*.onnx"))[0]
+    good = open(cached, "rb").read()
+    with open(cached, "wb") as f:
+        f.write({"truncated": good[: len(good) // 3], "garbage": b"not a graph" * 100, "empty": b""}[damage])
+    images = preprocess(sample_images(2), 320)[0]
+    for runtime in ("auto", "onnxruntime"):
+        said = []
+        loaded = load_detector(weights, CPU, {"runtime": runtime}, say=said.append)
+        assert loaded.detector.runtime == "onnxruntime" and "exported to" in loaded.description
+        assert said[0].startswith(f"the cached ONNX export {cached} does not load (") and \
+            said[0].endswith("): exporting it again")
+        assert_same_detections(first.detector.padded(images), loaded.detector.padded(images))
+        with open(cached, "wb") as f:
+            f.write(b"")
+
+
 def test_runtime_choice_and_what_it_says(tmp_path, lively_checkpoint, monkeypatch):
     assert load_detector(lively_checkpoint, CPU, {"runtime": "torch"}).detector.runtime == "torch"
     soft = load_detector(lively_checkpoint, CPU, {"nms": "soft"})

@@ -34,11 +34,12 @@ def score_coco(api, detections: dict, category_ids, output: str = None, class_na
         os.makedirs(output, exist_ok=True)
         with open(os.path.join(output, "detections_coco.json"), "w") as f:
             json.dump(results, f)
-    if not results:
-        return {"metric": "coco", "mAP": 0.0, "AP": {n: 0.0 for n in names}, "coco": {n: 0.0 for n in STAT_NAMES},
-                "summary": ""}
+    # pycocotools cannot load an empty result list; one zero-area detection matches nothing and leaves every AP at
+    # 0 where there is something to find and -1 (None) where there is not, as with real detections
+    scored = results or [{"image_id": min(detections), "category_id": category_ids[0], "bbox": [0.0, 0.0, 0.0, 0.0],
+                          "score": 1e-9}]
     with contextlib.redirect_stdout(io.StringIO()) as captured:
-        evaluator = COCOeval(api, api.loadRes(results), "bbox")
+        evaluator = COCOeval(api, api.loadRes(scored), "bbox")
         evaluator.params.imgIds = sorted(detections)
         evaluator.params.catIds = list(category_ids)
         evaluator.evaluate()
