@@ -26,19 +26,20 @@ from .common import DatasetError, decode_image, jpeg_truncated
 def check(source, decode: bool = True, use_difficult: bool = True):
     """-> (report lines, number of problems). `use_difficult`: whether the run would learn from difficult objects."""
     problems, notices = list(source.problems), list(getattr(source, "notices", []))
-    objects, hard, empty, alpha, unreadable = Counter(), Counter(), 0, 0, 0
+    objects, hard, empty, alpha, turned, unreadable = Counter(), Counter(), 0, 0, 0, 0
     sizes = Counter()
     for i in tqdm(range(len(source)), desc=f"checking {source.name}", disable=not sys.stderr.isatty()):
         boxes, labels, difficult = source.annotation(i)
         if decode and hasattr(source, "table"):
             try:
-                image, had_alpha = decode_image(source.image_path(i))
+                image, had_alpha, orientation = decode_image(source.image_path(i))
             except ValueError as exc:
                 problems.append(f"{exc} (training replaces it with another image; eval.py stops on it, or scores "
                                 f"it as a miss with --unreadable miss)")
                 unreadable += 1
                 continue
             alpha += had_alpha
+            turned += orientation != 1
             if jpeg_truncated(source.image_path(i)):
                 problems.append(f"{source.image_path(i)}: truncated JPEG (no end marker): training and evaluation "
                                 f"read it as far as it decodes; re-export or remove it")
@@ -70,6 +71,9 @@ def check(source, decode: bool = True, use_difficult: bool = True):
         lines.append(f"image sizes: {common}")
     if alpha:
         lines.append(f"transparent images: {alpha} (composited on white, as a viewer shows them)")
+    if turned:
+        lines.append(f"photos with an EXIF orientation: {turned} (turned the way up viewers and annotation tools show "
+                     f"them, for training, evaluation and detect.py alike)")
     summary = source.problems.summary()
     if summary:
         lines.append("dropped or changed while reading:")

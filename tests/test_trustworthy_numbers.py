@@ -86,10 +86,10 @@ def test_truncated_jpeg_and_transparent_png_decode(tmp_path):
     cv2.imwrite(str(tmp_path / "full.jpg"), image)
     data = (tmp_path / "full.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[:-20])  # a few bytes short, as scraped files often are
-    cut, alpha = decode_image(str(tmp_path / "cut.jpg"))
+    cut, alpha, _ = decode_image(str(tmp_path / "cut.jpg"))
     assert cut.shape == (120, 160, 3) and not alpha
     write_png_rgba(tmp_path / "a.png")
-    composited, alpha = decode_image(str(tmp_path / "a.png"))
+    composited, alpha, _ = decode_image(str(tmp_path / "a.png"))
     assert alpha and composited.shape == (48, 64, 3)
     assert composited[0, 0].tolist() == [255, 255, 255]  # transparent -> white, not the hidden black
     assert composited[20, 20].tolist() == [0, 0, 255]
