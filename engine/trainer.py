@@ -287,6 +287,12 @@ class Trainer:
         bad["count"].zero_()
         bad["longest"].copy_(bad["run"])
 
+    def evaluation_interrupted(self) -> bool:
+        """A run resumed at a validation point whose validation never logged (a signal stopped it)."""
+        cfg = self.cfg
+        return 0 < self.iteration < cfg.max_iter and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0 \
+            and not self.logger.logged(self.iteration, "eval")
+
     def train(self, on_step=None):
         """Train to cfg.max_iter, then save and evaluate (`finish`). `on_step(trainer, batch)`, when given, is
         called after every step with the batch just trained on (the benchmarks train a second model on it)."""
@@ -296,6 +302,10 @@ class Trainer:
         batches = iter(loader)
         # skipped-step bookkeeping stays on the device and is read at log, checkpoint and eval points only
         bad = {k: torch.zeros((), dtype=torch.long, device=self.device) for k in ("count", "run", "longest")}
+        if self.main and self.evaluation_interrupted():
+            log.info("iteration %d: its validation was interrupted before the run stopped: running it first",
+                     self.iteration)
+            self.validate()
         self.net.train()
         bar = tqdm(total=cfg.max_iter, initial=self.iteration, disable=not self.main, dynamic_ncols=True)
         window_start, window_images = time.perf_counter(), 0

@@ -137,3 +137,26 @@ def test_the_log_continues_without_duplicates_and_dead_temp_files_go(uninterrupt
     err = capsys.readouterr().err
     assert "removed 1 temporary file(s) of a run killed while writing: ckpt_0000003.pth.tmp999999999" in err
     assert "metrics.jsonl: removed 2 rows logged after iteration 2" in err
+
+
+def test_a_signal_during_a_validation_runs_it_on_resume(tmp_path, monkeypatch):
+    every = LITE + ["--max-iter", "3", "--eval-every", "2", "--shapes-test-images", "2"]
+    whole = str(tmp_path / "whole")
+    assert train.main(every + ["--output", whole]) == 0
+    real = train.Trainer.validate
+
+    def interrupted(self, output=None):
+        raise KeyboardInterrupt
+
+    folder = str(tmp_path / "run")
+    monkeypatch.setattr(train.Trainer, "validate", interrupted)
+    assert train.main(every + ["--output", folder]) == 130
+    monkeypatch.setattr(train.Trainer, "validate", real)
+    assert train.main(["--resume", folder]) == 0
+
+    def evals(run):
+        return [(r["iteration"], r["mAP"]) for r in map(json.loads, open(os.path.join(run, "metrics.jsonl")))
+                if r["kind"] == "eval"]
+    assert evals(folder) == evals(whole) and len(evals(whole)) == 1
+    assert_same_state(read_state(os.path.join(whole, "ckpt_0000003.pth")),
+                      read_state(os.path.join(folder, "ckpt_0000003.pth")))

@@ -48,6 +48,14 @@ class MetricsLogger:
             os.replace(tmp, self.path)
         return len(lines) - len(kept)
 
+    def logged(self, iteration: int, kind: str) -> bool:
+        """Whether metrics.jsonl holds a `kind` row of `iteration`."""
+        if not os.path.isfile(self.path):
+            return False
+        with open(self.path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        return any(r["kind"] == kind and r["iteration"] == iteration for r in rows)
+
     @staticmethod
     def _connect_visdom():
         try:
