@@ -73,8 +73,8 @@ BACKBONE_WEIGHTS = {"vgg16": "weights/vgg16_reducedfc.pth", "resnet50": "ResNet5
                     "mobilenet_v3": "MobileNet_V3_Large_Weights.IMAGENET1K_V1"}
 
 # Matching per backbone, as the implementation each layout comes from: Caffe SSD's greedy bipartite step for the
-# paper's VGG16; NVIDIA's and torchvision's best prior per object for ResNet-50 and SSDLite (on BCCD from scratch
-# SSDLite reaches 0.608 mAP07 with it against 0.585 with the bipartite step: README, Accuracy).
+# paper's VGG16; NVIDIA's and torchvision's best prior per object for ResNet-50 and SSDLite (better for SSDLite on
+# BCCD from scratch: README, Accuracy).
 BACKBONE_MATCHING = {"vgg16": "bipartite", "resnet50": "best-prior", "mobilenet_v3": "best-prior"}
 
 # ssd.pytorch's names for the 300 configs, kept for users who import them.
