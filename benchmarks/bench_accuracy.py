@@ -101,7 +101,7 @@ def ours_config(args, seed: int, output: str):
                  lr_steps=[max(1, round(f * iterations)) for f in LR_STEPS],
                  warmup_iters=min(OURS[args.arch]["warmup_iters"], iterations // 4), seed=seed, workers=args.workers,
                  output=output, checkpoint_every=0, eval_every=0, final_eval=False, tensorboard=False,
-                 log_every=max(1, iterations // 20), eval_limit=args.eval_limit)
+                 log_every=max(1, iterations // 20), eval_limit=args.eval_limit, metric="voc07")
     if isinstance(ABLATIONS.get(args.ablation), dict):
         if args.arch != "mobilenet_v3":
             raise ConfigError(f"--ablation {args.ablation}: for --arch mobilenet_v3 only")
@@ -310,7 +310,7 @@ def torchvision_predict(model):
 
 
 def score(predict, model, cfg, source, indices: list) -> dict:
-    """Devkit AP (cfg.metric) of `predict` over the test images `indices`; the model in eval mode meanwhile."""
+    """Devkit AP (VOC07, every format) of `predict` over the test images `indices`; the model in eval mode meanwhile."""
     was_training = model.training
     model.eval()
     loader = eval_loader(build_dataset(cfg, train=False, source=source), cfg.batch_size, 0, pin_memory=False,
