@@ -21,7 +21,8 @@ class MetricsLogger:
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(os.path.join(folder, "tensorboard"), purge_step=start_iteration + 1)
+                self.writer = SummaryWriter(os.path.join(folder, "tensorboard"),
+                                            purge_step=start_iteration + 1 if start_iteration else None)
             except ImportError as exc:
                 log.warning("tensorboard logging off: %s", exc)
         self.viz = None
