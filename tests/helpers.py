@@ -39,9 +39,10 @@ def on_loss_call(monkeypatch, call: int, action):
 
 
 def lively_model(model, size: int, seed: int = 0):
-    """An untrained SSD whose scores are spread out like a trained one's: Kaiming convolutions, BatchNorm statistics
-    from a few random images, the class heads scaled to logits of unit spread. (Default initialisations give
-    near-equal scores everywhere, and the order of equal scores is arbitrary.)"""
+    """An untrained SSD whose outputs are spread out like a trained one's: Kaiming convolutions, BatchNorm statistics
+    from a few random images, the class and box heads scaled to outputs of unit spread. (Default initialisations give
+    near-equal scores everywhere, and the order of equal scores is arbitrary; unscaled box offsets of spread ~40 put
+    exp(40 x 0.2) into the decoding, which turns float rounding into box differences no trained model shows.)"""
     import torch
     torch.manual_seed(seed)
     for m in model.modules():
@@ -54,11 +55,12 @@ def lively_model(model, size: int, seed: int = 0):
     with torch.no_grad():
         model(torch.randint(0, 255, (4, 3, size, size), dtype=torch.uint8))
         model.eval()
-        _, conf = model(torch.randint(0, 255, (2, 3, size, size), dtype=torch.uint8))
-        for head in model.conf:
-            last = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-            last.weight.div_(conf.std())
-            last.bias.div_(conf.std())
+        loc, conf = model(torch.randint(0, 255, (2, 3, size, size), dtype=torch.uint8))
+        for heads, spread in ((model.loc, loc.std()), (model.conf, conf.std())):
+            for head in heads:
+                last = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+                last.weight.div_(spread)
+                last.bias.div_(spread)
     return model
 
 
