@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Every GPU number of README and benchmarks/RESULTS.md, as independent steps of under 8 minutes each on one H100
+# Every GPU number of docs/speed.md and benchmarks/RESULTS.md, as independent steps of under 8 minutes each on one H100
 # (about 40 minutes in all, the first torch.compile included), so that the suite fits short GPU slots:
 #
 #   bash benchmarks/gpu_suite.sh STEP [--tiny]     STEP: tests infer post train eval data shapes bccd accuracy | all
 #
 # Each step writes its raw output to ${OUT:-results/gpu_suite}/STEP.txt and a machine-readable STEP.json (device
 # name, date, the commands, every table printed); `python -m benchmarks.render_results DIR --write` turns the
-# JSON files into RESULTS.md's and README's tables. The bccd step reads the BCCD folder from $BCCD (a VOC-style
+# JSON files into RESULTS.md's and docs/speed.md's tables. The bccd step reads the BCCD folder from $BCCD (a VOC-style
 # folder). --tiny: seconds-long settings that run anywhere (the tests run every step so on a CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,6 @@
 """Render the GPU suite's JSON files (benchmarks/results/*.json, written by `gpu_suite.sh STEP`) as Markdown,
 and with --write put them between the `<!-- gpu-suite:begin -->` / `<!-- gpu-suite:end -->` markers of
-benchmarks/RESULTS.md and README.md, so measured numbers drop in without hand-editing.
+benchmarks/RESULTS.md and docs/speed.md, so measured numbers drop in without hand-editing.
 
     python -m benchmarks.render_results [DIR ...] [--write]
 """
@@ -49,9 +49,9 @@ def main(argv=None):
     root = os.path.dirname(os.path.abspath(__file__))
     parser.add_argument("folders", nargs="*", default=[os.path.join(root, "results")],
                         help="folders of STEP.json files (default: benchmarks/results)")
-    parser.add_argument("--write", action="store_true", help="write into RESULTS.md and README.md")
+    parser.add_argument("--write", action="store_true", help="write into RESULTS.md and docs/speed.md")
     parser.add_argument("--targets", nargs="+", default=[os.path.join(root, "RESULTS.md"),
-                                                          os.path.join(root, "..", "README.md")])
+                                                          os.path.join(root, "..", "docs", "speed.md")])
     args = parser.parse_args(argv)
     records = [json.load(open(p)) for folder in args.folders for p in sorted(glob.glob(os.path.join(folder, "*.json")))]
     records = [r for r in records if "step" in r]  # a step's JSON (a benchmark's own results file sits beside it)

@@ -96,7 +96,7 @@ class COCOSource(RecordSource):
         self.ann_files, self.crowd, self.object_areas = {}, {}, {}
         self.class_names, self.category_ids = None, None
         if not os.path.isdir(self.root):
-            raise DatasetError(f"{self.root}: dataset root not found (see README: Datasets)")
+            raise DatasetError(f"{self.root}: dataset root not found (see docs/data.md)")
         parts = []
         for image_set in ([image_sets] if isinstance(image_sets, str) else image_sets):
             ann_file, folder = find_set(self.root, image_set)

@@ -179,7 +179,7 @@ class VOCSource(RecordSource):
         self.class_names = list(class_names)
         self.name = name
         if not os.path.isdir(self.root):
-            raise DatasetError(f"{self.root}: dataset root not found (see README: Datasets)")
+            raise DatasetError(f"{self.root}: dataset root not found (see docs/data.md)")
         class_to_index = {c: i for i, c in enumerate(self.class_names)}
         self.problems, self.names_found = Problems(), Counter()
         builder, listings, seen = TableBuilder(), {}, set()
