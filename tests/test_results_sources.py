@@ -1,0 +1,74 @@
+"""README's results table against its records: every number a row shows is computed again from the files its
+last column names under benchmarks/results/ (the mean over seeds of the final mAP, or the seeds' range, for the
+accuracy records; a number printed in a raw Markdown record), so a table edited by hand, or a record replaced
+without the table, fails here."""
+import glob
+import itertools
+import json
+import os
+import re
+from collections import defaultdict
+
+import pytest
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+
+def results_rows(readme: str) -> list:
+    """The cells of each data row of the table under README's `## Results` heading."""
+    section = readme.split("\n## Results\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines[1:]]
+
+
+def expand(pattern: str) -> list:
+    """`a-{x,y}-{0,1}.json` -> the four names, as the shell's brace expansion."""
+    parts = re.split(r"\{([^}]*)\}", pattern)
+    choices = [[p] if i % 2 == 0 else p.split(",") for i, p in enumerate(parts)]
+    return ["".join(c) for c in itertools.product(*choices)]
+
+
+def derived_numbers(paths: list) -> set:
+    """Every number the records support, as text at 1-4 decimals."""
+    values = []
+    groups = defaultdict(list)
+    for path in paths:
+        if path.endswith(".json"):
+            for row in json.load(open(path))["rows"]:
+                groups[(row["setup"], row["model"])].append(row["curve"][-1]["mAP"])
+        else:
+            values += [float(v) for v in re.findall(r"\d+\.\d+", open(path).read())]
+    for maps in groups.values():
+        values += [sum(maps) / len(maps), min(maps), max(maps)]
+    return {f"{v:.{d}f}" for v in values for d in range(1, 5)}
+
+
+def test_range_expansion_and_numbers_of_a_record(tmp_path):
+    assert expand("x-{a,b}-seed{0,1}.json") == ["x-a-seed0.json", "x-a-seed1.json", "x-b-seed0.json",
+                                                "x-b-seed1.json"]
+    record = {"rows": [{"setup": "ours", "model": "m", "curve": [{"mAP": 0.1}, {"mAP": 0.7004}]},
+                       {"setup": "ours", "model": "m", "curve": [{"mAP": 0.2}, {"mAP": 0.8}]}]}
+    path = tmp_path / "r.bench.json"
+    path.write_text(json.dumps(record))
+    numbers = derived_numbers([str(path)])
+    assert {"0.750", "0.700", "0.800"} <= numbers and "0.1" not in numbers  # final mAPs only, mean and range
+
+
+@pytest.mark.parametrize("page", ["README.md"])
+def test_every_number_of_the_results_table_comes_from_its_records(page):
+    rows = results_rows(open(os.path.join(ROOT, page)).read())
+    assert len(rows) >= 5
+    for what, _device, number, record in rows:
+        names = re.findall(r"`([^`]+)`", record)
+        if not names:  # published elsewhere: the row says whose number it is
+            assert number.startswith("paper:"), f"{page}: '{what}' has no record under benchmarks/results/"
+            continue
+        paths = [os.path.join(RESULTS, name) for pattern in names for name in expand(pattern)]
+        missing = [p for p in paths if not glob.glob(p)]
+        assert not missing, f"{page}: '{what}' names records that do not exist: {missing}"
+        supported = derived_numbers(paths)
+        shown = re.findall(r"\d+\.\d+", number)
+        assert shown, f"{page}: '{what}' shows no number"
+        unsupported = [v for v in shown if v not in supported]
+        assert not unsupported, f"{page}: '{what}' shows {unsupported}, which its records {names} do not give"
