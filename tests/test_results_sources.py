@@ -72,3 +72,22 @@ def test_every_number_of_the_results_table_comes_from_its_records(page):
         assert shown, f"{page}: '{what}' shows no number"
         unsupported = [v for v in shown if v not in supported]
         assert not unsupported, f"{page}: '{what}' shows {unsupported}, which its records {names} do not give"
+
+
+MARKER = re.compile(r"<!-- rendered by bench_accuracy --combine (.+?) -->\n((?:\|.*\n)+)")
+PAGES = sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))) + [os.path.join(ROOT, "benchmarks", "RESULTS.md")]
+
+
+def test_every_rendered_accuracy_table_is_what_its_records_render():
+    """A table marked `rendered by bench_accuracy --combine FILES` equals, line for line, the table that command
+    prints from those records."""
+    from benchmarks.bench_accuracy import merge_ours, table
+    found = 0
+    for page in PAGES:
+        for files, shown in MARKER.findall(open(page).read()):
+            paths = [os.path.normpath(os.path.join(os.path.dirname(page), f)) for f in files.split()]
+            rows = merge_ours([row for path in paths for row in json.load(open(path))["rows"]])
+            assert shown.strip() == table(rows).strip(), f"{os.path.relpath(page, ROOT)}: the table after the " \
+                f"marker for {files} differs from what its records render"
+            found += 1
+    assert found >= 4
