@@ -10,7 +10,6 @@ suppresses, score >= score_thresh enters) and the best `top_k` of each image ove
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 
 from config import MODEL_KEYS, Config, ConfigError, check_model_flags, resolve
 from layers import PaddedDetections, greedy_nms, unpad_detections
-from utils.checkpoint import WeightsError
+from utils.checkpoint import WeightsError, atomic_path
 from utils.distributed import usable_cores
 
 from .detector import Detector, load_model, preprocess
@@ -109,21 +108,12 @@ def export_onnx(model, cfg: Config, path: str, nms: bool = True, opset: int = OP
     else:
         wrapped, outputs = DecodedSSD(model).eval(), ["boxes", "scores"]
     example = torch.zeros(2, 3, model.size, model.size, dtype=torch.uint8)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".onnx.tmp", dir=folder)
-    os.close(handle)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(wrapped, (example,), temporary, dynamo=False, opset_version=opset,
-                              input_names=["images"], output_names=outputs,
-                              dynamic_axes={name: {0: "batch"} for name in ["images"] + outputs})
+    with atomic_path(path) as temporary, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapped, (example,), temporary, dynamo=False, opset_version=opset,
+                          input_names=["images"], output_names=outputs,
+                          dynamic_axes={name: {0: "batch"} for name in ["images"] + outputs})
         _store_settings(temporary, dict(cfg.to_dict(), graph_nms=nms))
-        _publish(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return wrapped
 
 
@@ -135,14 +125,6 @@ def _store_settings(path: str, settings: dict):
     entry = graph.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(settings)
     onnx.save(graph, path)
-
-
-def _publish(temporary: str, path: str):
-    """Give the finished temporary file ordinary permissions (mkstemp makes it owner-only) and rename it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    os.replace(temporary, path)
 
 
 def read_metadata(path: str) -> dict:
@@ -219,9 +201,6 @@ def cached_export_path(weights: str, cfg: Config) -> str:
     return os.path.join(folder, f"{stem}.{key}.onnx")
 
 
-RUNTIMES = ("auto", "torch", "onnxruntime")
-
-
 def onnxruntime_version():
     try:
         import onnx  # noqa: F401
@@ -279,10 +258,7 @@ def quantize_int8(source: str, target: str, calibration_images: list, size: int)
             batch = next(self.batches, None)
             return None if batch is None else {"images": batch}
 
-    folder = os.path.dirname(os.path.abspath(target))
-    handle, temporary = tempfile.mkstemp(suffix=".onnx.tmp", dir=folder)
-    os.close(handle)
-    try:
+    with atomic_path(target) as temporary:
         # ONNX Runtime's pre-processing folds the exporter's Identity-shared weights into initializers, without
         # which the convolutions stay fp32 behind per-run dequantisation (slower than the fp32 graph)
         quant_pre_process(source, temporary, skip_symbolic_shape=True)
@@ -296,10 +272,6 @@ def quantize_int8(source: str, target: str, calibration_images: list, size: int)
                         nodes_to_exclude=heads, calibrate_method=CalibrationMethod.Percentile,
                         extra_options={"CalibPercentile": 99.99})
         _store_settings(temporary, dict(read_metadata(source), int8=True))
-        _publish(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 class LoadedDetector(NamedTuple):

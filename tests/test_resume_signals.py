@@ -160,3 +160,22 @@ def test_a_signal_during_a_validation_runs_it_on_resume(tmp_path, monkeypatch):
     assert evals(folder) == evals(whole) and len(evals(whole)) == 1
     assert_same_state(read_state(os.path.join(whole, "ckpt_0000003.pth")),
                       read_state(os.path.join(folder, "ckpt_0000003.pth")))
+
+
+def test_atomic_path_publishes_a_whole_file_or_nothing(tmp_path):
+    """The one temp-file-then-rename of checkpoints and ONNX exports: a block that fails leaves the old file and no
+    temporary; one that completes replaces it, with the permissions a plain open() gives."""
+    from utils.checkpoint import atomic_path
+    target = tmp_path / "model.onnx"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(str(target)) as temporary:
+        open(temporary, "w").write("half")
+        raise RuntimeError("export failed")
+    assert target.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["model.onnx"]
+    with atomic_path(str(target)) as temporary:
+        os.close(os.open(temporary, os.O_CREAT | os.O_WRONLY, 0o600))  # as mkstemp-style writers create it
+        open(temporary, "w").write("new")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.read_text() == "new" and sorted(os.listdir(tmp_path)) == ["model.onnx"]
+    assert os.stat(target).st_mode & 0o777 == 0o666 & ~umask

@@ -1,5 +1,6 @@
 """One checkpoint format: {"config", "model", "optimizer", "scheduler", "scaler", "iteration", "rng", "best_map"},
 written atomically (temp file + rename), read with weights_only=True."""
+import contextlib
 import glob
 import os
 import pickle
@@ -35,11 +36,27 @@ def read_state(path: str) -> dict:
     return state
 
 
-def atomic_save(obj, path: str):
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """A temporary path beside `path` (`NAME.tmpPID`) for the block to write; renamed onto `path`, with the
+    permissions a plain open() gives, when the block completes, removed when it fails. A reader of `path` never
+    sees a half-written file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        yield temporary
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def atomic_save(obj, path: str):
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def remove_dead_temp_files(folder: str) -> list:
