@@ -545,6 +545,11 @@ def add_flags(parser: argparse.ArgumentParser, keys, defaults: Config, shown: di
             parser.add_argument(flag(key), type=type(value), help=text)
 
 
+def add_device_flag(parser: argparse.ArgumentParser):
+    """`--device`, the same for every script (not a Config key: a run's checkpoint does not fix its device)."""
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto = cuda when available)")
+
+
 def chosen_dataset(argv: list, default: str):
     """The --dataset in `argv` (before parsing, so that --help can show that dataset's defaults)."""
     for i, arg in enumerate(argv):

@@ -19,7 +19,7 @@ import time
 import cv2
 import torch
 
-from config import Config, ConfigError, Parser, add_flags, flags_given
+from config import Config, ConfigError, Parser, add_device_flag, add_flags, flags_given
 from data import PHOTO_EXTENSIONS, image_files, read_image
 from engine import load_detector, preprocess
 from utils.checkpoint import WeightsError
@@ -45,7 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--json", help="also write all detections to this JSON file")
     p.add_argument("--classes", nargs="+", help="keep only these class names")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto = cuda when available)")
+    add_device_flag(p)
     add_flags(p, DETECT_KEYS, Config(), shown={"score_thresh": DRAW_THRESH, "output": "a detections folder "
                                                "beside --weights", "size": "the checkpoint's, else 300",
                                                "batch_norm": "the checkpoint's, else off",

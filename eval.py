@@ -18,7 +18,17 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from config import FILE_CLASSES, ConfigError, Parser, add_flags, chosen_dataset, config_for, flags_given, resolve
+from config import (
+    FILE_CLASSES,
+    ConfigError,
+    Parser,
+    add_device_flag,
+    add_flags,
+    chosen_dataset,
+    config_for,
+    flags_given,
+    resolve,
+)
 from data import DatasetError, build_source
 from engine import evaluate, format_ap_table, load_detector, write_metrics
 from utils.checkpoint import WeightsError
@@ -46,7 +56,7 @@ def parse_args(argv=None):
                      "labels": "the checkpoint's, else the dataset's"})
     p.add_argument("--from-results", metavar="DIR",
                    help="score saved comp4_det_test_<class>.txt files from this folder, no network")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto = cuda when available)")
+    add_device_flag(p)
     return p.parse_args(argv)
 
 

@@ -20,6 +20,7 @@ from config import (
     Config,
     ConfigError,
     Parser,
+    add_device_flag,
     add_flags,
     changed_settings,
     check_model_flags,
@@ -56,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", metavar="auto|FOLDER|FILE",
                    help="continue a run: 'auto' = the newest run (in --output when given), a run folder (its newest "
                         "checkpoint), or a checkpoint file; its settings come back, flags given again win")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto = cuda when available)")
+    add_device_flag(p)
     return p.parse_args(argv)
 
 
