@@ -505,8 +505,27 @@ class Parser(argparse.ArgumentParser):
                 out.append(new + eq + value)
             else:
                 out.append(arg)
+        out = self.match_choice_case(out, notes)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
+        return out
+
+    def match_choice_case(self, argv: list, notes: list) -> list:
+        """`--dataset voc` -> `--dataset VOC` (with a note): a choice typed in another case, where only one fits."""
+        out = list(argv)
+        for i, arg in enumerate(out):
+            name, eq, value = arg.partition("=")
+            action = self._option_string_actions.get(name)
+            if action is None or not action.choices or not all(isinstance(c, str) for c in action.choices):
+                continue
+            where = i if eq else i + 1
+            text = value if eq else (out[where] if where < len(out) else None)
+            if text is None or text in action.choices:
+                continue
+            fits = [c for c in action.choices if c.lower() == text.lower()]
+            if len(fits) == 1:
+                out[where] = f"{name}={fits[0]}" if eq else fits[0]
+                notes.append(f"{name} {text} read as {name} {fits[0]}")
         return out
 
     def parse_args(self, argv=None, namespace=None):
@@ -552,12 +571,12 @@ def add_device_flag(parser: argparse.ArgumentParser):
 
 def chosen_dataset(argv: list, default: str):
     """The --dataset in `argv` (before parsing, so that --help can show that dataset's defaults)."""
+    by_case = {name.lower(): name for name in DATASET_DEFAULTS}
     for i, arg in enumerate(argv):
         if arg == "--dataset" and i + 1 < len(argv):
-            return argv[i + 1] if argv[i + 1] in DATASET_DEFAULTS else default
+            return by_case.get(argv[i + 1].lower(), default)
         if arg.startswith("--dataset="):
-            value = arg.split("=", 1)[1]
-            return value if value in DATASET_DEFAULTS else default
+            return by_case.get(arg.split("=", 1)[1].lower(), default)
     return default
 
 

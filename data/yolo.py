@@ -85,7 +85,7 @@ class YOLOSource(RecordSource):
         self.name = name
         self.problems, self.names_found, self.notices = Problems(), Counter(), []
         if not os.path.isdir(self.root):
-            raise DatasetError(f"{self.root}: dataset root not found")
+            raise DatasetError(f"{self.root}: dataset root not found (see docs/data.md)")
         self.yaml_path, doc = read_data_yaml(self.root)
         names = class_names_of(doc["names"], self.yaml_path)
         if labels:

@@ -100,6 +100,18 @@ def test_ssd_pytorch_spellings_are_read_as_ours(tmp_path, capsys):
     assert args.weights == "w.pth" and args.score_thresh == 0.6
 
 
+def test_a_choice_typed_in_another_case_is_read_with_a_note(capsys):
+    args = train.parse_args(["--dataset", "voc", "--backbone=MOBILENET_V3"])
+    assert (args.dataset, args.backbone) == ("VOC", "mobilenet_v3")
+    assert eval_script.parse_args(["--weights", "w.pth", "--metric", "VOC12"]).metric == "voc12"
+    err = capsys.readouterr().err
+    assert "note: --dataset voc read as --dataset VOC" in err and "--backbone MOBILENET_V3 read as --backbone " \
+        "mobilenet_v3" in err
+    with pytest.raises(SystemExit):  # not a choice in any case: argparse's one-line error
+        train.parse_args(["--dataset", "vocc"])
+    assert "invalid choice: 'vocc'" in capsys.readouterr().err
+
+
 def test_help_shows_the_chosen_datasets_defaults(capsys):
     for dataset, lr in (("VOC", "0.001"), ("shapes", "0.01")):
         with pytest.raises(SystemExit):
