@@ -21,7 +21,7 @@ from collections import Counter
 
 import numpy as np
 
-from .common import DatasetError, Problems, RecordSource, RecordTable, exists, log
+from .common import DatasetError, Problems, RecordSource, RecordTable, exists, format_hint, log
 
 
 def _image_folder(root: str, image_set: str) -> str:
@@ -46,7 +46,7 @@ def find_set(root: str, image_set: str) -> tuple:
     raise DatasetError(f"{ann_file}: not found, nor {os.path.join(root, image_set, '_annotations.coco.json')}; a "
                        f"COCO-format set '{image_set}' is read from ROOT/annotations/instances_{image_set}.json with "
                        f"its images in ROOT/{image_set}/, or from ROOT/{image_set}/_annotations.coco.json beside its "
-                       f"images (Roboflow)")
+                       f"images (Roboflow){format_hint(root, 'COCO')}")
 
 
 def load_json(path: str) -> dict:

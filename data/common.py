@@ -257,6 +257,28 @@ class Problems:
             f.write(f"# {title}: {len(self.lines)} problem(s)\n" + "".join(f"{line}\n" for line in self.lines))
 
 
+def folder_format(root: str):
+    """The annotation format a dataset folder holds, by its landmarks: "YOLO" (data.yaml), "COCO"
+    (annotations/instances_*.json or Roboflow's */_annotations.coco.json), "VOC" (Annotations/ or a VOCdevkit), or
+    None."""
+    import glob
+    if any(os.path.isfile(os.path.join(root, n)) for n in ("data.yaml", "data.yml", "dataset.yaml")):
+        return "YOLO"
+    if glob.glob(os.path.join(glob.escape(root), "annotations", "instances_*.json")) or \
+            glob.glob(os.path.join(glob.escape(root), "*", "_annotations.coco.json")):
+        return "COCO"
+    if os.path.isdir(os.path.join(root, "Annotations")) or glob.glob(os.path.join(glob.escape(root), "VOC20*")):
+        return "VOC"
+    return None
+
+
+def format_hint(root: str, dataset: str) -> str:
+    """'; it looks like a YOLO-format folder: use --dataset YOLO' when `root` holds another format than `dataset`."""
+    found = folder_format(root)
+    kind = {"VOC": "VOC-style", "COCO": "COCO-format", "YOLO": "YOLO-format"}.get(found)
+    return f"; {root} looks like a {kind} folder: use --dataset {found}" if found and found != dataset else ""
+
+
 def exists(path: str) -> bool:
     return os.path.isfile(path)
 

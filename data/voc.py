@@ -16,7 +16,17 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .common import DatasetError, Problems, RecordSource, TableBuilder, clean_boxes, exists, image_header_size, log
+from .common import (
+    DatasetError,
+    Problems,
+    RecordSource,
+    TableBuilder,
+    clean_boxes,
+    exists,
+    format_hint,
+    image_header_size,
+    log,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 
@@ -158,7 +168,7 @@ def single_folder_sets(root: str, image_sets, flag: str) -> list:
         name = image_set.split(":", 1)[1] if ":" in image_set else image_set
         if name not in available:
             raise DatasetError(f"{root}: no image set '{name}' (ImageSets/Main/{name}.txt); pass {flag} with one "
-                               f"of: {' '.join(available) or '(none found)'}")
+                               f"of: {' '.join(available) or '(none found)'}{format_hint(root, 'VOC')}")
         if name not in out:
             out.append(name)
     return out

@@ -27,6 +27,7 @@ from .common import (
     RecordSource,
     TableBuilder,
     clean_boxes,
+    format_hint,
     image_header_size,
     log,
 )
@@ -35,16 +36,19 @@ SET_ALIASES = {"valid": "val", "validation": "val"}
 
 
 def read_data_yaml(root: str) -> tuple:
-    """-> (the yaml's path, its contents as a dict)."""
+    """-> (the yaml's path, its contents as a dict). `root`: the folder holding data.yaml, or that file itself (as
+    Ultralytics' `data=` takes it)."""
     import yaml
 
-    for name in ("data.yaml", "data.yml", "dataset.yaml"):
-        path = os.path.join(root, name)
+    names = [os.path.basename(root)] if os.path.isfile(root) else ["data.yaml", "data.yml", "dataset.yaml"]
+    folder = os.path.dirname(root) if os.path.isfile(root) else root
+    for name in names:
+        path = os.path.join(folder, name)
         if os.path.isfile(path):
             break
     else:
         raise DatasetError(f"{root}: no data.yaml; a YOLO-format folder holds data.yaml (names, train/val paths), "
-                           f"images/<split>/ and labels/<split>/")
+                           f"images/<split>/ and labels/<split>/{format_hint(root, 'YOLO')}")
     try:
         with open(path) as f:
             doc = yaml.safe_load(f)
@@ -84,8 +88,10 @@ class YOLOSource(RecordSource):
         self.root = os.path.expanduser(root)
         self.name = name
         self.problems, self.names_found, self.notices = Problems(), Counter(), []
-        if not os.path.isdir(self.root):
+        if not os.path.isdir(self.root) and not self.root.endswith((".yaml", ".yml")):
             raise DatasetError(f"{self.root}: dataset root not found (see docs/data.md)")
+        if not os.path.exists(self.root):
+            raise DatasetError(f"{self.root}: no such file")
         self.yaml_path, doc = read_data_yaml(self.root)
         names = class_names_of(doc["names"], self.yaml_path)
         if labels:

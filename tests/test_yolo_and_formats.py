@@ -76,6 +76,27 @@ def test_yolo_names_as_a_dict_and_roboflow_paths(tmp_path):
     assert source.class_names == ["a", "b"] and source.annotation(0)[1].tolist() == [1]
 
 
+def test_data_yaml_itself_as_the_root_and_a_folder_of_another_format_named(tmp_path):
+    root = tmp_path / "rf"
+    import cv2
+    os.makedirs(root / "train" / "images")
+    cv2.imwrite(str(root / "train" / "images" / "x.jpg"), np.zeros((10, 10, 3), np.uint8))
+    write(str(root / "train" / "labels" / "x.txt"), "0 0.5 0.5 0.5 0.5\n")
+    write(str(root / "data.yaml"), "names: [a]\ntrain: train/images\nval: train/images\n")
+    source = build_source(resolve({"dataset": "YOLO", "dataset_root": str(root / "data.yaml")}), train=True)
+    assert len(source) == 1 and source.class_names == ["a"]
+    with pytest.raises(DatasetError, match=f"{root}/dta.yaml: no such file"):
+        build_source(resolve({"dataset": "YOLO", "dataset_root": str(root / "dta.yaml")}), train=True)
+    # the folder is YOLO but --dataset says VOC or COCO: the error says which --dataset it looks like
+    for dataset in ("VOC", "COCO"):
+        with pytest.raises(DatasetError, match=f"{root} looks like a YOLO-format folder: use --dataset YOLO"):
+            build_source(resolve({"dataset": dataset, "dataset_root": str(root), "labels": ["a"]}), train=True)
+    voc = tmp_path / "voc"
+    os.makedirs(voc / "Annotations")
+    with pytest.raises(DatasetError, match=f"{voc} looks like a VOC-style folder: use --dataset VOC"):
+        build_source(resolve({"dataset": "YOLO", "dataset_root": str(voc)}), train=True)
+
+
 @pytest.mark.parametrize("yaml_text, message", [
     (None, "no data.yaml"),
     ("train: images/train\n", "needs a 'names' entry"),
