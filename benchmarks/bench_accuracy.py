@@ -40,9 +40,9 @@ from tqdm import tqdm
 
 from benchmarks.common import device_name
 from config import Config, ConfigError, resolve
-from data import DatasetError, build_dataset, eval_loader, train_loader
+from data import DatasetError, build_dataset, train_loader
 from data.loader import TrainSampler
-from engine import Detector, Trainer, evenly_spaced, score_voc
+from engine import Trainer, evaluate, evenly_spaced
 from engine.trainer import lr_factor
 from utils.checkpoint import WeightsError
 
@@ -293,35 +293,33 @@ def train_torchvision_own(args, cfg, source, seed: int, device, on_iteration) ->
 
 # --- scoring -------------------------------------------------------------------------------------------------------
 
-def torchvision_predict(model):
-    """torchvision's model as a detector of our eval batches: -> [{boxes (pixels), scores, labels (from 0)}]."""
-    def predict(images: torch.Tensor, sizes: torch.Tensor) -> list:
+class TorchvisionDetector:
+    """torchvision's model as a detector of our eval batches, called as engine.evaluate calls ours:
+    (uint8 BGR images, sizes) -> [{boxes (pixels), scores, labels (from 0)}]."""
+    runtime = "torchvision"
+
+    def __init__(self, model):
+        self.model, self.seconds = model, {}
+
+    def __call__(self, images: torch.Tensor, sizes: torch.Tensor, to="cpu") -> list:
         size = images.shape[-1]
-        device = next(model.parameters()).device
+        device = next(self.model.parameters()).device
         with torch.no_grad():
-            outputs = model(list(images.to(device).flip(1).float().div_(255)))
+            outputs = self.model(list(images.to(device).flip(1).float().div_(255)))
         results = []
         for out, (height, width) in zip(outputs, sizes.tolist()):
             scale = torch.tensor([width, height, width, height], dtype=torch.float32) / size
             results.append({"boxes": out["boxes"].cpu() * scale, "scores": out["scores"].cpu(),
                             "labels": out["labels"].cpu() - 1})
         return results
-    return predict
 
 
-def score(predict, model, cfg, source, indices: list) -> dict:
-    """Devkit AP (VOC07, every format) of `predict` over the test images `indices`; the model in eval mode meanwhile."""
-    was_training = model.training
-    model.eval()
-    loader = eval_loader(build_dataset(cfg, train=False, source=source), cfg.batch_size, 0, pin_memory=False,
-                         indices=indices)
-    results = {}
-    for batch in loader:
-        for index, det in zip(batch.indices.tolist(), predict(batch.images, batch.sizes)):
-            results[index] = {k: v.numpy() for k, v in det.items()}
-    model.train(was_training)
-    metrics = score_voc(source, results, cfg.metric)
-    return {"mAP": metrics["mAP"], "AP": metrics["AP"], "image_ids": sorted(source.image_id(i) for i in results)}
+def score(model, cfg, source, device, detector=None) -> dict:
+    """Devkit AP (VOC07, every format) of `model` on cfg's test images through engine.evaluate, eval.py's own path
+    (`detector`: torchvision's model; None: ours through engine.Detector)."""
+    metrics = evaluate(model, cfg.replace(workers=0), source, device, detector=detector)
+    ids = sorted(source.image_id(i) for i in evenly_spaced(len(source), cfg.eval_limit))
+    return {"mAP": metrics["mAP"], "AP": metrics["AP"], "image_ids": ids}
 
 
 # --- one seed ------------------------------------------------------------------------------------------------------
@@ -336,7 +334,6 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
         with torch.no_grad():
             ABLATIONS[args.ablation](trainer)
     source = build_dataset(cfg, train=False).source
-    indices = evenly_spaced(len(source), cfg.eval_limit)
     eval_at = sorted({max(1, round(cfg.max_iter * (k + 1) / args.evals)) for k in range(args.evals)})
     common = dict(seed=seed, images_seen=cfg.max_iter * cfg.batch_size, iterations=cfg.max_iter,
                   batch_size=cfg.batch_size)
@@ -358,18 +355,17 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
                               cfg.weight_decay, lambda it: lr_factor(cfg, it), torchvision_layout(args, cfg))
         rows.append(dict(common, setup="a", model=torchvision_name(args),
                          recipe="ours (same batches, SGD settings and schedule)", curve=[]))
-    ours_predict = Detector.from_config(trainer.model, cfg)
 
     def on_batch(iteration: int, batch):
         if tv_a is not None:
             tv_a.step(*to_torchvision(batch.images, batch.targets, device))
         if iteration in eval_at:
             if earlier is None:
-                point = score(ours_predict, trainer.model, cfg, source, indices)
+                point = score(trainer.model, cfg, source, device)
                 ours["curve"].append(dict(point, images_seen=iteration * cfg.batch_size))
                 log.info("seed %d iteration %d: ours mAP %.4f", seed, iteration, point["mAP"])
             if tv_a is not None:
-                point = score(torchvision_predict(tv_a.model), tv_a.model, cfg, source, indices)
+                point = score(tv_a.model, cfg, source, device, TorchvisionDetector(tv_a.model))
                 rows[1]["curve"].append(dict(point, images_seen=iteration * cfg.batch_size))
                 log.info("seed %d iteration %d: torchvision (a) mAP %.4f", seed, iteration, point["mAP"])
 
@@ -398,7 +394,7 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
 
         def on_iteration(run, iteration):
             if iteration in eval_at:
-                point = score(torchvision_predict(run.model), run.model, cfg, source, indices)
+                point = score(run.model, cfg, source, device, TorchvisionDetector(run.model))
                 tv_b["curve"].append(dict(point, images_seen=iteration * cfg.batch_size))
                 log.info("seed %d iteration %d: torchvision (b) mAP %.4f", seed, iteration, point["mAP"])
 
