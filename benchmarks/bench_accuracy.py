@@ -21,7 +21,6 @@ instead of training ours again; set-up (a) still draws its batches from our load
 alone, so torchvision sees the very batches ours was trained on.
 Prints one Markdown table (mean over seeds, the spread in brackets) and writes it as JSON (`--json`).
 """
-import argparse
 import json
 import logging
 import math
@@ -39,12 +38,13 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from benchmarks.common import device_name
-from config import Config, ConfigError, resolve
+from config import Config, ConfigError, Parser, add_device_flag, add_flags, resolve
 from data import DatasetError, build_dataset, train_loader
 from data.loader import TrainSampler
 from engine import Trainer, evaluate, evenly_spaced
 from engine.trainer import lr_factor
 from utils.checkpoint import WeightsError
+from utils.distributed import resolve_device
 
 log = logging.getLogger("ssd")
 
@@ -63,16 +63,20 @@ TORCHVISION = {
 }
 
 
+# the flags this benchmark shares with train.py, from the one vocabulary; this benchmark's own defaults beside
+SHARED_DEFAULTS = {"dataset": "shapes", "dataset_root": "", "labels": None, "sets": None, "test_sets": None,
+                   "batch_size": 16, "workers": 1, "eval_limit": 0}
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--arch", choices=sorted(OURS), default="mobilenet_v3")
-    p.add_argument("--dataset", choices=["shapes", "VOC", "COCO", "YOLO"], default="shapes")
-    p.add_argument("--dataset-root", default="")
-    p.add_argument("--labels", nargs="+")
-    p.add_argument("--sets", nargs="+", help="training sets (default: trainval, or the dataset's default)")
-    p.add_argument("--test-sets", nargs="+", help="test sets (default: test, or the dataset's default)")
+    add_flags(p, list(SHARED_DEFAULTS), Config(), shown={
+        "dataset": "shapes", "dataset_root": "none", "sets": "trainval, or the dataset's default",
+        "test_sets": "test, or the dataset's default", "batch_size": 16, "workers": "1 per model's loader",
+        "eval_limit": "0: every test image"})
+    add_device_flag(p)
     p.add_argument("--budget", type=int, default=17000, help="training images per model")
-    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--setups", nargs="+", choices=["a", "b", "ours"], default=["a", "b"],
                    help="'ours' alone: train ours only (with --ablation: what a change of recipe gives)")
@@ -81,8 +85,6 @@ def parse_args(argv=None):
                    help="torchvision's anchors: its own, or the sizes and aspect ratios our run fitted (--priors auto) "
                         "given to its DefaultBoxGenerator(scales=...)")
     p.add_argument("--evals", type=int, default=3, help="evaluations along the way, the last at the end")
-    p.add_argument("--eval-limit", type=int, default=0, help="score this many evenly spaced test images (0: all)")
-    p.add_argument("--workers", type=int, default=1, help="data-loading workers of each model's loader")
     p.add_argument("--shapes-images", type=int, nargs=2, default=[2000, 200], metavar=("TRAIN", "TEST"))
     p.add_argument("--output", help="folder for the runs (default: a temporary folder, removed afterwards)")
     p.add_argument("--json", help="write the results (every seed, every evaluation) to this JSON file")
@@ -91,8 +93,15 @@ def parse_args(argv=None):
     p.add_argument("--ours-from", nargs="+", metavar="JSON",
                    help="ours's rows from earlier --json files of the same recipe, data and budget: ours is not "
                         "trained again")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for key, default in SHARED_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
+    try:
+        args.device = str(resolve_device(args.device))
+    except ValueError as exc:
+        p.error(str(exc))
+    return args
 
 
 def ours_config(args, seed: int, output: str):
