@@ -125,7 +125,8 @@ def test_ours_from_replays_the_same_batches(tmp_path, capsys):
     (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
     fails(capsys, TINY + shapes + ["--ours-from", str(tmp_path / "other.json")],
           "error: --ours-from .*other.json: not a --json file of this benchmark")
-    fails(capsys, TINY + shapes + ["--seeds", "1", "--ours-from", str(earlier)],
+    seeds = TINY.index("--seeds") + 1
+    fails(capsys, TINY[:seeds] + ["1"] + TINY[seeds + 1:] + shapes + ["--ours-from", str(earlier)],
           "error: --ours-from: no row of ours for seed 1")
 
 
