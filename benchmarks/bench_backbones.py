@@ -48,9 +48,9 @@ def main():
         def step():
             with torch.autocast(**amp):
                 loc, conf = model(images)
-            loss_l, loss_c = criterion((loc, conf), targets)
+            terms = criterion((loc, conf), targets)
             optimizer.zero_grad(set_to_none=True)
-            (loss_l + loss_c).backward()
+            sum(terms.values()).backward()
             optimizer.step()
         trainer = seconds_per_call(step, args.steps, args.warmup, device)
         theirs = "-"

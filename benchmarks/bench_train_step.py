@@ -46,11 +46,11 @@ def ours_step(args, device, images, targets):
             loc, conf = model(images)
         sync(device)
         t1 = time.perf_counter()
-        loss_l, loss_c = criterion((loc, conf), targets)
+        terms = criterion((loc, conf), targets)
         sync(device)
         t2 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        (loss_l + loss_c).backward()
+        sum(terms.values()).backward()
         optimizer.step()
         sync(device)
         return (t1 - t0) + (time.perf_counter() - t2), t2 - t1

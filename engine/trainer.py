@@ -257,11 +257,11 @@ class Trainer:
 
     def step(self, images: torch.Tensor, targets: torch.Tensor):
         """One SGD step on a batch already on the device; no host synchronisation. A non-finite loss (on any
-        rank) skips the update on the device. -> (loss_l, loss_c, finite) as device tensors."""
+        rank) skips the update on the device. -> (the loss terms by name, finite) as device tensors."""
         with torch.autocast(self.device.type, dtype=AMP_DTYPES.get(self.cfg.amp), enabled=self.cfg.amp != "off"):
             loc, conf = self.net(images)
-        loss_l, loss_c = self.criterion((loc, conf), targets)
-        loss = loss_l + loss_c
+        terms = self.criterion((loc, conf), targets)
+        loss = sum(terms.values())
         finite = torch.isfinite(loss.detach())
         if self.world_size > 1:  # every rank counts the step as skipped (the NaN gradients reach all of them)
             finite = finite.float()
@@ -271,7 +271,7 @@ class Trainer:
         guarded_step(loss, finite, self.optimizer, self.scaler, dynamic_scale=self.cfg.amp == "fp16")
         self.scheduler.step()
         self.iteration += 1
-        return loss_l.detach(), loss_c.detach(), finite
+        return {name: term.detach() for name, term in terms.items()}, finite
 
     def check_bad_steps(self, bad: dict):
         """Log the skipped steps counted on the device since the last check; stop after a run of
@@ -315,7 +315,7 @@ class Trainer:
                 batch = next(batches)
                 images = as_model_input(batch.images, self.device, cfg.channels_last)
                 targets = batch.targets.to(self.device, non_blocking=True)
-                loss_l, loss_c, finite = self.step(images, targets)
+                terms, finite = self.step(images, targets)
                 bad["count"] += ~finite
                 bad["run"] = torch.where(finite, 0, bad["run"] + 1)
                 bad["longest"] = torch.maximum(bad["longest"], bad["run"])
@@ -331,10 +331,11 @@ class Trainer:
                     self.check_bad_steps(bad)
                 if self.main and logging_now:
                     elapsed = time.perf_counter() - window_start
-                    values = {"loss": (loss_l + loss_c).item(), "loss_l": loss_l.item(), "loss_c": loss_c.item(),
-                              "lr": self.optimizer.param_groups[0]["lr"], "img_s": window_images / max(elapsed, 1e-9)}
-                    bar.set_postfix(loc=f"{values['loss_l']:.3f}", conf=f"{values['loss_c']:.3f}",
-                                    lr=f"{values['lr']:.2e}", img_s=f"{values['img_s']:.1f}")
+                    losses = {name: term.item() for name, term in terms.items()}
+                    values = {"loss": sum(losses.values()), **losses, "lr": self.optimizer.param_groups[0]["lr"],
+                              "img_s": window_images / max(elapsed, 1e-9)}
+                    bar.set_postfix(**{name: f"{v:.3f}" for name, v in losses.items()}, lr=f"{values['lr']:.2e}",
+                                    img_s=f"{values['img_s']:.1f}")
                     self.logger.log(self.iteration, values)
                     window_start, window_images = time.perf_counter(), 0
             if checkpoint_now:

@@ -8,8 +8,9 @@ from .matching import MATCHINGS, match_priors, pad_targets
 
 
 class MultiBoxLoss(nn.Module):
-    """`loss_l, loss_c = criterion((loc [B,P,4], conf [B,P,C]), targets)`, priors and variances from `box_coder`
-    (the model's). ssd.pytorch's `(loc, conf, priors)` tuple is accepted too; its priors must be the coder's.
+    """`terms = criterion((loc [B,P,4], conf [B,P,C]), targets)`: {"loss_l": localisation, "loss_c": confidence},
+    scalar tensors the trainer sums and logs by name; priors and variances from `box_coder` (the model's).
+    ssd.pytorch's `(loc, conf, priors)` tuple is accepted too; its priors must be the coder's.
 
     `matching`: how each ground truth gets its own prior before the IoU threshold (layers.matching.MATCHINGS).
     `targets`: list of [n_i, 5] float tensors (x1, y1, x2, y2 in [0, 1], class 0..C-2), or the padded
@@ -57,4 +58,4 @@ class MultiBoxLoss(nn.Module):
         loss_c = (ce * (positive | negative)).sum()
 
         total_pos = num_pos.sum().clamp(min=1).float()
-        return loss_l / total_pos, loss_c / total_pos
+        return {"loss_l": loss_l / total_pos, "loss_c": loss_c / total_pos}

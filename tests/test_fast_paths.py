@@ -27,7 +27,7 @@ def test_channels_last_matches_contiguous_on_ssd300():
     criterion = MultiBoxLoss(6, model.box_coder)
     plain = criterion((loc, conf, model.priors), targets)
     channels_last = criterion((loc_cl, conf_cl, model.priors), targets)
-    assert all(torch.allclose(a, b, rtol=1e-4) for a, b in zip(plain, channels_last))
+    assert all(torch.allclose(plain[k], channels_last[k], rtol=1e-4) for k in plain)
     post = PostProcessor(model.box_coder, top_k=20)
     a = Detector(model, post)(images)
     b = Detector(fast, post, channels_last=True)(images)
@@ -52,7 +52,7 @@ def bf16_agreement(device: str, autocast_network: bool):
         plain = criterion((loc, conf, model.priors), targets)
         fast = criterion((loc16, conf16, model.priors), targets)
     # bf16 keeps 8 bits of mantissa: the summed losses agree to about 1%
-    assert all(torch.allclose(a, b, rtol=0.03) for a, b in zip(plain, fast)), (plain, fast)
+    assert all(torch.allclose(plain[k], fast[k], rtol=0.03) for k in plain), (plain, fast)
 
 
 def test_loss_takes_bf16_network_outputs():

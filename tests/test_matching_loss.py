@@ -158,12 +158,12 @@ def test_loss_matches_per_image_reference_on_ssd300_priors(matching):
     ]
     criterion = MultiBoxLoss(num_classes, BoxCoder(priors, (0.1, 0.2)), overlap_thresh=0.5, neg_pos=3,
                              matching=matching)
-    loss_l, loss_c = criterion((loc, conf, priors), targets)
+    loss_l, loss_c = criterion((loc, conf, priors), targets).values()
     ref_l, ref_c = reference_loss(loc, conf, priors, targets, matching=matching)
     assert loss_l.item() == pytest.approx(ref_l, rel=1e-4)
     assert loss_c.item() == pytest.approx(ref_c, rel=1e-4)
     # the padded form gives the same
-    padded_l, padded_c = criterion((loc, conf, priors), pad_targets(targets))
+    padded_l, padded_c = criterion((loc, conf, priors), pad_targets(targets)).values()
     assert padded_l.item() == pytest.approx(loss_l.item()) and padded_c.item() == pytest.approx(loss_c.item())
 
 
@@ -171,7 +171,9 @@ def test_loss_with_no_positives_is_finite_and_backpropagates():
     priors = PriorBox(PRIORS[("voc", 300)]).forward()
     loc = torch.randn(2, len(priors), 4, requires_grad=True)
     conf = torch.randn(2, len(priors), 4, requires_grad=True)
-    loss_l, loss_c = MultiBoxLoss(4, BoxCoder(priors, (0.1, 0.2)))((loc, conf), [torch.zeros(0, 5), torch.zeros(0, 5)])
+    terms = MultiBoxLoss(4, BoxCoder(priors, (0.1, 0.2)))((loc, conf), [torch.zeros(0, 5), torch.zeros(0, 5)])
+    assert list(terms) == ["loss_l", "loss_c"]
+    loss_l, loss_c = terms.values()
     assert math.isfinite(loss_l.item()) and math.isfinite(loss_c.item())
     (loss_l + loss_c).backward()
     assert torch.isfinite(loc.grad).all() and torch.isfinite(conf.grad).all()
@@ -184,6 +186,6 @@ def test_hard_negative_count():
     conf = torch.zeros(1, 6, 2)
     conf[0, 1:, 1] = torch.tensor([5.0, 1.0, 4.0, 3.0, 0.0])  # background CE ranks priors 1, 3, 4 highest
     loc = torch.zeros(1, 6, 4)
-    _, loss_c = MultiBoxLoss(2, BoxCoder(priors, (0.1, 0.2)))((loc, conf), [torch.tensor([[0, 0, .5, .5, 0.0]])])
+    loss_c = MultiBoxLoss(2, BoxCoder(priors, (0.1, 0.2)))((loc, conf), [torch.tensor([[0, 0, .5, .5, 0.0]])])["loss_c"]
     ce = F.cross_entropy(conf[0], torch.tensor([1, 0, 0, 0, 0, 0]), reduction="none")
     assert loss_c.item() == pytest.approx((ce[0] + ce[1] + ce[3] + ce[4]).item(), rel=1e-6)

@@ -99,8 +99,9 @@ class MetricsLogger:
         train = [r for r in rows if r["kind"] == "train"]
         evals = [r for r in rows if r["kind"] == "eval" and r.get("mAP") is not None]
         fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(11 if evals else 6, 4), squeeze=False)
-        for key in ("loss", "loss_l", "loss_c"):
-            axes[0, 0].plot([r["iteration"] for r in train], [r[key] for r in train], label=key)
+        for key in dict.fromkeys(k for r in train for k in r if k.startswith("loss")):  # the sum, then each term
+            logged = [r for r in train if key in r]
+            axes[0, 0].plot([r["iteration"] for r in logged], [r[key] for r in logged], label=key)
         axes[0, 0].set_xlabel("iteration")
         axes[0, 0].set_title("training loss")
         axes[0, 0].legend()
