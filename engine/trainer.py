@@ -202,9 +202,9 @@ class Trainer:
         if cfg.compile:
             self.net = torch.compile(self.net)
         self.dataset = build_dataset(cfg, train=True, source=self.train_source)
-        self.val_source = None
+        self.test_source = None
         if self.main and (cfg.eval_every > 0 or cfg.final_eval):
-            self.val_source = build_source(cfg, train=False)
+            self.test_source = build_source(cfg, train=False)
         self.logger = MetricsLogger(cfg.output, cfg.tensorboard, cfg.visdom, self.iteration) if self.main else None
         if self.main:
             removed = remove_dead_temp_files(cfg.output)
@@ -216,7 +216,7 @@ class Trainer:
     def write_problems(self):
         """Every per-file dataset problem, in the run folder (the log has one line per kind)."""
         path = os.path.join(self.cfg.output, "dataset_problems.txt")
-        sources = [("training set", self.train_source), ("test set", self.val_source)]
+        sources = [("training set", self.train_source), ("test set", self.test_source)]
         found = [(title, source.problems) for title, source in sources if source is not None and source.problems]
         if os.path.exists(path):
             os.remove(path)
@@ -243,10 +243,12 @@ class Trainer:
                      "best_map": self.best_map}, path)
         return path
 
-    def validate(self, output: str = None):
+    def evaluate_test_set(self, output: str = None):
+        """Score the model on the test set (cfg.test_sets, cfg.eval_limit images), log it as validation, keep
+        best.pth; the final evaluation of the run too (`output`: its eval/ folder)."""
         bar = lambda batches: tqdm(batches, desc=f"evaluating (iteration {self.iteration})", leave=False,
                                    dynamic_ncols=True)
-        metrics = evaluate(self.model, self.cfg.replace(workers=min(self.cfg.workers, 4)), self.val_source,
+        metrics = evaluate(self.model, self.cfg.replace(workers=min(self.cfg.workers, 4)), self.test_source,
                            self.device, output, progress=bar)
         self.logger.log(self.iteration, {"mAP": metrics["mAP"]}, kind="eval")
         log.info("iteration %d: validation %s mAP %.4f", self.iteration, metrics["metric"], metrics["mAP"])
@@ -305,7 +307,7 @@ class Trainer:
         if self.main and self.evaluation_interrupted():
             log.info("iteration %d: its validation was interrupted before the run stopped: running it first",
                      self.iteration)
-            self.validate()
+            self.evaluate_test_set()
         self.net.train()
         bar = tqdm(total=cfg.max_iter, initial=self.iteration, disable=not self.main, dynamic_ncols=True)
         window_start, window_images = time.perf_counter(), 0
@@ -341,7 +343,7 @@ class Trainer:
             if checkpoint_now:
                 self.save()
             if eval_now:
-                self.validate()
+                self.evaluate_test_set()
         bar.close()
         return self.finish()
 
@@ -364,7 +366,7 @@ class Trainer:
                 log.info("removed %s: it scored the run's weights of an earlier iteration, not this final.pth "
                          "(--no-final-eval)", stale)
             if self.cfg.final_eval:
-                metrics = self.validate(os.path.join(self.cfg.output, "eval"))
+                metrics = self.evaluate_test_set(os.path.join(self.cfg.output, "eval"))
                 print(format_ap_table(metrics))
                 print(f"evaluation of final.pth on {metrics['speed']['images']} test images: results, metrics.json "
                       f"and detections drawn in {os.path.join(self.cfg.output, 'eval', 'examples.jpg')}")

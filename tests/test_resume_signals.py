@@ -143,15 +143,15 @@ def test_a_signal_during_a_validation_runs_it_on_resume(tmp_path, monkeypatch):
     every = LITE + ["--max-iter", "3", "--eval-every", "2", "--shapes-test-images", "2"]
     whole = str(tmp_path / "whole")
     assert train.main(every + ["--output", whole]) == 0
-    real = train.Trainer.validate
+    real = train.Trainer.evaluate_test_set
 
     def interrupted(self, output=None):
         raise KeyboardInterrupt
 
     folder = str(tmp_path / "run")
-    monkeypatch.setattr(train.Trainer, "validate", interrupted)
+    monkeypatch.setattr(train.Trainer, "evaluate_test_set", interrupted)
     assert train.main(every + ["--output", folder]) == 130
-    monkeypatch.setattr(train.Trainer, "validate", real)
+    monkeypatch.setattr(train.Trainer, "evaluate_test_set", real)
     assert train.main(["--resume", folder]) == 0
 
     def evals(run):

@@ -195,15 +195,15 @@ def test_resume_auto_continues_the_newest_unfinished_run_not_the_newest_folder(t
 
 def test_sigterm_during_the_final_evaluation_leaves_a_run_that_resume_finishes(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    real = train.Trainer.validate
+    real = train.Trainer.evaluate_test_set
 
     def terminated(self, output=None):
         raise train.Terminated()
 
-    monkeypatch.setattr(train.Trainer, "validate", terminated)
+    monkeypatch.setattr(train.Trainer, "evaluate_test_set", terminated)
     assert train.main(SHAPES + ["--output", str(run)]) == 143
     assert not (run / "eval" / "metrics.json").exists()
-    monkeypatch.setattr(train.Trainer, "validate", real)
+    monkeypatch.setattr(train.Trainer, "evaluate_test_set", real)
     capsys.readouterr()
     assert train.main(["--resume", str(run)]) == 0
     assert (run / "eval" / "metrics.json").exists() and "| mAP" in capsys.readouterr().out
