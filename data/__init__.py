@@ -7,8 +7,9 @@ import torch
 from config import PIXEL_FORMATS
 
 from .coco import COCOSource
-from .common import PHOTO_EXTENSIONS, DatasetError, decode_image, image_files, image_header_size, read_image
+from .images import PHOTO_EXTENSIONS, decode_image, image_files, image_header_size, read_image
 from .loader import Batch, Sample, SSDDataset, as_model_input, collate, eval_loader, train_loader
+from .problems import DatasetError
 from .shapes import ShapesDataset
 from .transforms import ResizeTransform, SSDAugmentation
 from .voc import VOCSource, is_devkit, single_folder_sets

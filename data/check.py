@@ -20,7 +20,8 @@ from tqdm import tqdm
 from config import FILE_CLASSES, ConfigError, Parser, add_flags, chosen_dataset, config_for, flags_given, resolve
 
 from . import build_source
-from .common import DatasetError, decode_image, jpeg_truncated
+from .images import decode_image, jpeg_truncated
+from .problems import DatasetError
 
 
 def check(source, decode: bool = True, use_difficult: bool = True):

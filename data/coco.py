@@ -21,7 +21,8 @@ from collections import Counter
 
 import numpy as np
 
-from .common import DatasetError, Problems, RecordSource, RecordTable, exists, format_hint, log
+from .problems import DatasetError, Problems, format_hint, log
+from .records import RecordSource, RecordTable, exists
 
 
 def _image_folder(root: str, image_set: str) -> str:

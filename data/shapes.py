@@ -13,7 +13,7 @@ import numpy as np
 
 from config import SHAPES_CLASSES
 
-from .common import Problems
+from .problems import Problems
 
 SPLIT_IDS = {"train": 0, "test": 1, "val": 2}
 

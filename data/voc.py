@@ -16,17 +16,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .common import (
-    DatasetError,
-    Problems,
-    RecordSource,
-    TableBuilder,
-    clean_boxes,
-    exists,
-    format_hint,
-    image_header_size,
-    log,
-)
+from .images import image_header_size
+from .problems import DatasetError, Problems, clean_boxes, format_hint, log
+from .records import RecordSource, TableBuilder, exists
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 

@@ -20,17 +20,9 @@ from collections import Counter
 
 import numpy as np
 
-from .common import (
-    PHOTO_EXTENSIONS,
-    DatasetError,
-    Problems,
-    RecordSource,
-    TableBuilder,
-    clean_boxes,
-    format_hint,
-    image_header_size,
-    log,
-)
+from .images import PHOTO_EXTENSIONS, image_header_size
+from .problems import DatasetError, Problems, clean_boxes, format_hint, log
+from .records import RecordSource, TableBuilder
 
 SET_ALIASES = {"valid": "val", "validation": "val"}
 

@@ -170,7 +170,7 @@ def test_coco_images_without_annotations_are_counted_for_training(tmp_path):
 def test_complete_jpeg_with_zero_padding_is_not_truncated(tmp_path):
     import cv2
 
-    from data.common import jpeg_truncated
+    from data.images import jpeg_truncated
     ok, data = cv2.imencode(".jpg", np.full((16, 16, 3), 77, np.uint8))
     for padding, truncated in ((b"", False), (b"\x00" * 2410, False), (b"\x00" * 70000 + b"\n", False)):
         path = tmp_path / f"p{len(padding)}.jpg"
