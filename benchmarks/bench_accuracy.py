@@ -44,7 +44,7 @@ from data.loader import TrainSampler
 from engine import Trainer, evaluate, evenly_spaced
 from engine.trainer import lr_factor
 from utils.checkpoint import WeightsError
-from utils.distributed import resolve_device
+from utils.distributed import resolve_device, usable_cores
 
 log = logging.getLogger("ssd")
 
@@ -101,6 +101,10 @@ def parse_args(argv=None):
         args.device = str(resolve_device(args.device))
     except ValueError as exc:
         p.error(str(exc))
+    if args.workers > usable_cores():
+        print(f"note: --workers {args.workers} capped to {usable_cores()} (the CPU cores this process can use)",
+              file=sys.stderr)
+        args.workers = usable_cores()
     return args
 
 
