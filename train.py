@@ -33,7 +33,7 @@ from data import DatasetError
 from engine import RUNS_ROOT, Trainer, default_output
 from models.weights import weights_format
 from utils.checkpoint import WeightsError, latest_checkpoint, read_state
-from utils.distributed import cleanup, describe_device, init_distributed, usable_cores
+from utils.distributed import cap_workers, cleanup, describe_device, init_distributed
 from utils.interrupts import INTERRUPTS, StepAbandoned, Terminated
 from utils.output import OutputError, check_output_folder
 
@@ -197,10 +197,7 @@ def run(args, rank: int, world_size: int, device: torch.device) -> int:
             variant = "the BatchNorm variant" if cfg.backbone == "vgg16" else f"the {cfg.backbone} backbone (BatchNorm)"
             raise ConfigError(f"--batch-size 1 with {variant}: BatchNorm needs at least 2 images per step; use "
                               f"--batch-size 2 or more" + (", or --no-batch-norm" if cfg.backbone == "vgg16" else ""))
-        cores = usable_cores(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        if cfg.workers > cores:
-            log.info("--workers %d capped to %d (the CPU cores this process can use)", cfg.workers, cores)
-            cfg = cfg.replace(workers=cores)
+        cfg = cfg.replace(workers=cap_workers(cfg.workers, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
         if rank == 0:
             announce(cfg, device, world_size, cpu_check)
         trainer = Trainer(cfg, rank, world_size, device, resume, checkpoint)

@@ -44,7 +44,7 @@ from data.loader import TrainSampler
 from engine import Trainer, evaluate, evenly_spaced
 from engine.trainer import lr_factor
 from utils.checkpoint import WeightsError
-from utils.distributed import resolve_device, usable_cores
+from utils.distributed import cap_workers, resolve_device
 
 log = logging.getLogger("ssd")
 
@@ -101,10 +101,6 @@ def parse_args(argv=None):
         args.device = str(resolve_device(args.device))
     except ValueError as exc:
         p.error(str(exc))
-    if args.workers > usable_cores():
-        print(f"note: --workers {args.workers} capped to {usable_cores()} (the CPU cores this process can use)",
-              file=sys.stderr)
-        args.workers = usable_cores()
     return args
 
 
@@ -529,6 +525,7 @@ def main(argv=None):
               f"model, at least one batch of at least 2 images", file=sys.stderr)
         raise SystemExit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    args.workers = cap_workers(args.workers)
     if args.combine:
         records = [json.load(open(path)) for path in args.combine]
         rows = merge_ours([row for record in records for row in record["rows"]])

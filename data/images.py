@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+# Transparent pixels are composited on this background (BGR): what an image viewer shows, and what the
+# annotator saw when drawing the boxes.
 ALPHA_BACKGROUND = (255, 255, 255)
 
 

@@ -7,6 +7,8 @@ from collections import Counter
 import numpy as np
 
 log = logging.getLogger("ssd.data")
+# the file names a YOLO-format folder's description goes by, in the order they are looked for
+DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
 
 
 class DatasetError(RuntimeError):
@@ -96,7 +98,7 @@ def folder_format(root: str):
     (annotations/instances_*.json or Roboflow's */_annotations.coco.json), "VOC" (Annotations/ or a VOCdevkit), or
     None."""
     import glob
-    if any(os.path.isfile(os.path.join(root, n)) for n in ("data.yaml", "data.yml", "dataset.yaml")):
+    if any(os.path.isfile(os.path.join(root, n)) for n in DATA_YAML_NAMES):
         return "YOLO"
     if glob.glob(os.path.join(glob.escape(root), "annotations", "instances_*.json")) or \
             glob.glob(os.path.join(glob.escape(root), "*", "_annotations.coco.json")):

@@ -58,10 +58,6 @@ class TableBuilder:
                            stack(self.difficult, np.zeros(0, bool)))
 
 
-# Transparent pixels are composited on this background (BGR): what an image viewer shows, and what the
-# annotator saw when drawing the boxes.
-
-
 def exists(path: str) -> bool:
     return os.path.isfile(path)
 

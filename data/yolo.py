@@ -21,7 +21,7 @@ from collections import Counter
 import numpy as np
 
 from .images import PHOTO_EXTENSIONS, image_header_size
-from .problems import DatasetError, Problems, clean_boxes, format_hint, log
+from .problems import DATA_YAML_NAMES, DatasetError, Problems, clean_boxes, format_hint, log
 from .records import RecordSource, TableBuilder
 
 SET_ALIASES = {"valid": "val", "validation": "val"}
@@ -32,7 +32,7 @@ def read_data_yaml(root: str) -> tuple:
     Ultralytics' `data=` takes it)."""
     import yaml
 
-    names = [os.path.basename(root)] if os.path.isfile(root) else ["data.yaml", "data.yml", "dataset.yaml"]
+    names = [os.path.basename(root)] if os.path.isfile(root) else DATA_YAML_NAMES
     folder = os.path.dirname(root) if os.path.isfile(root) else root
     for name in names:
         path = os.path.join(folder, name)

@@ -77,12 +77,8 @@ def test_yolo_names_as_a_dict_and_roboflow_paths(tmp_path):
 
 
 def test_data_yaml_itself_as_the_root_and_a_folder_of_another_format_named(tmp_path):
-    root = tmp_path / "rf"
-    import cv2
-    os.makedirs(root / "train" / "images")
-    cv2.imwrite(str(root / "train" / "images" / "x.jpg"), np.zeros((10, 10, 3), np.uint8))
-    write(str(root / "train" / "labels" / "x.txt"), "0 0.5 0.5 0.5 0.5\n")
-    write(str(root / "data.yaml"), "names: [a]\ntrain: train/images\nval: train/images\n")
+    root = tmp_path / "yolo"
+    yolo_folder(root, {"x": "0 0.5 0.5 0.5 0.5\n"}, names="[a]")
     source = build_source(resolve({"dataset": "YOLO", "dataset_root": str(root / "data.yaml")}), train=True)
     assert len(source) == 1 and source.class_names == ["a"]
     with pytest.raises(DatasetError, match=f"{root}/dta.yaml: no such file"):

@@ -1,4 +1,5 @@
 """torch.distributed set-up for torchrun (single or multi node); a plain `python train.py` is world size 1."""
+import logging
 import os
 
 import torch
@@ -49,6 +50,15 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({usable_cores()} cores, no GPU)" if not torch.cuda.is_available() else f"cpu ({usable_cores()} cores)"
+
+
+def cap_workers(workers: int, processes: int = 1) -> int:
+    """`--workers` capped to the cores this process may use (more only spin against each other), with a line."""
+    cores = usable_cores(processes)
+    if workers > cores:
+        logging.getLogger("ssd").info("--workers %d capped to %d (the CPU cores this process can use)", workers,
+                                      cores)
+    return min(workers, cores)
 
 
 def usable_cores(processes: int = 1) -> int:
