@@ -163,7 +163,8 @@ class Config:
     metric: str = "voc07"
     # run
     seed: int = 0
-    amp: str = "off"
+    # auto: bfloat16 autocast for training where the device computes it natively (engine.detector.choose_precision)
+    amp: str = "auto"
     channels_last: bool = False
     compile: bool = False
     # inference: network + post-processing captured once per batch shape as a CUDA graph and replayed; its NMS
@@ -261,8 +262,8 @@ DATASET_DEFAULTS = {
                    lr_steps=(4000, 5200), checkpoint_every=1000, eval_every=2000, eval_limit=0),
 }
 
-# The main command on a machine without a GPU: a pipeline check of about 5 minutes on 2 cores instead of the
-# 6000 x 32-image schedule (about 82 hours there, at 0.65 img/s). Any schedule flag given on the command line wins.
+# The main command on a machine without a GPU: a pipeline check of minutes instead of the 6000 x 32-image schedule
+# (days on a CPU; benchmarks/bench_cpu_check.py times it). Any schedule flag given on the command line wins.
 CPU_CHECK = dict(batch_size=4, max_iter=36, warmup_iters=6, lr_steps=(28,), checkpoint_every=0, eval_every=0,
                  eval_limit=32, log_every=4)
 SCHEDULE_KEYS = ("batch_size", "max_iter", "warmup_iters", "lr_steps", "lr", "checkpoint_every", "eval_every",
@@ -273,7 +274,7 @@ MINIMUM = {"batch_size": 1, "max_iter": 1, "workers": 0, "warmup_iters": 0, "che
            "eval_limit": 0, "log_every": 1, "keep_checkpoints": 1, "max_bad_steps": 1, "top_k": 1,
            "pre_nms_top_k": 1, "shapes_train_images": 1, "shapes_test_images": 1, "graph_nms_rounds": 1,
            "lr_reference_batch": 1, "neg_pos": 1, "threads": 0}
-CHOICES = {"dataset": tuple(DATASET_DEFAULTS), "size": (300, 512, 320), "amp": ("off", "bf16", "fp16"),
+CHOICES = {"dataset": tuple(DATASET_DEFAULTS), "size": (300, 512, 320), "amp": ("auto", "off", "bf16", "fp16"),
            "nms": ("hard", "soft"), "soft_nms_method": ("linear", "gaussian"), "metric": ("voc07", "voc12", "coco"),
            "unreadable": ("stop", "miss"), "priors": ("auto", "fit", "layout"), "photometric": ("caffe", "ssd.pytorch"),
            "pixel_format": tuple(PIXEL_FORMATS), "backbone": tuple(BACKBONE_SIZES),
@@ -432,7 +433,8 @@ FLAG_HELP = {
     "metric": "voc07 (11-point AP) or voc12 (area under the curve): the devkit's mAP at IoU 0.5, any format; coco: "
               "AP@[.5:.95] by COCOeval (COCO-format sets, their default)",
     "seed": "seed of initialisation, sampling and augmentation",
-    "amp": "mixed precision",
+    "amp": "mixed precision: auto (bfloat16 autocast for training on a GPU or a CPU that computes it natively, "
+           "float32 otherwise and for inference), off (float32), bf16 or fp16",
     "channels_last": "channels-last (NHWC) memory format (faster with --amp on GPUs)",
     "compile": "torch.compile the network (minutes of compilation; pays off on long runs)",
     "cuda_graph": "capture network + post-processing as a CUDA graph per batch shape and replay it (CUDA only)",

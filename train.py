@@ -1,13 +1,14 @@
 """Train SSD300/SSD512 on VOC, COCO, your own VOC-style or COCO-format data, or the built-in `shapes` set.
 
-    python train.py                                          # shapes; on a CPU: a 5-minute pipeline check
-    python train.py --dataset VOC --dataset-root ~/data/VOCdevkit --amp bf16
+    python train.py                                          # shapes; on a CPU: a pipeline check of minutes
+    python train.py --dataset VOC --dataset-root ~/data/VOCdevkit --channels-last
     torchrun --nproc_per_node=4 train.py --dataset VOC ...  # multi-GPU (DistributedDataParallel)
     python train.py --resume auto                            # continue the newest run under runs/
 
 Every run writes into its own folder (default runs/<dataset>-<size>-<date-time>). Every default lives in
 config.py; flags override it. See README.md for the full manual.
 """
+import json
 import logging
 import os
 import sys
@@ -31,6 +32,7 @@ from config import (
 )
 from data import DatasetError
 from engine import RUNS_ROOT, Trainer, default_output
+from engine.trainer import PRECISION_NAMES
 from models.weights import weights_format
 from utils.checkpoint import WeightsError, latest_checkpoint, read_state
 from utils.distributed import cap_workers, cleanup, describe_device, init_distributed
@@ -150,6 +152,16 @@ def prepare(args, rank: int, world_size: int, device: torch.device):
     return cfg, None, None, cpu_check
 
 
+def cpu_check_done(trainer) -> str:
+    """The pipeline check's closing lines, with the full schedule's time at the rate the check itself trained."""
+    full = config_for("shapes")
+    with open(os.path.join(trainer.cfg.output, "metrics.jsonl")) as f:
+        img_s = [json.loads(line)["img_s"] for line in f if '"img_s"' in line][-1]
+    return CPU_CHECK_DONE.format(img_s=img_s, precision=PRECISION_NAMES[trainer.amp].split(",")[0],
+                                 iterations=full.max_iter, batch=full.batch_size,
+                                 hours=full.max_iter * full.batch_size / img_s / 3600)
+
+
 def announce(cfg: Config, device: torch.device, world_size: int, cpu_check: bool):
     log.info("device: %s%s", describe_device(device), f" x {world_size} processes" if world_size > 1 else "")
     total = cfg.batch_size * world_size
@@ -157,17 +169,18 @@ def announce(cfg: Config, device: torch.device, world_size: int, cpu_check: bool
              cfg.lr_reference_batch, total)
     log.info("run folder: %s", cfg.output)
     if cpu_check:
-        log.warning("no GPU: running a pipeline check instead of the %d x %d-image schedule (about %.0f hours on "
-                    "this CPU): %d iterations at batch %d, then evaluation on %d test images; about 5 minutes on 2 "
-                    "cores. Any schedule flag (e.g. --max-iter) runs the schedule you give instead.",
-                    config_for("shapes").max_iter, config_for("shapes").batch_size,
-                    config_for("shapes").max_iter * config_for("shapes").batch_size / 0.65 / 3600, cfg.max_iter,
-                    cfg.batch_size, cfg.eval_limit)
+        full = config_for("shapes")
+        log.warning("no GPU: running a pipeline check instead of the %d x %d-image schedule (days on a CPU; the "
+                    "check ends with this CPU's estimate): %d iterations at batch %d, then evaluation on %d test "
+                    "images. Any schedule flag (e.g. --max-iter) runs the schedule you give instead.",
+                    full.max_iter, full.batch_size, cfg.max_iter, cfg.batch_size, cfg.eval_limit)
 
 
 CPU_CHECK_DONE = """\
 pipeline check done: data, augmentation, training, checkpointing, evaluation and drawing all ran on this CPU.
-A CPU cannot train SSD300 into a useful detector in minutes (the mAP above is near 0, as expected); next:
+At the {img_s:.2f} img/s it trained ({precision}), the full {iterations} x {batch}-image schedule would take about
+{hours:.0f} hours here: a CPU cannot train SSD300 into a useful detector in minutes (the mAP above is near 0, as
+expected); next:
   real detections on this CPU (a trained VOC model; SSD300 on ONNX Runtime runs about 4 images/s on 2 cores):
     bash scripts/get_weights.sh --ssd && python detect.py --weights weights/ssd300_mAP_77.43_v2.pth YOUR_PHOTO.jpg
   the full shapes run on a GPU machine: python train.py"""
@@ -234,7 +247,7 @@ def run(args, rank: int, world_size: int, device: torch.device) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if cpu_check and rank == 0 and metrics is not None:
-        print(CPU_CHECK_DONE)
+        print(cpu_check_done(trainer))
     return 0
 
 

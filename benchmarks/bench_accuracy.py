@@ -42,6 +42,7 @@ from config import Config, ConfigError, Parser, add_device_flag, add_flags, reso
 from data import DatasetError, build_dataset, train_loader
 from data.loader import TrainSampler
 from engine import Trainer, evaluate, evenly_spaced
+from engine.detector import autocast
 from engine.trainer import lr_factor
 from utils.checkpoint import WeightsError
 from utils.distributed import cap_workers, resolve_device
@@ -65,7 +66,7 @@ TORCHVISION = {
 
 # the flags this benchmark shares with train.py, from the one vocabulary; this benchmark's own defaults beside
 SHARED_DEFAULTS = {"dataset": "shapes", "dataset_root": "", "labels": None, "sets": None, "test_sets": None,
-                   "batch_size": 16, "workers": 1, "eval_limit": 0}
+                   "batch_size": 16, "workers": 1, "eval_limit": 0, "amp": Config.amp}
 
 
 def parse_args(argv=None):
@@ -74,7 +75,7 @@ def parse_args(argv=None):
     add_flags(p, list(SHARED_DEFAULTS), Config(), shown={
         "dataset": "shapes", "dataset_root": "none", "sets": "trainval, or the dataset's default",
         "test_sets": "test, or the dataset's default", "batch_size": 16, "workers": "1 per model's loader",
-        "eval_limit": "0: every test image"})
+        "eval_limit": "0: every test image", "amp": f"{Config.amp}, for both models"})
     add_device_flag(p)
     p.add_argument("--budget", type=int, default=17000, help="training images per model")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -109,6 +110,7 @@ def ours_config(args, seed: int, output: str):
     flags = dict(OURS[args.arch], dataset=args.dataset, batch_size=args.batch_size, max_iter=iterations,
                  lr_steps=[max(1, round(f * iterations)) for f in LR_STEPS],
                  warmup_iters=min(OURS[args.arch]["warmup_iters"], iterations // 4), seed=seed, workers=args.workers,
+                 amp=args.amp,
                  output=output, checkpoint_every=0, eval_every=0, final_eval=False, tensorboard=False,
                  log_every=max(1, iterations // 20), eval_limit=args.eval_limit, metric="voc07")
     if isinstance(ABLATIONS.get(args.ablation), dict):
@@ -127,14 +129,14 @@ def ours_config(args, seed: int, output: str):
 def train_py_command(cfg) -> str:
     """The train.py command line of our rows (the dataset's own flags aside)."""
     keys = ("backbone", "basenet", "batch_norm", "priors", "min_sizes", "batch_size", "lr", "warmup_iters", "max_iter",
-            "lr_steps")
+            "lr_steps", "amp")
     parts = []
     for key in keys:
         value = getattr(cfg, key)
         if key == "batch_norm":
             parts.append("--batch-norm" if value and cfg.backbone == "vgg16" else "")
             continue
-        if value == () or (key == "priors" and value == Config.priors):
+        if value == () or (key in ("priors", "amp") and value == getattr(Config, key)):
             continue
         value = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, tuple) \
             else value
@@ -210,8 +212,9 @@ class TorchvisionRun:
     """torchvision's model with SGD: `step(images, targets)` on its own input format."""
 
     def __init__(self, arch: str, num_classes: int, seed: int, device, lr: float, weight_decay: float, factor,
-                 layout: dict = None):
+                 layout: dict = None, amp: str = "off"):
         self.model = torchvision_model(arch, num_classes, seed, layout).to(device)
+        self.amp = amp
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.seconds = 0.0
@@ -219,7 +222,8 @@ class TorchvisionRun:
     def step(self, images: list, targets: list):
         start = time.perf_counter()
         self.model.train()
-        losses = self.model(images, targets)
+        with autocast(images[0].device, self.amp):
+            losses = self.model(images, targets)
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -273,18 +277,23 @@ def torchvision_layout(args, cfg):
     return cfg.prior_layout if args.torchvision_priors == "fitted" else None
 
 
-def torchvision_name(args) -> str:
+def precision_note(amp: str) -> str:
+    """What a row's name adds for its precision (float32 rows say nothing)."""
+    return "" if amp == "off" else f", {amp}"
+
+
+def torchvision_name(args, amp: str) -> str:
     return f"torchvision {TORCHVISION[args.arch]['build']}" + (", our fitted priors" if args.torchvision_priors ==
-                                                               "fitted" else "")
+                                                               "fitted" else "") + precision_note(amp)
 
 
-def train_torchvision_own(args, cfg, source, seed: int, device, on_iteration) -> TorchvisionRun:
+def train_torchvision_own(args, cfg, source, seed: int, device, amp: str, on_iteration) -> TorchvisionRun:
     """Set-up (b): torchvision's model with its reference recipe, on its own loader, for cfg.max_iter steps;
     `on_iteration(run, iteration)` after each (not timed)."""
     recipe = TORCHVISION[args.arch]
     factor = reference_factor(args.arch, cfg.max_iter, max(1, len(source) // cfg.batch_size))
     run = TorchvisionRun(args.arch, cfg.num_classes, seed, device, recipe["lr"] * cfg.batch_size / recipe["lr_batch"],
-                         recipe["weight_decay"], factor, torchvision_layout(args, cfg))
+                         recipe["weight_decay"], factor, torchvision_layout(args, cfg), amp)
     torch.manual_seed(seed)
     loader = torch.utils.data.DataLoader(
         ReferenceDataset(source, recipe["augmentation"], cfg.train_difficult), batch_size=cfg.batch_size,
@@ -345,8 +354,8 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
     source = build_dataset(cfg, train=False).source
     eval_at = sorted({max(1, round(cfg.max_iter * (k + 1) / args.evals)) for k in range(args.evals)})
     common = dict(seed=seed, images_seen=cfg.max_iter * cfg.batch_size, iterations=cfg.max_iter,
-                  batch_size=cfg.batch_size)
-    name = f"ours ({cfg.backbone}{', ' + args.ablation if args.ablation else ''})"
+                  batch_size=cfg.batch_size, precision=trainer.amp)
+    name = f"ours ({cfg.backbone}{', ' + args.ablation if args.ablation else ''}{precision_note(trainer.amp)})"
     setup = "+".join(s for s in ("a", "b") if s in args.setups) or "ours"
     if earlier is None:
         ours = dict(common, setup=setup, model=name, recipe=train_py_command(cfg), curve=[])
@@ -361,8 +370,9 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
     tv_a = None
     if "a" in args.setups:
         tv_a = TorchvisionRun(args.arch, cfg.num_classes, seed, device, cfg.lr_for(cfg.batch_size),
-                              cfg.weight_decay, lambda it: lr_factor(cfg, it), torchvision_layout(args, cfg))
-        rows.append(dict(common, setup="a", model=torchvision_name(args),
+                              cfg.weight_decay, lambda it: lr_factor(cfg, it), torchvision_layout(args, cfg),
+                              trainer.amp)
+        rows.append(dict(common, setup="a", model=torchvision_name(args, trainer.amp),
                          recipe="ours (same batches, SGD settings and schedule)", curve=[]))
 
     def on_batch(iteration: int, batch):
@@ -397,7 +407,7 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
     if tv_a is not None:
         rows[1]["train_s"] = tv_a.seconds
     if "b" in args.setups:
-        tv_b = dict(common, setup="b", model=torchvision_name(args),
+        tv_b = dict(common, setup="b", model=torchvision_name(args, trainer.amp),
                     recipe=f"torchvision reference ({TORCHVISION[args.arch]['augmentation']} augmentation, "
                            f"{TORCHVISION[args.arch]['schedule']} LR)", curve=[])
 
@@ -407,7 +417,7 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
                 tv_b["curve"].append(dict(point, images_seen=iteration * cfg.batch_size))
                 log.info("seed %d iteration %d: torchvision (b) mAP %.4f", seed, iteration, point["mAP"])
 
-        run = train_torchvision_own(args, cfg, trainer.train_source, seed, device, on_iteration)
+        run = train_torchvision_own(args, cfg, trainer.train_source, seed, device, trainer.amp, on_iteration)
         tv_b["train_s"] = run.seconds
         rows.append(tv_b)
     for row in rows:

@@ -11,12 +11,17 @@ import torch
 from data.voc import write_voc_folder
 
 
-def step_parser(doc: str, batch_size: int) -> argparse.ArgumentParser:
+def step_parser(doc: str, batch_size: int, several_precisions: bool = False) -> argparse.ArgumentParser:
+    """The benchmarks' shared flags; `several_precisions`: --amp takes a list, each measured in turn."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
+    if several_precisions:
+        parser.add_argument("--amp", nargs="+", choices=["off", "bf16", "fp16"], default=["off"],
+                            help="the precisions to measure, one after the other (default: off, float32)")
+    else:
+        parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-torchvision", action="store_true")

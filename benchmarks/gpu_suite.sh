@@ -32,22 +32,10 @@ else
     ACCURACY="--budget 48000 --batch-size 32 --seeds 0 1 --evals 4 --workers $workers"
 fi
 
-run() {  # run STEP COMMAND...: the commands' output into STEP.txt, then STEP.json
-    local name="$1"; shift
-    local start=$SECONDS
-    : > "$out/$name.txt"
-    local commands=()
-    for command in "$@"; do
-        commands+=(--command "$command")
-        echo "\$ $command" | tee -a "$out/$name.txt"
-        bash -c "$command" 2>&1 | tee -a "$out/$name.txt"
-    done
-    $py -m benchmarks.record --step "$name" --raw "$out/$name.txt" --json "$out/$name.json" \
-        --wall-s $((SECONDS - start)) "${commands[@]}"
-}
+. benchmarks/suite_run.sh  # run STEP COMMAND...
 
 step_tests() {  # the CUDA-only tests (CUDA graphs, torch.compile, the NMS kernel on the GPU, a sync-free step)
-    run tests "$py -m pytest -q ${tiny:+--collect-only} tests/test_fast_paths.py tests/test_nms_kernel.py tests/test_train.py -k 'cuda or graph or compile or kernel or never_waits'"
+    run tests "$py -m pytest -q tests/test_fast_paths.py tests/test_nms_kernel.py tests/test_train.py -k 'cuda or graph or compile or kernel or never_waits'"
 }
 step_infer() {
     run infer "$py -m benchmarks.bench_inference --batch-size ${B:-256} ${STEPS} ${AMP} --size ${SIZES}" \

@@ -6,6 +6,7 @@ printed (with the line above each as its title), plus the AP tables and mAP line
 import argparse
 import datetime
 import json
+import os
 import platform
 import re
 
@@ -13,9 +14,16 @@ import torch
 
 
 def device_name() -> str:
+    """The GPU's name, or the CPU's model name and the cores this process may use."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()})"
+    model = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        model = names[0] if names else model
+    from engine.detector import cpu_has_native_bf16
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"CPU: {model}, {cores} cores{', native bfloat16' if cpu_has_native_bf16() else ''}"
 
 
 def parse_tables(text: str) -> list:
@@ -36,6 +44,15 @@ def parse_tables(text: str) -> list:
     return tables
 
 
+def build_record(text: str, step: str, commands: list, wall_s: float = None) -> dict:
+    """A benchmark's printed output -> the record: device, date, commands, its tables and its summary lines."""
+    return {"step": step, "device": device_name(), "date": datetime.date.today().isoformat(),
+            "torch": torch.__version__, "commands": commands, "wall_s": wall_s, "tables": parse_tables(text),
+            "lines": [line for line in text.splitlines()
+                      if re.match(r"(speed-up|devkit|validation|iteration \d+: validation|evaluation of|"
+                                  r"worker growth|full COCO)", line.split(" INFO ")[-1])]}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--step", required=True, help="the suite step's name")
@@ -44,13 +61,7 @@ def main(argv=None):
     parser.add_argument("--command", action="append", default=[], help="a command the step ran (repeatable)")
     parser.add_argument("--wall-s", type=float, help="the step's wall time in seconds")
     args = parser.parse_args(argv)
-    text = open(args.raw).read()
-    record = {"step": args.step, "device": device_name(), "date": datetime.date.today().isoformat(),
-              "torch": torch.__version__, "commands": args.command, "wall_s": args.wall_s,
-              "tables": parse_tables(text),
-              "lines": [line for line in text.splitlines()
-                        if re.match(r"(speed-up|devkit|validation|iteration \d+: validation|evaluation of|"
-                                    r"worker growth|full COCO)", line.split(" INFO ")[-1])]}
+    record = build_record(open(args.raw).read(), args.step, args.command, args.wall_s)
     with open(args.json, "w") as f:
         json.dump(record, f, indent=1)
     print(f"{args.json}: {len(record['tables'])} table(s) from {args.raw}")

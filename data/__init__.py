@@ -64,10 +64,10 @@ def normalised_boxes(source, use_difficult: bool, shapes_images: int = 200) -> t
     sizes = table.sizes.astype(np.float32)
     for i in np.flatnonzero((sizes <= 0).any(1)):  # no size in the annotation: the image header's
         sizes[i] = image_header_size(str(table.image_paths[i]))
-    per_object = np.repeat(sizes, np.diff(table.offsets), axis=0)
+    per_object = np.repeat(sizes, np.diff(table.offsets), axis=0)  # (height, width)
     keep = np.ones(len(table.labels), bool) if use_difficult else ~table.difficult
     keep &= (per_object > 0).all(1)
-    scale = np.concatenate([per_object, per_object], 1)[keep]
+    scale = np.concatenate([per_object[:, ::-1], per_object[:, ::-1]], 1)[keep]  # x1 y1 x2 y2 / w h w h
     boxes = np.clip(table.boxes[keep] / scale, 0, 1)
     return torch.from_numpy(boxes), torch.from_numpy(table.labels[keep]), len(table)
 

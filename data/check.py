@@ -46,10 +46,10 @@ def check(source, decode: bool = True, use_difficult: bool = True):
                                 f"read it as far as it decodes; re-export or remove it")
             h, w = image.shape[:2]
             sizes[(w, h)] += 1
-            annotated = source.image_size(i)
-            if annotated[0] and annotated != (w, h):
+            annotated = source.image_size(i)  # (height, width)
+            if annotated[0] and annotated != (h, w):
                 notices.append(f"{source.image_path(i)}: image is {w}x{h} but its annotation says "
-                               f"{annotated[0]}x{annotated[1]}; boxes are clipped to the image")
+                               f"{annotated[1]}x{annotated[0]}; boxes are clipped to the image")
         if len(labels) == 0:
             empty += 1
         used = labels if use_difficult else labels[~difficult]

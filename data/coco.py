@@ -202,7 +202,7 @@ class COCOSource(RecordSource):
         self.crowd[ann_file] = (image_ids[image_index_all[crowd_kept]], xywh[crowd_kept], area[crowd_kept],
                                 ann_cat[crowd_kept])
         self.object_areas[ann_file] = area_kept[kept_objects][sort]
-        return (image_ids[chosen].astype(str), paths, np.stack([widths[chosen], heights[chosen]], 1), counts[chosen],
+        return (image_ids[chosen].astype(str), paths, np.stack([heights[chosen], widths[chosen]], 1), counts[chosen],
                 boxes[kept_objects][sort], labels_kept[kept_objects][sort], np.zeros(int(kept_objects.sum()), bool),
                 image_ids[chosen])
 
@@ -249,7 +249,7 @@ class COCOSource(RecordSource):
                         for k, (i, box, a, c) in enumerate(zip(crowd_images.tolist(), crowd_xywh.tolist(),
                                                                crowd_areas.tolist(), crowd_categories.tolist()))]
         return {"images": [{"id": int(i), "width": int(w), "height": int(h)}
-                           for i, (w, h) in zip(table.coco_ids.tolist(), table.sizes.tolist())],
+                           for i, (h, w) in zip(table.coco_ids.tolist(), table.sizes.tolist())],
                 "categories": [{"id": int(c), "name": n} for c, n in zip(self.category_ids, self.class_names)],
                 "annotations": annotations}
 

@@ -98,11 +98,11 @@ def jpeg_truncated(path: str) -> bool:
 
 
 def image_header_size(path: str) -> tuple:
-    """(width, height) from the image file's header without decoding it; (0, 0) when it cannot be read."""
+    """(height, width) from the image file's header without decoding it; (0, 0) when it cannot be read."""
     try:
         with Image.open(path) as image:
             turned = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # decode_image turns these by 90 degrees
-            return image.size[::-1] if turned else image.size
+            return image.size if turned else image.size[::-1]  # PIL's size is (width, height)
     except Exception:  # PIL raises many kinds on odd headers
         return 0, 0
 

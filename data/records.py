@@ -17,7 +17,7 @@ class RecordTable:
     def __init__(self, image_ids, image_paths, sizes, offsets, boxes, labels, difficult, coco_ids=None):
         self.image_ids = np.asarray(image_ids, dtype=str)
         self.image_paths = np.asarray(image_paths, dtype=str)
-        self.sizes = np.asarray(sizes, dtype=np.int32).reshape(-1, 2)  # (width, height) as annotated, 0 = unknown
+        self.sizes = np.asarray(sizes, dtype=np.int32).reshape(-1, 2)  # (height, width) as annotated, 0 = unknown
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -37,10 +37,10 @@ class TableBuilder:
     def __init__(self):
         self.ids, self.paths, self.sizes, self.counts, self.boxes, self.labels, self.difficult = ([] for _ in range(7))
 
-    def add(self, image_id: str, path: str, boxes, labels, difficult, width: int = 0, height: int = 0):
+    def add(self, image_id: str, path: str, boxes, labels, difficult, height: int = 0, width: int = 0):
         self.ids.append(image_id)
         self.paths.append(path)
-        self.sizes.append((width, height))
+        self.sizes.append((height, width))
         self.counts.append(len(labels))
         self.boxes.append(np.asarray(boxes, np.float32).reshape(-1, 4))
         self.labels.append(np.asarray(labels, np.int64))
@@ -79,9 +79,9 @@ class RecordSource:
         return str(self.table.image_paths[index])
 
     def image_size(self, index: int) -> tuple:
-        """(width, height) as the annotation gives it; (0, 0) when it gives none."""
-        width, height = self.table.sizes[index].tolist()
-        return width, height
+        """(height, width) as the annotation gives it; (0, 0) when it gives none."""
+        height, width = self.table.sizes[index].tolist()
+        return height, width
 
     def annotation(self, index: int):
         """-> boxes [n, 4] float32 (pixel corners), labels [n] int64, difficult [n] bool."""
@@ -94,7 +94,7 @@ class RecordSource:
         image = read_image(path)
         boxes, labels, difficult = self.annotation(index)
         height, width = image.shape[:2]
-        if self.image_size(index) != (width, height) and len(boxes):
+        if self.image_size(index) != (height, width) and len(boxes):
             # the annotation's <size> was wrong or missing: clip to the real image (data.check reports it)
             boxes = boxes.copy()
             keep = clean_boxes(boxes, width, height, path)

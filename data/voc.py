@@ -227,14 +227,14 @@ class VOCSource(RecordSource):
                 boxes, labels, difficult, width, height = parsed[:5]
                 if width <= 0 or height <= 0:  # no <size>: the real one, so train, eval and check clip alike
                     self.problems.note("XMLs without <size> (or 0): size read from the image")
-                    width, height = image_header_size(image_path)
+                    height, width = image_header_size(image_path)
                     keep = clean_boxes(boxes, width, height, xml_path, self.problems)
                     boxes, labels, difficult = boxes[keep], labels[keep], difficult[keep]
                 self.names_found.update(parsed.names)
                 if skip_empty and len(labels) == 0:
                     self.problems.note("images without any object of --labels, skipped for training")
                     continue
-                builder.add(image_id, image_path, boxes, labels, difficult, width, height)
+                builder.add(image_id, image_path, boxes, labels, difficult, height, width)
         self.table = builder.build()
         self.problems.report(name)
         if not len(self.table) and skip_empty and self.names_found.total():

@@ -179,7 +179,7 @@ class YOLOSource(RecordSource):
                 row = self._parse(fields, text_path, number, len(names))
                 if row is not None:
                     rows.append(row)
-        width, height = image_header_size(image_path)
+        height, width = image_header_size(image_path)
         if width <= 0 or height <= 0:
             self.problems.add("unreadable images, skipped", f"{image_path}: cannot read the image size, skipped")
             return
@@ -205,7 +205,7 @@ class YOLOSource(RecordSource):
             return
         root = os.path.dirname(self.yaml_path)
         builder.add(os.path.splitext(os.path.relpath(image_path, root))[0], image_path, boxes[keep], labels,
-                    np.zeros(len(labels), bool), width, height)
+                    np.zeros(len(labels), bool), height, width)
 
     def _parse(self, fields: list, path: str, number: int, classes: int):
         """One label line -> [class, cx, cy, w, h] or None (counted)."""

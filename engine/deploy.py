@@ -222,7 +222,7 @@ def choose_runtime(requested: str, device: torch.device, cfg: Config) -> tuple:
     if cfg.nms != "hard":
         blockers.append("--nms soft runs in PyTorch only")
     for key in ("amp", "compile", "cuda_graph"):
-        if getattr(cfg, key) not in ("off", False):
+        if getattr(cfg, key) not in ("auto", "off", False):
             blockers.append(f"--{key.replace('_', '-')} is a PyTorch setting")
     if onnxruntime_version() is None:
         blockers.append("onnxruntime (or onnx) is not installed: pip install onnx onnxruntime")
@@ -354,7 +354,7 @@ def _load_onnx_file(path: str, flags: dict, timing: bool) -> LoadedDetector:
                               f"{saved[key]} in its graph; export again with --{key.replace('_', '-')} "
                               f"{flags[key]} (python -m scripts.export_onnx --nms)")
     for key, value in (("nms", "hard"), ("amp", "off"), ("compile", False), ("cuda_graph", False)):
-        if key in flags and flags[key] != value:
+        if key in flags and flags[key] not in (value, "auto"):
             raise ConfigError(f"--{key.replace('_', '-')}: {path} is an ONNX graph with hard NMS in fp32 (a PyTorch "
                               f"setting; give the .pth weights with --runtime torch)")
     cfg = resolve(flags, {k: v for k, v in saved.items() if k not in ("graph_nms", "int8")})

@@ -36,7 +36,7 @@ from utils.checkpoint import (
 from utils.interrupts import INTERRUPTS
 from utils.logger import MetricsLogger
 
-from .detector import AMP_DTYPES
+from .detector import AMP_DTYPES, choose_precision
 from .evaluate import evaluate, format_ap_table
 from .priors import choose_priors
 
@@ -46,6 +46,8 @@ log = logging.getLogger("ssd")
 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
 
 RUNS_ROOT = "runs"
+PRECISION_NAMES = {"off": "float32", "bf16": "bfloat16 autocast, weights in float32",
+                   "fp16": "float16 autocast with a dynamic loss scale, weights in float32"}
 
 
 def default_output(cfg: Config) -> str:
@@ -102,10 +104,10 @@ def build_optimizer(model, cfg: Config, total_batch: int):
     return optimizer
 
 
-def build_scaler(cfg: Config, device: torch.device) -> torch.amp.GradScaler:
+def build_scaler(amp: str, device: torch.device) -> torch.amp.GradScaler:
     """fp16: the usual dynamic loss scale. Otherwise a scaler held at 1 (`guarded_step`), kept for what it does on
     every step: it finds non-finite gradients and has the fused optimizer skip its step on the device."""
-    return torch.amp.GradScaler(device.type, init_scale=2.0 ** 16 if cfg.amp == "fp16" else 1.0)
+    return torch.amp.GradScaler(device.type, init_scale=2.0 ** 16 if amp == "fp16" else 1.0)
 
 
 def guarded_step(loss: torch.Tensor, finite: torch.Tensor, optimizer, scaler: torch.amp.GradScaler,
@@ -170,7 +172,11 @@ class Trainer:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.optimizer = build_optimizer(self.model, cfg, cfg.batch_size * world_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(cfg, it))
-        self.scaler = build_scaler(cfg, device)
+        self.amp, why = choose_precision(cfg.amp, device, training=True)  # cfg keeps what was asked (auto)
+        if self.main:
+            log.info("precision: %s (%s)%s", PRECISION_NAMES[self.amp], why,
+                     "; --amp off for float32" if cfg.amp == "auto" and self.amp != "off" else "")
+        self.scaler = build_scaler(self.amp, device)
         self.criterion = MultiBoxLoss.from_config(cfg, self.model.box_coder)
         self.iteration, self.best_map = 0, -1.0
         if checkpoint is not None and is_full_checkpoint(checkpoint):
@@ -260,7 +266,7 @@ class Trainer:
     def step(self, images: torch.Tensor, targets: torch.Tensor):
         """One SGD step on a batch already on the device; no host synchronisation. A non-finite loss (on any
         rank) skips the update on the device. -> (the loss terms by name, finite) as device tensors."""
-        with torch.autocast(self.device.type, dtype=AMP_DTYPES.get(self.cfg.amp), enabled=self.cfg.amp != "off"):
+        with torch.autocast(self.device.type, dtype=AMP_DTYPES.get(self.amp), enabled=self.amp != "off"):
             loc, conf = self.net(images)
         terms = self.criterion((loc, conf), targets)
         loss = sum(terms.values())
@@ -270,7 +276,7 @@ class Trainer:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
             finite = finite.bool()
         self.optimizer.zero_grad(set_to_none=True)
-        guarded_step(loss, finite, self.optimizer, self.scaler, dynamic_scale=self.cfg.amp == "fp16")
+        guarded_step(loss, finite, self.optimizer, self.scaler, dynamic_scale=self.amp == "fp16")
         self.scheduler.step()
         self.iteration += 1
         return {name: term.detach() for name, term in terms.items()}, finite

@@ -1,4 +1,6 @@
 """Small builders shared by the tests: VOC-style folders written to a temporary directory."""
+import json
+
 import cv2
 import numpy as np
 
@@ -64,30 +66,36 @@ def lively_model(model, size: int, seed: int = 0):
     return model
 
 
+def detection_rows(detections) -> list:
+    """PaddedDetections, or a list of {boxes, scores, labels} per image -> per image [(score, label, box)]."""
+    if isinstance(detections, list):
+        return [[(float(s), int(c), box) for s, c, box in zip(d["scores"].cpu(), d["labels"].cpu(), d["boxes"].cpu())]
+                for d in detections]
+    return [[(float(s), int(c), box) for s, c, box in zip(detections.scores[b, :n], detections.labels[b, :n],
+                                                          detections.boxes[b, :n])]
+            for b, n in enumerate(detections.counts.tolist())]
+
+
 def assert_same_detections(ours, theirs, box_atol=1e-4, score_atol=1e-4):
-    """Two PaddedDetections of the same images are the same detections: equal counts; position by position the
-    same label and box (to box_atol), except that detections whose scores differ by less than score_atol (the two
-    runtimes' float rounding) may come in either order, or trade places at the top-k cut."""
-    import torch
-    assert torch.equal(ours.counts, theirs.counts)
-    for b, count in enumerate(ours.counts.tolist()):
-        rows = [(float(s), int(c), box) for s, c, box in zip(ours.scores[b, :count], ours.labels[b, :count],
-                                                              ours.boxes[b, :count])]
-        other = [(float(s), int(c), box) for s, c, box in zip(theirs.scores[b, :count], theirs.labels[b, :count],
-                                                               theirs.boxes[b, :count])]
+    """Two detectors' outputs for the same images (PaddedDetections or lists of dicts) are the same detections:
+    equal counts; position by position the same label and box (to box_atol), except that detections whose scores
+    differ by at most score_atol (float rounding) may come in either order, or trade places at the top-k cut."""
+    ours, theirs = detection_rows(ours), detection_rows(theirs)
+    assert [len(rows) for rows in ours] == [len(rows) for rows in theirs]
+    for b, (rows, other) in enumerate(zip(ours, theirs)):
         used = set()
         for i, (score, label, box) in enumerate(rows):
             partner = other[i]
-            if (i not in used and abs(partner[0] - score) < score_atol and partner[1] == label
+            if (i not in used and abs(partner[0] - score) <= score_atol and partner[1] == label
                     and (partner[2] - box).abs().max() <= box_atol):
                 used.add(i)
                 continue
             near = [j for j, (s, c, bx) in enumerate(other) if j not in used and c == label
-                    and abs(s - score) < score_atol and (bx - box).abs().max() <= box_atol]
+                    and abs(s - score) <= score_atol and (bx - box).abs().max() <= box_atol]
             if near:
                 used.add(near[0])
                 continue
-            assert abs(score - rows[-1][0]) < score_atol, f"image {b}, detection {i}: {rows[i]} not in the other"
+            assert abs(score - rows[-1][0]) <= score_atol, f"image {b}, detection {i}: {rows[i]} not in the other"
 
 
 def _linked_image(source, index: int, folder) -> str:
@@ -110,7 +118,7 @@ def write_yolo_copy(splits: dict, root, names):
         for i in range(len(source)):
             name = _linked_image(source, i, os.path.join(root, "images", split))
             boxes, labels, _ = source.annotation(i)
-            width, height = source.image_size(i)
+            height, width = source.image_size(i)
             os.makedirs(os.path.join(root, "labels", split), exist_ok=True)
             with open(os.path.join(root, "labels", split, os.path.splitext(name)[0] + ".txt"), "w") as f:
                 for (x1, y1, x2, y2), label in zip(boxes.tolist(), labels.tolist()):
@@ -129,7 +137,7 @@ def write_coco_copy(splits: dict, root, names, roboflow: bool = False):
         images, annotations = [], []
         for i in range(len(source)):
             name = _linked_image(source, i, os.path.join(root, split))
-            width, height = source.image_size(i)
+            height, width = source.image_size(i)
             images.append({"id": i + 1, "file_name": name, "width": width, "height": height})
             boxes, labels, _ = source.annotation(i)
             for (x1, y1, x2, y2), label in zip(boxes.tolist(), labels.tolist()):
@@ -143,3 +151,43 @@ def write_coco_copy(splits: dict, root, names, roboflow: bool = False):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             json.dump(doc, f)
+
+
+FAST = ["--basenet", "none", "--batch-size", "2", "--workers", "0", "--no-batch-norm", "--eval-every", "0",
+        "--no-tensorboard", "--checkpoint-every", "0", "--log-every", "1", "--warmup-iters", "0", "--max-iter", "1"]
+
+
+SHAPES = ["--dataset", "shapes", "--shapes-train-images", "4", "--shapes-test-images", "2", "--batch-size", "2",
+          "--workers", "0", "--eval-every", "0", "--no-tensorboard", "--checkpoint-every", "0", "--max-iter", "1",
+          "--warmup-iters", "0", "--eval-limit", "1"]
+
+
+def cells_folder(folder, count=6, sets=None):
+    images = {f"c{i}": ([("cell", 3 + i, 4, 30 + i, 28), ("dot", 35, 20, 50, 40)], 64, 48) for i in range(count)}
+    make_voc_folder(folder, images, sets=sets or {"train": list(images)[:2], "test": list(images)[2:]})
+    return folder
+
+
+def raccoon_folder(folder, name="raccoon", count=4):
+    images = {f"img{i}": ([(name, 3, 4, 30, 28), ("background_thing", 30, 30, 50, 50)], 64, 48)
+              for i in range(count)}
+    make_voc_folder(folder, images, sets={"train": list(images)[:2], "test": list(images)[2:]})
+    return folder
+
+
+def write_coco(root, name, images, categories, annotations):
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / name).mkdir(exist_ok=True)
+    for image in images:
+        cv2.imwrite(str(root / name / image["file_name"]), np.full((image["height"], image["width"], 3), 99, np.uint8))
+    doc = {"images": images, "categories": categories, "annotations": annotations}
+    (root / "annotations" / f"instances_{name}.json").write_text(json.dumps(doc))
+
+
+def one_line_error(capsys, code, expected, status=2):
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == status, err
+    assert len(errors) == 1 and expected in errors[0], err
+    assert "Traceback" not in err and "weights_only=False" not in err and "usage:" not in err
+    return errors[0]

@@ -37,7 +37,7 @@ def test_every_orientation_decodes_as_pil_shows_it(tmp_path, orientation, mode):
         expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))[..., ::-1]
     assert decoded.orientation == orientation and decoded.image.shape == expected.shape
     assert np.abs(decoded.image.astype(int) - expected.astype(int)).mean() < 3  # two JPEG decoders
-    assert image_header_size(path) == (expected.shape[1], expected.shape[0])
+    assert image_header_size(path) == expected.shape[:2]
 
 
 def test_boxes_drawn_on_the_turned_view_stay_where_they_were_drawn(tmp_path):

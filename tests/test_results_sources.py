@@ -1,7 +1,8 @@
 """README's results table against its records: every number a row shows is computed again from the files its
 last column names under benchmarks/results/ (the mean over seeds of the final mAP, or the seeds' range, for the
-accuracy records; a number printed in a raw Markdown record), so a table edited by hand, or a record replaced
-without the table, fails here."""
+accuracy records; a number in a suite step's tables or in a raw Markdown record), so a table edited by hand, or a
+record replaced without the table, fails here. The rendered blocks and tables of docs/ and RESULTS.md are
+re-rendered from their records and compared."""
 import glob
 import itertools
 import json
@@ -34,8 +35,12 @@ def derived_numbers(paths: list) -> set:
     values = []
     groups = defaultdict(list)
     for path in paths:
-        if path.endswith(".json"):
-            for row in json.load(open(path))["rows"]:
+        record = json.load(open(path)) if path.endswith(".json") else None
+        if record is not None and "tables" in record:  # a suite step's record: every number of its tables
+            cells = [cell for table in record["tables"] for row in table["rows"] for cell in row]
+            values += [float(v) for cell in cells for v in re.findall(r"\d+\.\d+", cell)]
+        elif record is not None:
+            for row in record["rows"]:
                 groups[(row["setup"], row["model"])].append(row["curve"][-1]["mAP"])
         else:
             values += [float(v) for v in re.findall(r"\d+\.\d+", open(path).read())]
@@ -91,3 +96,34 @@ def test_every_rendered_accuracy_table_is_what_its_records_render():
                 f"marker for {files} differs from what its records render"
             found += 1
     assert found >= 4
+
+
+@pytest.mark.parametrize("suite", ["cpu", "gpu"])
+def test_every_suite_block_is_what_its_records_render(suite):
+    """The block between a page's `<!-- SUITE-suite:begin -->` markers is what render_results renders from
+    benchmarks/results/SUITE/*.json."""
+    from benchmarks.render_results import markers, render, suite_records
+    begin, end = markers(suite)
+    expected = render(suite_records(os.path.join(RESULTS, suite)), suite)
+    found = 0
+    for page in PAGES:
+        text = open(page).read()
+        if begin in text:
+            shown = text.split(begin, 1)[1].split(end, 1)[0]
+            assert shown.strip() == expected.strip(), f"{os.path.relpath(page, ROOT)}: the {suite}-suite block " \
+                f"differs from what benchmarks/results/{suite}/ renders (python -m benchmarks.render_results " \
+                f"--suite {suite} --write)"
+            found += 1
+    assert found >= 1
+
+
+def test_every_measured_number_in_readmes_prose_is_one_of_its_results_table():
+    """A number README states outside its results table (and outside code blocks) is one the table shows, so it
+    has the table's record as its source; versions (3.10+) are not measurements."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    table = " ".join(" ".join(row) for row in results_rows(readme))
+    shown = set(re.findall(r"\d+\.\d+", table))
+    prose = re.sub(r"```.*?```", "", readme, flags=re.S).split("\n## Results\n", 1)
+    prose = prose[0] + "\n## " + prose[1].split("\n## ", 1)[1]
+    found = [n for n in re.findall(r"(?<![\w.])\d+\.\d+(?![\d.+])", prose) if n not in shown]
+    assert not found, f"README.md states {found} outside its results table; put them in the table with their record"

@@ -1,4 +1,5 @@
-"""Signals at any moment of training resume bit-exactly: a Ctrl-C or SIGTERM inside an SGD step (forward with its
+"""Run folders and resume: runs never mix, --resume auto finds the right one, weights-only files continue with a
+note, and signals at any moment of training resume bit-exactly: a Ctrl-C or SIGTERM inside an SGD step (forward with its
 BatchNorm statistics, backward, the optimizer update) is held until the step completes; the resumed run's log reads
 every iteration once; temporary files of a killed checkpoint write are removed."""
 import json
@@ -7,9 +8,10 @@ import signal
 
 import pytest
 import torch
+from helpers import SHAPES, on_loss_call, one_line_error
 
 import train
-from models.weights import read_state
+from utils.checkpoint import read_state
 
 # SSDLite: BatchNorm in every block, so a half-done forward would move running statistics
 LITE = ["--dataset", "shapes", "--backbone", "mobilenet_v3", "--basenet", "none", "--size", "320",
@@ -179,3 +181,95 @@ def test_atomic_path_publishes_a_whole_file_or_nothing(tmp_path):
     os.umask(umask)
     assert target.read_text() == "new" and sorted(os.listdir(tmp_path)) == ["model.onnx"]
     assert os.stat(target).st_mode & 0o777 == 0o666 & ~umask
+
+
+TINY = ["--dataset", "shapes", "--shapes-train-images", "4", "--shapes-test-images", "2", "--batch-size", "2",
+        "--workers", "0", "--eval-every", "0", "--no-tensorboard", "--checkpoint-every", "0", "--log-every", "1"]
+
+
+def test_runs_do_not_mix_and_resume_restores_the_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert train.main(TINY + ["--dataset", "shapes", "--max-iter", "2", "--no-final-eval"]) == 0
+    (run,) = os.listdir("runs")
+    assert run.startswith("shapes-300-")
+    folder = os.path.join("runs", run)
+    capsys.readouterr()
+    code = train.main(TINY + ["--max-iter", "2", "--output", folder])
+    line = one_line_error(capsys, code, f"--output {folder}: holds another run; continue it with --resume")
+    assert line
+    # --resume auto finds the newest run, keeps its --no-final-eval and its dataset; flags given again win
+    assert train.main(["--resume", "auto", "--max-iter", "3", "--workers", "0"]) == 0
+    state = read_state(os.path.join(folder, "final.pth"))
+    assert state["iteration"] == 3 and state["config"]["final_eval"] is False
+    assert state["config"]["shapes_train_images"] == 4 and state["config"]["max_iter"] == 3
+    assert not os.path.isdir(os.path.join(folder, "eval"))
+    capsys.readouterr()
+    code = train.main(["--resume", "auto", "--workers", "0"])  # a finished run is not trained or evaluated again
+    err = capsys.readouterr().err
+    assert code == 2 and "(finished: every run is; a larger --max-iter trains it further)" in err
+    assert "the run already reached iteration 3 of --max-iter 3; pass a larger --max-iter" in err
+
+
+def test_a_run_stopped_before_its_first_checkpoint_names_what_works(tmp_path, capsys):
+    folder = tmp_path / "dead"
+    folder.mkdir()
+    (folder / "metrics.jsonl").write_text("")
+    code = train.main(TINY + ["--max-iter", "2", "--output", str(folder)])
+    one_line_error(capsys, code, f"--output {folder}: holds a run that stopped before its first checkpoint "
+                                 f"(nothing to resume); remove it")
+    code = train.main(TINY + ["--max-iter", "2", "--resume", str(folder)])
+    one_line_error(capsys, code, "the run stopped before its first checkpoint, so there is nothing to resume")
+
+
+def test_sigterm_saves_a_checkpoint(tmp_path, monkeypatch):
+    on_loss_call(monkeypatch, 2, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    folder = str(tmp_path / "run")
+    assert train.main(TINY + ["--max-iter", "5", "--output", folder, "--no-final-eval"]) == 143
+    saved = [name for name in os.listdir(folder) if name.startswith("ckpt_")]
+    assert saved and read_state(os.path.join(folder, saved[0]))["iteration"] >= 1
+
+
+def test_resume_auto_continues_the_newest_unfinished_run_not_the_newest_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, files in {"old-unfinished": ["ckpt_0000100.pth"],
+                        "new-unfinished": ["ckpt_0000050.pth"],
+                        "finished": ["ckpt_0000200.pth", "final.pth", "eval/metrics.json"]}.items():
+        for file in files:
+            path = tmp_path / "runs" / name / file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+    os.utime(tmp_path / "runs" / "old-unfinished" / "ckpt_0000100.pth", (1, 1))
+    (tmp_path / "runs" / "finished" / "eval" / "later.txt").write_text("eval.py wrote here last")
+    assert train.find_resume("auto") == os.path.join("runs", "new-unfinished", "ckpt_0000050.pth")
+
+
+def test_sigterm_during_the_final_evaluation_leaves_a_run_that_resume_finishes(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    real = train.Trainer.evaluate_test_set
+
+    def terminated(self, output=None):
+        raise train.Terminated()
+
+    monkeypatch.setattr(train.Trainer, "evaluate_test_set", terminated)
+    assert train.main(SHAPES + ["--output", str(run)]) == 143
+    assert not (run / "eval" / "metrics.json").exists()
+    monkeypatch.setattr(train.Trainer, "evaluate_test_set", real)
+    capsys.readouterr()
+    assert train.main(["--resume", str(run)]) == 0
+    assert (run / "eval" / "metrics.json").exists() and "| mAP" in capsys.readouterr().out
+    assert train.main(["--resume", str(run)]) == 2  # now finished: the one-line refusal
+    assert "already reached iteration 1" in capsys.readouterr().err
+
+
+def test_resume_from_final_weights_or_a_run_folder(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    tiny = ["--dataset", "shapes", "--shapes-train-images", "4", "--batch-size", "2", "--workers", "0",
+            "--eval-every", "0", "--no-final-eval", "--no-tensorboard", "--checkpoint-every", "0"]
+    assert train.main(tiny + ["--max-iter", "2", "--output", run]) == 0
+    os.remove(os.path.join(run, "ckpt_0000002.pth"))
+    capsys.readouterr()
+    assert train.main(tiny + ["--max-iter", "3", "--resume", os.path.join(run, "final.pth")]) == 0
+    assert "holds weights only: continuing from its weights at iteration 2" in capsys.readouterr().err
+    assert read_state(os.path.join(run, "final.pth"))["iteration"] == 3
+    assert train.main(tiny + ["--max-iter", "4", "--resume", run]) == 0  # a folder: its newest checkpoint
+    assert read_state(os.path.join(run, "final.pth"))["iteration"] == 4

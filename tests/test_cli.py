@@ -1,22 +1,30 @@
-"""What a new user meets after the tests pass: one flag vocabulary, ssd.pytorch's spellings, one-line errors,
-run folders that never mix, resume that restores a run, SIGTERM. Every row of README's bad-input table."""
+"""The command line: one flag vocabulary (ssd.pytorch's spellings, choices in any case), one-line errors
+and exit 2 for bad input before any work, the commands the program advises. Every row of docs/troubleshooting.md's
+bad-input table."""
+import ast
+import json
 import os
-import signal
+import re
+import subprocess
+import sys
+import types
 
+import cv2
+import numpy as np
 import pytest
 import torch
-from helpers import on_loss_call
+from helpers import FAST, SHAPES, cells_folder, one_line_error
 
 import detect as detect_script
 import eval as eval_script
 import train
 from config import CPU_CHECK, Config, ConfigError, config_for, resolve
+from data import DatasetError, VOCSource
 from models import SSD
 from scripts import export_onnx
-from utils.checkpoint import read_state
+from scripts.export_onnx import main as export_main
 
-TINY = ["--dataset", "shapes", "--shapes-train-images", "4", "--shapes-test-images", "2", "--batch-size", "2",
-        "--workers", "0", "--eval-every", "0", "--no-tensorboard", "--checkpoint-every", "0", "--log-every", "1"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +42,6 @@ def checkpoints(tmp_path_factory):
     (folder / "corrupt.pth").write_bytes(data[: len(data) // 3])
     paths["corrupt"] = str(folder / "corrupt.pth")
     return paths
-
-
-def one_line_error(capsys, code, expected, status=2):
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == status, err
-    assert len(errors) == 1 and expected in errors[0], err
-    assert "Traceback" not in err and "weights_only=False" not in err and "usage:" not in err
-    return errors[0]
 
 
 # (script, arguments, expected text in the one error line)
@@ -149,48 +148,6 @@ def test_the_lr_is_scaled_with_the_batch():
     assert cfg.lr_for(32) == pytest.approx(1e-2) and cfg.lr_for(4) == pytest.approx(1.25e-3)
 
 
-def test_runs_do_not_mix_and_resume_restores_the_run(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert train.main(TINY + ["--dataset", "shapes", "--max-iter", "2", "--no-final-eval"]) == 0
-    (run,) = os.listdir("runs")
-    assert run.startswith("shapes-300-")
-    folder = os.path.join("runs", run)
-    capsys.readouterr()
-    code = train.main(TINY + ["--max-iter", "2", "--output", folder])
-    line = one_line_error(capsys, code, f"--output {folder}: holds another run; continue it with --resume")
-    assert line
-    # --resume auto finds the newest run, keeps its --no-final-eval and its dataset; flags given again win
-    assert train.main(["--resume", "auto", "--max-iter", "3", "--workers", "0"]) == 0
-    state = read_state(os.path.join(folder, "final.pth"))
-    assert state["iteration"] == 3 and state["config"]["final_eval"] is False
-    assert state["config"]["shapes_train_images"] == 4 and state["config"]["max_iter"] == 3
-    assert not os.path.isdir(os.path.join(folder, "eval"))
-    capsys.readouterr()
-    code = train.main(["--resume", "auto", "--workers", "0"])  # a finished run is not trained or evaluated again
-    err = capsys.readouterr().err
-    assert code == 2 and "(finished: every run is; a larger --max-iter trains it further)" in err
-    assert "the run already reached iteration 3 of --max-iter 3; pass a larger --max-iter" in err
-
-
-def test_a_run_stopped_before_its_first_checkpoint_names_what_works(tmp_path, capsys):
-    folder = tmp_path / "dead"
-    folder.mkdir()
-    (folder / "metrics.jsonl").write_text("")
-    code = train.main(TINY + ["--max-iter", "2", "--output", str(folder)])
-    one_line_error(capsys, code, f"--output {folder}: holds a run that stopped before its first checkpoint "
-                                 f"(nothing to resume); remove it")
-    code = train.main(TINY + ["--max-iter", "2", "--resume", str(folder)])
-    one_line_error(capsys, code, "the run stopped before its first checkpoint, so there is nothing to resume")
-
-
-def test_sigterm_saves_a_checkpoint(tmp_path, monkeypatch):
-    on_loss_call(monkeypatch, 2, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    folder = str(tmp_path / "run")
-    assert train.main(TINY + ["--max-iter", "5", "--output", folder, "--no-final-eval"]) == 143
-    saved = [name for name in os.listdir(folder) if name.startswith("ckpt_")]
-    assert saved and read_state(os.path.join(folder, saved[0]))["iteration"] >= 1
-
-
 def test_cpu_check_is_what_the_main_command_runs_on_a_cpu(monkeypatch):
     args = train.parse_args([])
     cfg, resume, state, cpu_check = train.prepare(args, 0, 1, torch.device("cpu"))
@@ -201,3 +158,85 @@ def test_cpu_check_is_what_the_main_command_runs_on_a_cpu(monkeypatch):
     args = train.parse_args([])
     cfg, _, _, cpu_check = train.prepare(args, 0, 1, torch.device("cuda"))
     assert not cpu_check and cfg.max_iter == 6000
+
+
+def test_a_list_flag_given_twice_is_a_note_and_a_missing_devkit_set_lists_the_sets(tmp_path, capsys):
+    train.parse_args(["--labels", "a", "--labels", "b", "c"])
+    assert "note: --labels given 2 times: the last one is used" in capsys.readouterr().err
+    root = tmp_path / "VOCdevkit"
+    cells_folder(root / "VOC2007", sets={"trainval": ["c0"], "test": ["c1"]})
+    with pytest.raises(DatasetError, match=r"image set '2007:tset' not found; the sets there: 2007:test 2007:trainval"):
+        VOCSource(str(root), ["2007:tset"], ["cell"])
+
+
+def test_unusable_output_paths_are_one_line_before_any_work(voc_run, tmp_path, capsys):
+    _, run = voc_run
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    under_file = str(a_file / "sub")
+    assert train.main(SHAPES + ["--output", str(a_file)]) == 2
+    assert f"--output {a_file}: is a file, not a folder" in capsys.readouterr().err
+    # a run that stops on bad data leaves no empty run folder behind
+    assert train.main(["--dataset", "VOC", "--dataset-root", str(tmp_path / "missing"), "--output",
+                       str(tmp_path / "runs" / "x")] + FAST) == 2
+    assert not (tmp_path / "runs").exists()
+    assert eval_script.main(["--weights", str(run / "final.pth"), "--output", under_file]) == 2
+    assert f"--output {under_file}: a part of it is a file" in capsys.readouterr().err
+    assert export_main(["--weights", str(run / "final.pth"), "--output", str(tmp_path)]) == 2
+    assert "is a folder; give a file name" in capsys.readouterr().err
+    image = tmp_path / "in.jpg"
+    cv2.imwrite(str(image), np.full((48, 64, 3), 80, np.uint8))
+    assert detect_script.main(["--weights", str(run / "final.pth"), str(image), "--output", under_file]) == 2
+    captured = capsys.readouterr()
+    assert "->" not in captured.out and "a part of it is a file" in captured.err
+    # --json into a folder that does not exist yet: created, written, and said
+    target = tmp_path / "new" / "dets.json"
+    assert detect_script.main(["--weights", str(run / "final.pth"), str(image), "--output", str(tmp_path / "out"),
+                        "--json", str(target)]) == 0
+    assert json.loads(target.read_text()) and f"{target}" in capsys.readouterr().out
+
+
+def advice_commands() -> dict:
+    """Every `python -m MODULE` / `python FILE.py` in a string the program can print (docstrings aside) -> (where,
+    the flags the advice gives it)."""
+    pattern = re.compile(r"python (-m [\w.]+|[\w/]+\.py)([^\n;)`]*)")
+    found = {}
+    for top in ("config.py", "train.py", "eval.py", "detect.py", "data", "engine", "layers", "models", "utils",
+                "scripts"):
+        path = os.path.join(ROOT, top)
+        files = [path] if top.endswith(".py") else \
+            [os.path.join(path, f) for f in os.listdir(path) if f.endswith(".py")]
+        for file in files:
+            tree = ast.parse(open(file).read())
+            docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                          if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                    for command, rest in pattern.findall(node.value):
+                        where, flags = found.setdefault(command, (os.path.relpath(file, ROOT), set()))
+                        flags.update(re.findall(r"(?<![\w-])--[a-z][\w-]*", rest))
+    return found
+
+
+def test_every_command_the_program_advises_runs_from_the_repo_root_with_the_flags_it_advises():
+    commands = advice_commands()
+    assert "-m scripts.convert_vgg16" in commands and "-m data.check" in commands
+    assert "--weights" in commands["detect.py"][1]  # the advice's flags are found
+    for command, (where, flags) in commands.items():
+        if command == "-m visdom.server":  # a server: its module must exist, it is not started here
+            continue
+        result = subprocess.run([sys.executable, *command.split(), "--help"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, f"{where} advises `python {command}`: {result.stderr[-500:]}"
+        unknown = sorted(f for f in flags if not re.search(rf"{re.escape(f)}(?![\w-])", result.stdout))
+        assert not unknown, f"{where} advises `python {command}` with {unknown}, which its --help does not list"
+
+
+def test_the_cpu_checks_closing_lines_estimate_the_full_schedule_at_the_rate_it_trained(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"kind": "train", "iteration": 4, "img_s": 0.6}\n'
+                                            '{"kind": "train", "iteration": 36, "img_s": 1.28}\n')
+    trainer = types.SimpleNamespace(cfg=types.SimpleNamespace(output=str(tmp_path)), amp="bf16")
+    text = train.cpu_check_done(trainer)
+    # 6000 iterations x 32 images at 1.28 img/s: 150,000 s, 41.7 hours
+    assert "At the 1.28 img/s it trained (bfloat16 autocast), the full 6000 x 32-image schedule" in text
+    assert "about\n42 hours here" in text

@@ -1,0 +1,65 @@
+"""The README's first command on a machine without a GPU (`python train.py`: the pipeline check), timed at each
+precision: every run is train.py itself, in a process of its own, from start-up to its closing lines.
+
+    python -m benchmarks.bench_cpu_check [--amp off auto] [--json FILE]
+
+Prints one Markdown row per precision: wall minutes, the training rate train.py logs last, the precision line it
+printed, and the speed-up over the first precision; `--json` writes the table as a record (benchmarks/record.py's
+format).
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks.record import build_record
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_check(amp: str, folder: str, extra: list) -> dict:
+    """train.py with no flag but --amp (and an output folder) -> wall seconds, last img/s, its precision line."""
+    output = os.path.join(folder, f"run-{amp}")
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "train.py", "--amp", amp, "--output", output, "--no-tensorboard",
+                             *extra], cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"train.py --amp {amp} exited {result.returncode}: {result.stderr[-2000:]}")
+    rates = [json.loads(line)["img_s"] for line in open(os.path.join(output, "metrics.jsonl"))
+             if '"img_s"' in line]
+    precision = re.search(r"precision: (.*)", result.stderr)
+    return {"seconds": seconds, "img_s": rates[-1], "precision": precision.group(1) if precision else "?"}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--amp", nargs="+", default=["off", "auto"], choices=["auto", "off", "bf16"])
+    parser.add_argument("--json", help="write the table as a record (benchmarks/record.py's format)")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                        help="more train.py flags (the tests: a schedule of seconds instead of the check)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        results = {amp: run_check(amp, folder, args.extra) for amp in args.amp}
+    first = results[args.amp[0]]["seconds"]
+    lines = [f"The pipeline check (`python train.py` on a CPU), {os.cpu_count()} cores, one run per precision",
+             "| --amp | wall minutes | training img/s (last log) | speed-up | precision line |",
+             "|---|---|---|---|---|"]
+    for amp, r in results.items():
+        lines.append(f"| {amp} | {r['seconds'] / 60:.1f} | {r['img_s']:.2f} | {first / r['seconds']:.2f}x | "
+                     f"{r['precision']} |")
+    text = "\n".join(lines)
+    print("\n" + text)
+    if args.json:
+        command = "python -m benchmarks.bench_cpu_check " + " ".join(argv if argv is not None else sys.argv[1:])
+        with open(args.json, "w") as f:
+            json.dump(build_record(text, "cpu-check", [command]), f, indent=1)
+        print(f"record: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Every CPU number of docs/speed.md, docs/training.md and benchmarks/RESULTS.md, as independent steps (ours beside
+# torchvision in the same process; about 25 minutes in all on 2 cores). Run it on a quiet machine: nothing else
+# may use the cores meanwhile.
+#
+#   bash benchmarks/cpu_suite.sh STEP [--tiny]     STEP: train-step infer post eval backbones cpu-check data scale | all
+#
+# Each step writes its raw output to ${OUT:-benchmarks/results/cpu}/STEP.txt and STEP.json (device, date, the
+# commands, every table printed); `python -m benchmarks.render_results --suite cpu --write` renders the JSON files
+# between the `<!-- cpu-suite:begin -->` markers. --tiny: seconds-long settings (the tests run every step so).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step="${1:?usage: bash benchmarks/cpu_suite.sh train-step|infer|post|eval|backbones|cpu-check|data|scale|all [--tiny]}"
+tiny="${2:-}"
+out="${OUT:-benchmarks/results/cpu}"
+py="${PYTHON:-python}"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+
+if [[ "$tiny" == "--tiny" ]]; then
+    SSD300="--batch-size 2 --steps 1 --warmup 0"; SSDLITE="$SSD300"; INFER="--batch-size 1 --steps 1 --warmup 0"
+    THREADS="1"
+    CHECK="--amp off --extra --max-iter 1 --batch-size 2 --shapes-train-images 2 --shapes-test-images 2 --eval-limit 2"
+    POST="--batch-size 1 --steps 1 --warmup 0"; EVAL="--images 2 --batch-size 2 --workers 0"; DATA="--images 8 --workers 1"; SCALE="--coco-images 200 --voc-images 100 --workers 1"
+else
+    SSD300="--batch-size 4 --steps 4 --warmup 1"; SSDLITE="--batch-size 16 --steps 10 --warmup 2"
+    INFER="--batch-size 4 --steps 3 --warmup 1"; THREADS="1 2"; CHECK="--amp off auto"; DATA="--images 400 --workers 1 2"
+    POST="--steps 3 --warmup 1"; EVAL="--images 32 --batch-size 8 --workers 1"; SCALE=""
+fi
+
+. benchmarks/suite_run.sh  # run STEP COMMAND...
+
+step_train-step() {  # the training step of SSD300 and SSDLite320, float32 and bfloat16, one and two threads
+    local commands=()
+    for threads in $THREADS; do
+        commands+=("$py -m benchmarks.bench_train_step --device cpu --arch vgg16 ${SSD300} --amp off bf16 --threads $threads"
+                   "$py -m benchmarks.bench_train_step --device cpu --arch mobilenet_v3 ${SSDLITE} --amp off bf16 --threads $threads")
+    done
+    commands+=("$py -m benchmarks.bench_train_step --device cpu --arch mobilenet_v3 ${SSDLITE} --amp off bf16 --channels-last")
+    run train-step "${commands[@]}"
+}
+step_infer() {  # PyTorch inference end to end (network + post-processing), float32 and bfloat16
+    run infer "$py -m benchmarks.bench_inference --device cpu ${INFER} --size 300" \
+        "$py -m benchmarks.bench_inference --device cpu ${INFER} --size 300 --amp bf16"
+}
+step_post() {  # the post-processing alone: untrained and trained-like outputs, ours beside torchvision's
+    run post "$py -m benchmarks.bench_postprocess --device cpu ${POST}"
+}
+step_eval() {  # a VOC-sized evaluation end to end: annotations, detection, devkit scoring
+    run eval "$py -m benchmarks.bench_eval --device cpu ${EVAL}"
+}
+step_backbones() {
+    run backbones "$py -m benchmarks.bench_backbones --device cpu ${INFER/--batch-size 1/--batch-size 2}"
+}
+step_cpu-check() {  # the README's first command on this CPU, per precision
+    run cpu-check "$py -m benchmarks.bench_cpu_check ${CHECK}"
+}
+step_data() {
+    run data "$py -m benchmarks.bench_data ${DATA}"
+}
+step_scale() {
+    run scale "$py -m benchmarks.bench_scale ${SCALE}"
+}
+
+case "$step" in
+    train-step|infer|post|eval|backbones|cpu-check|data|scale) "step_$step" ;;
+    all) for s in train-step infer post eval backbones cpu-check data scale; do "step_$s"; done ;;
+    *) echo "unknown step '$step': train-step infer post eval backbones cpu-check data scale all" >&2; exit 2 ;;
+esac

@@ -1,0 +1,15 @@
+# Sourced by gpu_suite.sh and cpu_suite.sh (with $out and $py set):
+# run STEP COMMAND...: the commands' output into $out/STEP.txt, then $out/STEP.json (benchmarks/record.py).
+run() {
+    local name="$1"; shift
+    local start=$SECONDS
+    : > "$out/$name.txt"
+    local commands=()
+    for command in "$@"; do
+        commands+=(--command "$command")
+        echo "\$ $command" | tee -a "$out/$name.txt"
+        bash -c "$command" 2>&1 | tee -a "$out/$name.txt"
+    done
+    $py -m benchmarks.record --step "$name" --raw "$out/$name.txt" --json "$out/$name.json" \
+        --wall-s $((SECONDS - start)) "${commands[@]}"
+}
