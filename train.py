@@ -8,7 +8,6 @@
 Every run writes into its own folder (default runs/<dataset>-<size>-<date-time>). Every default lives in
 config.py; flags override it. See README.md for the full manual.
 """
-import json
 import logging
 import os
 import sys
@@ -37,6 +36,7 @@ from models.weights import weights_format
 from utils.checkpoint import WeightsError, latest_checkpoint, read_state
 from utils.distributed import cap_workers, cleanup, describe_device, init_distributed
 from utils.interrupts import INTERRUPTS, StepAbandoned, Terminated
+from utils.logger import last_training_rate
 from utils.output import OutputError, check_output_folder
 
 log = logging.getLogger("ssd")
@@ -155,8 +155,7 @@ def prepare(args, rank: int, world_size: int, device: torch.device):
 def cpu_check_done(trainer) -> str:
     """The pipeline check's closing lines, with the full schedule's time at the rate the check itself trained."""
     full = config_for("shapes")
-    with open(os.path.join(trainer.cfg.output, "metrics.jsonl")) as f:
-        img_s = [json.loads(line)["img_s"] for line in f if '"img_s"' in line][-1]
+    img_s = last_training_rate(trainer.cfg.output)
     return CPU_CHECK_DONE.format(img_s=img_s, precision=PRECISION_NAMES[trainer.amp].split(",")[0],
                                  iterations=full.max_iter, batch=full.batch_size,
                                  hours=full.max_iter * full.batch_size / img_s / 3600)

@@ -8,7 +8,6 @@ printed, and the speed-up over the first precision; `--json` writes the table as
 format).
 """
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -16,7 +15,8 @@ import sys
 import tempfile
 import time
 
-from benchmarks.record import build_record
+from benchmarks.record import write_record
+from utils.logger import last_training_rate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,10 +30,9 @@ def run_check(amp: str, folder: str, extra: list) -> dict:
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"train.py --amp {amp} exited {result.returncode}: {result.stderr[-2000:]}")
-    rates = [json.loads(line)["img_s"] for line in open(os.path.join(output, "metrics.jsonl"))
-             if '"img_s"' in line]
     precision = re.search(r"precision: (.*)", result.stderr)
-    return {"seconds": seconds, "img_s": rates[-1], "precision": precision.group(1) if precision else "?"}
+    return {"seconds": seconds, "img_s": last_training_rate(output),
+            "precision": precision.group(1) if precision else "?"}
 
 
 def main(argv=None):
@@ -55,10 +54,8 @@ def main(argv=None):
     text = "\n".join(lines)
     print("\n" + text)
     if args.json:
-        command = "python -m benchmarks.bench_cpu_check " + " ".join(argv if argv is not None else sys.argv[1:])
-        with open(args.json, "w") as f:
-            json.dump(build_record(text, "cpu-check", [command]), f, indent=1)
-        print(f"record: {args.json}")
+        write_record(args.json, text, "cpu-check",
+                     ["python -m benchmarks.bench_cpu_check " + " ".join(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ for 2 x --steps iterations through `train.Trainer` and reports the second half (
 cuDNN autotuning) from the trainer's own img/s log. On CPU use e.g. --batch-size 2 --steps 2 --workers 1
 --images 16.
 """
-import json
 import os
 import tempfile
 
@@ -21,6 +20,7 @@ from benchmarks.common import device_name, step_parser, write_random_voc_folder
 from config import VOC_CLASSES, config_for
 from engine import Trainer
 from utils.distributed import resolve_device
+from utils.logger import last_training_rate
 
 
 def main():
@@ -43,9 +43,7 @@ def main():
                          output=os.path.join(folder, "run"), tensorboard=False, final_eval=False)
         trainer = Trainer(cfg, 0, 1, device)
         trainer.train()
-        with open(os.path.join(cfg.output, "metrics.jsonl")) as f:
-            records = [json.loads(line) for line in f if '"img_s"' in line]
-    rate = records[-1]["img_s"]
+        rate = last_training_rate(cfg.output)
     print(f"\nSSD{args.size} training end to end, batch {args.batch_size}, amp {args.amp}, channels-last "
           f"{args.channels_last}, compile {args.compile}, {args.workers} workers, {device_name(device)}")
     print("| model | img/s | ms/iteration |\n|---|---|---|")

@@ -10,7 +10,6 @@ loss, each precision's speed-up over float32 and ours over torchvision at equal 
 printed tables as a record (benchmarks/record.py's format). On a CPU use small batches (e.g. --batch-size 4
 for SSD300, 16 for SSDLite, --steps 4 --warmup 1).
 """
-import json
 import statistics
 import sys
 import time
@@ -19,8 +18,9 @@ import torch
 import torchvision
 
 from benchmarks.common import device_name, step_parser, sync
-from benchmarks.record import build_record
+from benchmarks.record import write_record
 from config import config_for
+from engine.detector import autocast
 from engine.trainer import PRECISION_NAMES
 from layers import MultiBoxLoss
 from models import build_model
@@ -43,11 +43,6 @@ def random_targets(batch, device, generator):
     return targets
 
 
-def autocast_settings(device, amp: str) -> dict:
-    return dict(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16,
-                enabled=amp != "off")
-
-
 def ours_step(arch: str, amp: str, channels_last: bool, device, images, targets):
     """-> a function running one training step of ours and returning (network s, matching + loss s)."""
     cfg = config_for("VOC", **ARCHS[arch]["ours"])
@@ -58,12 +53,11 @@ def ours_step(arch: str, amp: str, channels_last: bool, device, images, targets)
         images = images.contiguous(memory_format=torch.channels_last)
     criterion = MultiBoxLoss.from_config(cfg, model.box_coder)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    autocast = autocast_settings(device, amp)
 
     def step():
         sync(device)
         t0 = time.perf_counter()
-        with torch.autocast(**autocast):
+        with autocast(device, amp):
             loc, conf = model(images)
         sync(device)
         t1 = time.perf_counter()
@@ -90,12 +84,11 @@ def torchvision_step(arch: str, amp: str, channels_last: bool, device, images, t
     size = images.shape[-1]
     tv_images = [img.float() / 255 for img in images]
     tv_targets = [dict(boxes=t[:, :4] * size, labels=t[:, 4].long() + 1) for t in targets]
-    autocast = autocast_settings(device, amp)
 
     def step():
         sync(device)
         t0 = time.perf_counter()
-        with torch.autocast(**autocast):
+        with autocast(device, amp):
             losses = model(tv_images, tv_targets)
         optimizer.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
@@ -172,10 +165,8 @@ def main():
         text += ["", title, table(args, arch, results)]
     print("\n".join(text))
     if args.json:
-        command = "python -m benchmarks.bench_train_step " + " ".join(sys.argv[1:])
-        with open(args.json, "w") as f:
-            json.dump(build_record("\n".join(text), "train-step", [command]), f, indent=1)
-        print(f"record: {args.json}")
+        write_record(args.json, "\n".join(text), "train-step",
+                     ["python -m benchmarks.bench_train_step " + " ".join(sys.argv[1:])])
 
 
 if __name__ == "__main__":

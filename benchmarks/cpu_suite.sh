@@ -14,8 +14,6 @@ step="${1:?usage: bash benchmarks/cpu_suite.sh train-step|infer|post|eval|backbo
 tiny="${2:-}"
 out="${OUT:-benchmarks/results/cpu}"
 py="${PYTHON:-python}"
-mkdir -p "$out"
-export PYTHONUNBUFFERED=1
 
 if [[ "$tiny" == "--tiny" ]]; then
     SSD300="--batch-size 2 --steps 1 --warmup 0"; SSDLITE="$SSD300"; INFER="--batch-size 1 --steps 1 --warmup 0"
@@ -28,7 +26,7 @@ else
     POST="--steps 3 --warmup 1"; EVAL="--images 32 --batch-size 8 --workers 1"; SCALE=""
 fi
 
-. benchmarks/suite_run.sh  # run STEP COMMAND...
+. benchmarks/suite_run.sh  # creates $out; run STEP COMMAND...
 
 step_train-step() {  # the training step of SSD300 and SSDLite320, float32 and bfloat16, one and two threads
     local commands=()

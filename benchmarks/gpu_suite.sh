@@ -15,8 +15,6 @@ tiny="${2:-}"
 out="${OUT:-results/gpu_suite}"
 py="${PYTHON:-python}"
 workers="${WORKERS:-16}"
-mkdir -p "$out"
-export PYTHONUNBUFFERED=1
 
 if [[ "$tiny" == "--tiny" ]]; then
     B=1; STEPS="--steps 1 --warmup 0"; IMAGES=2; workers=0; SIZES=300; AMP=""; COMPILE=""; GRAPH=""
@@ -32,7 +30,7 @@ else
     ACCURACY="--budget 48000 --batch-size 32 --seeds 0 1 --evals 4 --workers $workers"
 fi
 
-. benchmarks/suite_run.sh  # run STEP COMMAND...
+. benchmarks/suite_run.sh  # creates $out; run STEP COMMAND...
 
 step_tests() {  # the CUDA-only tests (CUDA graphs, torch.compile, the NMS kernel on the GPU, a sync-free step)
     run tests "$py -m pytest -q tests/test_fast_paths.py tests/test_nms_kernel.py tests/test_train.py -k 'cuda or graph or compile or kernel or never_waits'"

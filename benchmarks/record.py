@@ -53,6 +53,15 @@ def build_record(text: str, step: str, commands: list, wall_s: float = None) -> 
                                   r"worker growth|full COCO)", line.split(" INFO ")[-1])]}
 
 
+def write_record(path: str, text: str, step: str, commands: list, wall_s: float = None) -> dict:
+    """`build_record` of a benchmark's printed output, written to `path` as JSON, with a line saying so."""
+    record = build_record(text, step, commands, wall_s)
+    with open(path, "w") as f:
+        json.dump(record, f, indent=1)
+    print(f"{path}: {len(record['tables'])} table(s)")
+    return record
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--step", required=True, help="the suite step's name")
@@ -61,10 +70,7 @@ def main(argv=None):
     parser.add_argument("--command", action="append", default=[], help="a command the step ran (repeatable)")
     parser.add_argument("--wall-s", type=float, help="the step's wall time in seconds")
     args = parser.parse_args(argv)
-    record = build_record(open(args.raw).read(), args.step, args.command, args.wall_s)
-    with open(args.json, "w") as f:
-        json.dump(record, f, indent=1)
-    print(f"{args.json}: {len(record['tables'])} table(s) from {args.raw}")
+    write_record(args.json, open(args.raw).read(), args.step, args.command, args.wall_s)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
-# Sourced by gpu_suite.sh and cpu_suite.sh (with $out and $py set):
+# Sourced by gpu_suite.sh and cpu_suite.sh (with $out and $py set): creates $out, and defines
 # run STEP COMMAND...: the commands' output into $out/STEP.txt, then $out/STEP.json (benchmarks/record.py).
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+
 run() {
     local name="$1"; shift
     local start=$SECONDS

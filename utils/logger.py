@@ -6,6 +6,12 @@ import os
 log = logging.getLogger("ssd")
 
 
+def last_training_rate(folder: str) -> float:
+    """The img/s of the last training row of `folder`/metrics.jsonl (what the progress bar showed last)."""
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        return [json.loads(line)["img_s"] for line in f if '"img_s"' in line][-1]
+
+
 class MetricsLogger:
     def __init__(self, folder: str, tensorboard: bool = True, visdom: bool = False, start_iteration: int = 0):
         """`start_iteration`: where a resumed run continues; rows logged after it by the stopped run (which went
