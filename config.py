@@ -1,20 +1,16 @@
-"""Every default of the project, the one function that resolves a config, and the command-line vocabulary.
+"""Every default of the project and the one function that resolves a config.
 
 `resolve()` builds the frozen `Config` every entry point uses, with one precedence:
     Config defaults < DATASET_DEFAULTS[dataset] < a preset (the CPU pipeline check) < a checkpoint's config
     < flags given on the command line.
 The resolved config is stored in every checkpoint (as a plain dict) so that eval.py, detect.py, the ONNX export
-and the notebook rebuild the same model from it. `add_flags` gives every script the same flag names, types,
-help texts and displayed defaults (those of the dataset actually chosen).
+and the notebook rebuild the same model from it. The flags that set a Config's keys are utils/cli.py's.
 
 The prior-box settings use ssd.pytorch's dict keys (`PriorBox(cfg)` takes them) so its checkpoints line up.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
-from collections import Counter
 from dataclasses import dataclass
 
 VOC_CLASSES = (
@@ -105,7 +101,7 @@ class Config:
     batch_norm: bool = False
     basenet: str = "weights/vgg16_reducedfc.pth"
     pixel_format: str = "caffe"
-    labels: tuple = VOC_CLASSES
+    class_names: tuple = VOC_CLASSES
     # priors of a new run: "auto" fits them to the training boxes for your own classes and keeps the paper's layout
     # for PASCAL VOC's, COCO's and the shapes classes (so published recipes reproduce); "fit" always, "layout" never
     priors: str = "auto"
@@ -195,7 +191,7 @@ class Config:
     @property
     def num_classes(self) -> int:
         """Classes including background (index 0)."""
-        return len(self.labels) + 1
+        return len(self.class_names) + 1
 
     @property
     def prior_family(self) -> str:
@@ -237,27 +233,27 @@ def table_layout(family: str, size: int, min_sizes=()) -> dict:
     return layout
 
 
-TUPLE_FIELDS = ("labels", "sets", "test_sets", "lr_steps", "min_sizes")
+TUPLE_FIELDS = ("class_names", "sets", "test_sets", "lr_steps", "min_sizes")
 # Keys renamed since checkpoints were first written: old name -> new name.
-RENAMED = {"conf_thresh": "score_thresh", "save_folder": "output"}
+RENAMED = {"conf_thresh": "score_thresh", "save_folder": "output", "labels": "class_names"}
 # The settings that define the network: a checkpoint and a config must agree on them.
-MODEL_KEYS = ("backbone", "size", "batch_norm", "labels", "pixel_format", "priors", "min_sizes", "prior_layout")
+MODEL_KEYS = ("backbone", "size", "batch_norm", "class_names", "pixel_format", "priors", "min_sizes", "prior_layout")
 PRIOR_KEYS = ("min_dim", "feature_maps", "steps", "min_sizes", "max_sizes", "aspect_ratios", "variance", "clip")
 
-# Formats whose classes come from the annotation files when --labels is not given.
+# Formats whose classes come from the annotation files when --class-names is not given.
 FILE_CLASSES = ("COCO", "YOLO")
 # Per-dataset defaults applied over Config's.
 DATASET_DEFAULTS = {
     "VOC": dict(dataset_root="~/data/VOCdevkit", sets=("2007:trainval", "2012:trainval"), test_sets=("2007:test",),
-                labels=VOC_CLASSES),
-    # COCO-format labels: empty = every category of the annotation file that has annotations (COCO: its 80)
-    "COCO": dict(dataset_root="~/data/coco", sets=("train2017",), test_sets=("val2017",), labels=(),
+                class_names=VOC_CLASSES),
+    # COCO-format class_names: empty = every category of the annotation file that has annotations (COCO: its 80)
+    "COCO": dict(dataset_root="~/data/coco", sets=("train2017",), test_sets=("val2017",), class_names=(),
                  lr_steps=(280000, 360000), max_iter=400000, metric="coco"),
-    # YOLO-format folders (data.yaml, images/<split>, labels/<split>): labels empty = every name of data.yaml
-    "YOLO": dict(dataset_root="", sets=("train",), test_sets=("val",), labels=()),
+    # YOLO-format folders (data.yaml, images/<split>, labels/<split>): class_names empty = every name of data.yaml
+    "YOLO": dict(dataset_root="", sets=("train",), test_sets=("val",), class_names=()),
     # The built-in synthetic set: no download and no pretrained weights, so the BatchNorm variant from scratch
     # with a short schedule.
-    "shapes": dict(dataset_root="", sets=("train",), test_sets=("test",), labels=SHAPES_CLASSES,
+    "shapes": dict(dataset_root="", sets=("train",), test_sets=("test",), class_names=SHAPES_CLASSES,
                    batch_norm=True, basenet="none", lr=1e-2, warmup_iters=300, max_iter=6000,
                    lr_steps=(4000, 5200), checkpoint_every=1000, eval_every=2000, eval_limit=0),
 }
@@ -304,10 +300,10 @@ def _check(cfg: Config) -> Config:
                           f"{' or '.join(map(str, BACKBONE_SIZES[cfg.backbone]))}")
     if cfg.weight_decay < 0:
         raise ConfigError(f"--weight-decay must be >= 0 (got {cfg.weight_decay!r})")
-    if not cfg.labels and cfg.dataset not in FILE_CLASSES:
-        raise ConfigError("--labels: give at least one class name")
-    if len(set(cfg.labels)) != len(cfg.labels):
-        raise ConfigError(f"--labels: a class name is repeated ({' '.join(cfg.labels)})")
+    if not cfg.class_names and cfg.dataset not in FILE_CLASSES:
+        raise ConfigError("--class-names: give at least one class name")
+    if len(set(cfg.class_names)) != len(cfg.class_names):
+        raise ConfigError(f"--class-names: a class name is repeated ({' '.join(cfg.class_names)})")
     if cfg.metric == "coco" and cfg.dataset != "COCO":
         raise ConfigError(f"--metric coco: COCO AP is scored on COCO-format ground truth (--dataset COCO); "
                           f"--dataset {cfg.dataset} is scored with --metric voc07 or voc12")
@@ -344,7 +340,7 @@ def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset:
     if dataset not in DATASET_DEFAULTS:
         raise ConfigError(f"--dataset must be one of {', '.join(DATASET_DEFAULTS)} (got {dataset!r})")
     if dataset == "shapes":
-        ignored = [flag(k) for k in ("dataset_root", "labels") if k in flags]
+        ignored = [flag(k) for k in ("dataset_root", "class_names") if k in flags]
         ignored += [flag(k) for k in ("sets", "test_sets") if set(flags.get(k, ())) - {"train", "test"}]
         if ignored:
             raise ConfigError(f"{', '.join(ignored)}: the built-in shapes dataset reads no files and has fixed "
@@ -385,209 +381,6 @@ def changed_settings(before: Config, after: Config) -> list:
     return [f"{flag(k)} {one[k]} -> {two[k]}" for k in one if one[k] != two[k]]
 
 
-# ---- The command-line vocabulary: one name, type, help text and displayed default per setting, in every script.
-FLAG_HELP = {
-    "dataset": "VOC (VOC-style folders), COCO (COCO-format), YOLO (Ultralytics folders with data.yaml) or shapes "
-               "(built in, no download)",
-    "dataset_root": "VOCdevkit folder, a single VOC-style folder, the COCO root, or the folder of data.yaml",
-    "sets": "training image sets: 2007:trainval 2012:trainval (VOCdevkit) | trainval (one folder) | train2017 | "
-            "train (YOLO)",
-    "test_sets": "evaluation image sets: 2007:test | test | val2017 | val (YOLO)",
-    "labels": "class names, in order (VOC-style folders: the <name>s to train on; COCO-format and YOLO: classes to "
-              "keep)",
-    "backbone": "network body: vgg16 (the paper's SSD300/512), resnet50 (NVIDIA's SSD300 layout) or mobilenet_v3 "
-                "(SSDLite320)",
-    "size": "input size: 300 or 512 for vgg16, 300 for resnet50, 320 for mobilenet_v3",
-    "batch_norm": "BatchNorm variant (for training from scratch)",
-    "priors": "prior boxes of a new run: auto (fitted to the training boxes for your own classes; the paper's layout "
-              "for VOC's, COCO's and shapes' classes), fit (always fitted), layout (the built-in table)",
-    "min_sizes": "prior box sizes in input pixels, one per feature map, smallest first (each map's extra square "
-                 "prior reaches to the next map's size); smaller first sizes for small objects",
-    "basenet": "backbone weights: for vgg16 vgg16_reducedfc.pth or torchvision's vgg16 file; for resnet50 and "
-               "mobilenet_v3 a torchvision weights name or file; 'none' to train from scratch",
-    "augment": "the paper's data augmentation",
-    "photometric": "colour distortion values: Caffe SSD's (hue +-36 degrees) or ssd.pytorch's (+-18, channel swap)",
-    "train_difficult": "train on objects marked difficult (as Caffe SSD; ssd.pytorch drops them)",
-    "workers": "data loading processes (capped to the CPU cores)",
-    "unreadable": "an evaluation image that cannot be decoded: stop naming it, or score it as no detections",
-    "batch_size": "images per step (per GPU under torchrun)",
-    "lr": "learning rate for a total batch of 32 images; scaled linearly to the batch used (printed at start)",
-    "momentum": "SGD momentum",
-    "weight_decay": "SGD weight decay",
-    "overlap_thresh": "IoU from which a prior matches an object (the paper's 0.5); also what prior coverage counts",
-    "matching": "how each object gets its own prior before the IoU-0.5 rule: bipartite (Caffe SSD's greedy step) "
-                "or best-prior (each object's best prior, a later object wins a shared one: ssd.pytorch, NVIDIA, "
-                "torchvision)",
-    "caffe_biases": "biases at 2x the learning rate and without weight decay, as Caffe SSD's solver",
-    "lr_steps": "iterations where the learning rate is multiplied by --gamma",
-    "gamma": "learning-rate decay factor at each --lr-steps",
-    "warmup_iters": "linear learning-rate warm-up iterations",
-    "max_iter": "training iterations",
-    "score_thresh": "keep detections scoring at least this (per class)",
-    "nms_thresh": "NMS IoU threshold",
-    "top_k": "detections kept per image after NMS",
-    "pre_nms_top_k": "candidates per class entering NMS",
-    "nms": "hard NMS or Soft-NMS",
-    "soft_nms_method": "Soft-NMS rescoring",
-    "soft_nms_sigma": "Gaussian Soft-NMS sigma",
-    "metric": "voc07 (11-point AP) or voc12 (area under the curve): the devkit's mAP at IoU 0.5, any format; coco: "
-              "AP@[.5:.95] by COCOeval (COCO-format sets, their default)",
-    "seed": "seed of initialisation, sampling and augmentation",
-    "amp": "mixed precision: auto (bfloat16 autocast for training on a GPU or a CPU that computes it natively, "
-           "float32 otherwise and for inference), off (float32), bf16 or fp16",
-    "channels_last": "channels-last (NHWC) memory format (faster with --amp on GPUs)",
-    "compile": "torch.compile the network (minutes of compilation; pays off on long runs)",
-    "cuda_graph": "capture network + post-processing as a CUDA graph per batch shape and replay it (CUDA only)",
-    "graph_nms_rounds": "NMS rounds inside the CUDA graph before the exact fallback",
-    "runtime": "auto (ONNX Runtime on a CPU, PyTorch on a GPU), torch, or onnxruntime (the whole detector as one "
-               "ONNX graph, exported beside the weights on first use)",
-    "threads": "CPU threads for inference, 0 = the cores this process may use",
-    "output": "folder for this run's outputs",
-    "checkpoint_every": "iterations between checkpoints, 0 = only at the end",
-    "keep_checkpoints": "how many recent checkpoints to keep",
-    "eval_every": "iterations between validation mAP runs, 0 = never",
-    "eval_limit": "validate on N evenly spaced test images, 0 = all",
-    "final_eval": "evaluate after the last iteration",
-    "log_every": "iterations between log lines (the first iteration is always logged)",
-    "max_bad_steps": "stop after this many non-finite losses in a row",
-    "visdom": "live plots on a visdom server",
-    "tensorboard": "TensorBoard scalars in the run folder",
-    "shapes_train_images": "size of the shapes training split",
-    "shapes_test_images": "size of the shapes test split",
-}
-
-# ssd.pytorch's spellings, read as ours (any other --a_b is read as --a-b when that is one of ours).
-SSD_PYTORCH_FLAGS = {"--voc_root": "--dataset-root", "--trained_model": "--weights", "--save_folder": "--output",
-                     "--visual_threshold": "--score-thresh", "--confidence_threshold": "--score-thresh",
-                     "--num_workers": "--workers", "--conf-thresh": "--score-thresh", "--save-folder": "--output"}
-TRUE_WORDS = ("true", "yes", "1", "t", "y")
-FALSE_WORDS = ("false", "no", "0", "f", "n")
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2) and ssd.pytorch's flag spellings read as ours."""
-
-    def __init__(self, doc: str, aliases: dict = None):
-        super().__init__(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-        self.aliases = dict(SSD_PYTORCH_FLAGS, **(aliases or {}))
-
-    def error(self, message):
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-    def translate(self, argv: list) -> list:
-        out, notes = [], []
-        known = set(self._option_string_actions)
-        argv = list(argv)
-        while argv:
-            arg = argv.pop(0)
-            name, eq, value = arg.partition("=")
-            action = self._option_string_actions.get(name)
-            boolean = name == "--cuda" or isinstance(action, argparse.BooleanOptionalAction)
-            if boolean and (eq or (argv and argv[0].lower() in TRUE_WORDS + FALSE_WORDS)):
-                text = value if eq else argv.pop(0)  # ssd.pytorch's str2bool style: --visdom True
-                on = text.lower() in TRUE_WORDS
-                new = ["--device", "cuda" if on else "cpu"] if name == "--cuda" else \
-                    [name if on else "--no-" + name[2:]]
-                notes.append(f"{name} {text} read as {' '.join(new)}")
-                out += new
-                continue
-            if not name.startswith("--") or name in known:
-                out.append(arg)
-                continue
-            if name == "--cuda":
-                notes.append("--cuda read as --device cuda")
-                out += ["--device", "cuda"]
-                continue
-            if name == "--start_iter":
-                self.error("--start_iter: not needed; --resume restores the iteration from the checkpoint")
-            new = self.aliases.get(name) or name.replace("_", "-")
-            if new in known:
-                notes.append(f"{name} read as {new}")
-                out.append(new + eq + value)
-            else:
-                out.append(arg)
-        out = self.match_choice_case(out, notes)
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-        return out
-
-    def match_choice_case(self, argv: list, notes: list) -> list:
-        """`--dataset voc` -> `--dataset VOC` (with a note): a choice typed in another case, where only one fits."""
-        out = list(argv)
-        for i, arg in enumerate(out):
-            name, eq, value = arg.partition("=")
-            action = self._option_string_actions.get(name)
-            if action is None or not action.choices or not all(isinstance(c, str) for c in action.choices):
-                continue
-            where = i if eq else i + 1
-            text = value if eq else (out[where] if where < len(out) else None)
-            if text is None or text in action.choices:
-                continue
-            fits = [c for c in action.choices if c.lower() == text.lower()]
-            if len(fits) == 1:
-                out[where] = f"{name}={fits[0]}" if eq else fits[0]
-                notes.append(f"{name} {text} read as {name} {fits[0]}")
-        return out
-
-    def parse_args(self, argv=None, namespace=None):
-        argv = self.translate(sys.argv[1:] if argv is None else argv)
-        given = Counter()
-        for arg in argv:
-            action = self._option_string_actions.get(arg.partition("=")[0])
-            if action is not None and action.nargs in ("+", "*"):
-                given[action.option_strings[0]] += 1
-        for flag, times in given.items():
-            if times > 1:
-                print(f"note: {flag} given {times} times: the last one is used", file=sys.stderr)
-        return super().parse_args(argv, namespace)
-
-
-def add_flags(parser: argparse.ArgumentParser, keys, defaults: Config, shown: dict = None):
-    """Add `--key` for each Config key in `keys`, typed from the field, every default None (= not given), the help
-    showing `defaults`' value (or `shown[key]`, a text, where a script decides it otherwise)."""
-    fields = {f.name: f for f in dataclasses.fields(Config)}
-    for key in keys:
-        value = getattr(defaults, key)
-        display = (shown or {}).get(key)
-        if display is None:
-            display = " ".join(map(str, value)) if isinstance(value, tuple) else value
-            display = display if display != "" else "none"
-        text = f"{FLAG_HELP[key]} (default: {display})"
-        if key in CHOICES and key != "pixel_format":
-            kind = type(CHOICES[key][0])
-            parser.add_argument(flag(key), type=kind, choices=CHOICES[key], help=text)
-        elif fields[key].type == "bool":
-            parser.add_argument(flag(key), action=argparse.BooleanOptionalAction, default=None, help=text)
-        elif isinstance(value, tuple):
-            kind = {"lr_steps": int, "min_sizes": float}.get(key, str)
-            parser.add_argument(flag(key), nargs="+", type=kind, help=text)
-        else:
-            parser.add_argument(flag(key), type=type(value), help=text)
-
-
-def add_device_flag(parser: argparse.ArgumentParser):
-    """`--device`, the same for every script (not a Config key: a run's checkpoint does not fix its device)."""
-    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto = cuda when available)")
-
-
-def chosen_dataset(argv: list, default: str):
-    """The --dataset in `argv` (before parsing, so that --help can show that dataset's defaults)."""
-    by_case = {name.lower(): name for name in DATASET_DEFAULTS}
-    for i, arg in enumerate(argv):
-        if arg == "--dataset" and i + 1 < len(argv):
-            return by_case.get(argv[i + 1].lower(), default)
-        if arg.startswith("--dataset="):
-            return by_case.get(arg.split("=", 1)[1].lower(), default)
-    return default
-
-
-def flags_given(args: argparse.Namespace) -> dict:
-    """The Config keys the command line set."""
-    known = {f.name for f in dataclasses.fields(Config)}
-    return {k: v for k, v in vars(args).items() if k in known and v is not None}
-
-
 def check_model_flags(path: str, checkpoint_config: dict, flags: dict):
     """Flags that would change a checkpoint's network, its prior layout included, are a one-line error: its weights
     and the priors they were trained with fix them."""
@@ -595,7 +388,7 @@ def check_model_flags(path: str, checkpoint_config: dict, flags: dict):
     saved = saved_cfg.to_dict()
     table = table_layout(saved_cfg.prior_family, saved_cfg.size, saved_cfg.min_sizes) \
         if (saved_cfg.prior_family, saved_cfg.size) in PRIORS else None
-    for key in ("backbone", "size", "batch_norm", "labels", "min_sizes", "priors"):
+    for key in ("backbone", "size", "batch_norm", "class_names", "min_sizes", "priors"):
         value = flags.get(key)
         if value is None:
             continue

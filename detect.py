@@ -2,7 +2,7 @@
 
     python detect.py --weights runs/RUN/final.pth photo.jpg folder/ clip.mp4
     python detect.py --weights runs/RUN/final.pth --camera 0
-    python detect.py --weights weights/ssd300_mAP_77.43_v2.pth street.jpg --classes person car
+    python detect.py --weights weights/ssd300_mAP_77.43_v2.pth street.jpg --only-classes person car
     python detect.py --weights runs/RUN/ssd300.detector.onnx photos/     # an exported detector
 
 On a CPU the detector runs on ONNX Runtime (--runtime auto), on a GPU in PyTorch; the first line says which.
@@ -19,10 +19,11 @@ import time
 import cv2
 import torch
 
-from config import Config, ConfigError, Parser, add_device_flag, add_flags, flags_given
+from config import Config, ConfigError
 from data import PHOTO_EXTENSIONS, image_files, read_image
 from engine import load_detector, preprocess
 from utils.checkpoint import WeightsError
+from utils.cli import Parser, add_device_flag, add_flags, flags_given
 from utils.distributed import resolve_device
 from utils.output import OutputError, check_output_file, check_output_folder
 from utils.visualize import draw_detections
@@ -30,27 +31,30 @@ from utils.visualize import draw_detections
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
-DETECT_KEYS = ("labels", "size", "batch_norm", "score_thresh", "nms_thresh", "top_k", "pre_nms_top_k", "nms",
-               "soft_nms_method", "soft_nms_sigma", "runtime", "threads", "amp", "channels_last", "compile",
-               "cuda_graph", "graph_nms_rounds", "output")
+DETECT_KEYS = ("class_names", "size", "batch_norm", "batch_size", "score_thresh", "nms_thresh", "top_k",
+               "pre_nms_top_k", "nms", "soft_nms_method", "soft_nms_sigma", "runtime", "threads", "amp",
+               "channels_last", "compile", "cuda_graph", "graph_nms_rounds", "output")
 DRAW_THRESH = 0.4  # detect.py keeps what is worth drawing; evaluation keeps everything above 0.01
+DETECT_BATCH = 8  # images read and run at once (not the checkpoint's training batch)
 
 
 def parse_args(argv=None):
-    p = Parser(__doc__)
+    p = Parser(__doc__, aliases={"--classes": "--only-classes"})
     p.add_argument("inputs", nargs="*", help="images, folders of images, or video files")
     p.add_argument("--weights", help="train.py checkpoint (final.pth ...), plain SSD weights, or a whole-detector "
                                      ".onnx file (required)")
     p.add_argument("--camera", type=int, help="webcam index (e.g. 0) instead of files")
     p.add_argument("--json", help="also write all detections to this JSON file")
-    p.add_argument("--classes", nargs="+", help="keep only these class names")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument("--only-classes", nargs="+", metavar="CLASS_NAME", help="keep only these class names")
     add_device_flag(p)
     add_flags(p, DETECT_KEYS, Config(), shown={"score_thresh": DRAW_THRESH, "output": "a detections folder "
                                                "beside --weights", "size": "the checkpoint's, else 300",
                                                "batch_norm": "the checkpoint's, else off",
-                                               "labels": "the checkpoint's, else VOC's"})
-    return p.parse_args(argv)
+                                               "class_names": "the checkpoint's, else VOC's",
+                                               "batch_size": DETECT_BATCH})
+    args = p.parse_args(argv)
+    args.batch_size = DETECT_BATCH if args.batch_size is None else args.batch_size
+    return args
 
 
 class ImageDetector:
@@ -67,11 +71,11 @@ class ImageDetector:
         loaded = load_detector(args.weights, self.device, flags, say=print)
         print(loaded.description)
         self.cfg, self.detector = loaded.cfg, loaded.detector
-        self.names = list(self.cfg.labels)
-        unknown = set(args.classes or []) - set(self.names)
+        self.class_names = list(self.cfg.class_names)
+        unknown = set(args.only_classes or []) - set(self.class_names)
         if unknown:
-            raise WeightsError(f"--classes {sorted(unknown)} not among the model's classes {self.names}")
-        self.keep = torch.tensor([self.names.index(c) for c in args.classes]) if args.classes else None
+            raise WeightsError(f"--only-classes {sorted(unknown)} not among the model's classes {self.class_names}")
+        self.keep = torch.tensor([self.class_names.index(c) for c in args.only_classes]) if args.only_classes else None
         if draw_thresh < self.cfg.score_thresh:
             raise ConfigError(f"--score-thresh {draw_thresh:g}: {args.weights} keeps detections from "
                               f"{self.cfg.score_thresh:g} in its graph; export again with --score-thresh "
@@ -89,11 +93,11 @@ class ImageDetector:
         return results
 
     def annotate(self, image, det):
-        return draw_detections(image, det["boxes"], det["scores"], det["labels"], self.names)
+        return draw_detections(image, det["boxes"], det["scores"], det["labels"], self.class_names)
 
     def as_json(self, det):
         return [{"box": [round(float(v), 1) for v in box], "score": round(float(score), 4),
-                 "class": self.names[int(label)]}
+                 "class": self.class_names[int(label)]}
                 for box, score, label in zip(det["boxes"], det["scores"], det["labels"])]
 
 

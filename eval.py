@@ -2,7 +2,7 @@
 
     python eval.py --weights runs/shapes-300-20261124-101500/final.pth   # settings come from the checkpoint
     python eval.py --weights weights/ssd300_mAP_77.43_v2.pth --dataset VOC --dataset-root ~/data/VOCdevkit
-    python eval.py --dataset VOC --dataset-root R --test-sets test --labels A B --from-results DIR  # score files
+    python eval.py --dataset VOC --dataset-root R --test-sets test --class-names A B --from-results DIR  # score files
     python eval.py --weights runs/RUN/ssd300.detector.int8.onnx      # an exported detector (fp32 or INT8)
 
 On a CPU the detector runs on ONNX Runtime (--runtime auto; exported beside the weights on first use), on a GPU in
@@ -18,27 +18,18 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from config import (
-    FILE_CLASSES,
-    ConfigError,
-    Parser,
-    add_device_flag,
-    add_flags,
-    chosen_dataset,
-    config_for,
-    flags_given,
-    resolve,
-)
+from config import FILE_CLASSES, ConfigError, config_for, resolve
 from data import DatasetError, build_source
 from engine import evaluate, format_ap_table, load_detector, write_metrics
 from utils.checkpoint import WeightsError
+from utils.cli import Parser, add_device_flag, add_flags, chosen_dataset, flags_given
 from utils.distributed import resolve_device
 from utils.output import OutputError, check_output_folder
 from utils.visualize import plot_ap_table, plot_pr_curves
 from utils.voc_eval import evaluate_detections, read_results, to_devkit
 
 log = logging.getLogger("ssd")
-EVAL_KEYS = ("dataset", "dataset_root", "test_sets", "labels", "size", "batch_norm", "metric", "eval_limit",
+EVAL_KEYS = ("dataset", "dataset_root", "test_sets", "class_names", "size", "batch_norm", "metric", "eval_limit",
              "score_thresh", "nms_thresh", "top_k", "pre_nms_top_k", "nms", "soft_nms_method", "soft_nms_sigma",
              "unreadable", "batch_size", "workers", "runtime", "threads", "amp", "channels_last", "compile",
              "cuda_graph", "graph_nms_rounds", "output")
@@ -53,7 +44,7 @@ def parse_args(argv=None):
     add_flags(p, EVAL_KEYS, config_for(chosen_dataset(argv, "VOC")),
               shown={"dataset": "the checkpoint's, else VOC", "output": "an eval folder beside --weights",
                      "size": "the checkpoint's, else 300", "batch_norm": "the checkpoint's, else off",
-                     "labels": "the checkpoint's, else the dataset's"})
+                     "class_names": "the checkpoint's, else the dataset's"})
     p.add_argument("--from-results", metavar="DIR",
                    help="score saved comp4_det_test_<class>.txt files from this folder, no network")
     add_device_flag(p)
@@ -131,8 +122,8 @@ def main(argv=None):
                                                                    "eval")
         check_output_folder(output)
         source = build_source(cfg, train=False)
-        if cfg.dataset not in FILE_CLASSES and source.class_names != list(cfg.labels):
-            raise DatasetError(f"dataset classes {source.class_names} differ from the model's {list(cfg.labels)}")
+        if cfg.dataset not in FILE_CLASSES and source.class_names != list(cfg.class_names):
+            raise DatasetError(f"dataset classes {source.class_names} differ from the model's {list(cfg.class_names)}")
         metrics = evaluate(loaded.model, cfg, source, loaded.detector.device, output, loaded.detector,
                            progress=lambda batches: tqdm(batches, desc="evaluating", dynamic_ncols=True))
     except (DatasetError, WeightsError, ConfigError, OutputError, FileNotFoundError, ValueError) as exc:

@@ -19,14 +19,9 @@ from config import (
     SCHEDULE_KEYS,
     Config,
     ConfigError,
-    Parser,
-    add_device_flag,
-    add_flags,
     changed_settings,
     check_model_flags,
-    chosen_dataset,
     config_for,
-    flags_given,
     resolve,
 )
 from data import DatasetError
@@ -34,18 +29,19 @@ from engine import RUNS_ROOT, Trainer, default_output
 from engine.trainer import PRECISION_NAMES
 from models.weights import weights_format
 from utils.checkpoint import WeightsError, latest_checkpoint, read_state
+from utils.cli import Parser, add_device_flag, add_flags, chosen_dataset, flags_given
 from utils.distributed import cap_workers, cleanup, describe_device, init_distributed
 from utils.interrupts import INTERRUPTS, StepAbandoned, Terminated
 from utils.logger import last_training_rate
 from utils.output import OutputError, check_output_folder
 
 log = logging.getLogger("ssd")
-TRAIN_KEYS = ("dataset", "dataset_root", "sets", "test_sets", "labels", "backbone", "size", "batch_norm", "basenet",
-              "priors", "min_sizes", "batch_size", "lr", "momentum", "weight_decay", "caffe_biases", "lr_steps",
-              "gamma", "warmup_iters", "max_iter", "workers", "seed", "output", "checkpoint_every", "keep_checkpoints",
-              "eval_every", "eval_limit", "final_eval", "amp", "channels_last", "compile", "augment", "photometric",
-              "train_difficult", "overlap_thresh", "matching", "visdom", "tensorboard", "log_every", "max_bad_steps",
-              "shapes_train_images", "shapes_test_images")
+TRAIN_KEYS = ("dataset", "dataset_root", "sets", "test_sets", "class_names", "backbone", "size", "batch_norm",
+              "basenet", "priors", "min_sizes", "batch_size", "lr", "momentum", "weight_decay", "caffe_biases",
+              "lr_steps", "gamma", "warmup_iters", "max_iter", "workers", "seed", "output", "checkpoint_every",
+              "keep_checkpoints", "eval_every", "eval_limit", "final_eval", "amp", "channels_last", "compile",
+              "augment", "photometric", "train_difficult", "overlap_thresh", "matching", "visdom", "tensorboard",
+              "log_every", "max_bad_steps", "shapes_train_images", "shapes_test_images")
 
 
 def parse_args(argv=None):

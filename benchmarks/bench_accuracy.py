@@ -2,7 +2,7 @@
 torchvision's detection model of the same architecture, trained in the same process, both scored by the same devkit
 scorer (VOC07 AP) on the same test images.
 
-    python -m benchmarks.bench_accuracy --dataset VOC --dataset-root DIR --labels RBC WBC Platelets --budget 17000
+    python -m benchmarks.bench_accuracy --dataset VOC --dataset-root DIR --class-names RBC WBC Platelets --budget 17000
     python -m benchmarks.bench_accuracy                      # the built-in shapes set
     python -m benchmarks.bench_accuracy --arch vgg16 ...     # our SSD300 (BatchNorm) beside ssd300_vgg16
 
@@ -38,13 +38,14 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from benchmarks.common import device_name
-from config import Config, ConfigError, Parser, add_device_flag, add_flags, resolve
+from config import Config, ConfigError, resolve
 from data import DatasetError, build_dataset, train_loader
 from data.loader import TrainSampler
 from engine import Trainer, evaluate, evenly_spaced
 from engine.detector import autocast
 from engine.trainer import lr_factor
 from utils.checkpoint import WeightsError
+from utils.cli import Parser, add_device_flag, add_flags
 from utils.distributed import cap_workers, resolve_device
 
 log = logging.getLogger("ssd")
@@ -65,7 +66,7 @@ TORCHVISION = {
 
 
 # the flags this benchmark shares with train.py, from the one vocabulary; this benchmark's own defaults beside
-SHARED_DEFAULTS = {"dataset": "shapes", "dataset_root": "", "labels": None, "sets": None, "test_sets": None,
+SHARED_DEFAULTS = {"dataset": "shapes", "dataset_root": "", "class_names": None, "sets": None, "test_sets": None,
                    "batch_size": 16, "workers": 1, "eval_limit": 0, "amp": Config.amp}
 
 
@@ -120,7 +121,7 @@ def ours_config(args, seed: int, output: str):
     if args.dataset == "shapes":
         flags.update(shapes_train_images=args.shapes_images[0], shapes_test_images=args.shapes_images[1])
     else:
-        flags.update(dataset_root=args.dataset_root, labels=args.labels,
+        flags.update(dataset_root=args.dataset_root, class_names=args.class_names,
                      sets=args.sets or (["trainval"] if args.dataset == "VOC" else None),
                      test_sets=args.test_sets or (["test"] if args.dataset == "VOC" else None))
     return resolve(flags)

@@ -38,7 +38,7 @@ def main():
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
         write_random_voc_folder(folder, args.images)
-        cfg = config_for("VOC", dataset_root=folder, sets=["trainval"], test_sets=["trainval"], labels=["cat"],
+        cfg = config_for("VOC", dataset_root=folder, sets=["trainval"], test_sets=["trainval"], class_names=["cat"],
                          size=args.size)
         train = build_dataset(cfg, train=True)
         evaluation = build_dataset(cfg, train=False, source=train.source)

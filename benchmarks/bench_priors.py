@@ -4,7 +4,7 @@ the fit, timed; beside it the plain definition (torchvision's `box_iou` of every
 sample, for the speed-up and the largest difference.
 
     python -m benchmarks.bench_priors [--coco-images 118287] [--coco-boxes 860001] [--json FILE]
-    python -m benchmarks.bench_priors --dataset VOC --dataset-root DIR --labels A B C --sets trainval  # your data
+    python -m benchmarks.bench_priors --dataset VOC --dataset-root DIR --class-names A B C --sets trainval  # your data
 
 Prints one Markdown table (and writes it as JSON with --json).
 """
@@ -39,13 +39,14 @@ def main(argv=None):
     p.add_argument("--coco-boxes", type=int, default=860001)
     p.add_argument("--dataset", choices=["COCO", "VOC", "YOLO"], help="your own set instead of the synthetic one")
     p.add_argument("--dataset-root")
-    p.add_argument("--labels", nargs="+")
+    p.add_argument("--class-names", nargs="+")
     p.add_argument("--sets", nargs="+")
     p.add_argument("--json")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         if args.dataset:
-            flags = dict(dataset=args.dataset, dataset_root=args.dataset_root, labels=args.labels, sets=args.sets)
+            flags = dict(dataset=args.dataset, dataset_root=args.dataset_root, class_names=args.class_names,
+                         sets=args.sets)
             what = f"{args.dataset} {args.dataset_root} {' '.join(args.sets or [])}"
         else:
             write_coco(scratch, args.coco_images, args.coco_boxes, empty=round(args.coco_images * 1021 / 118287))

@@ -45,7 +45,7 @@ step_post() {  # the post-processing alone: untrained and trained-like outputs, 
     run post "$py -m benchmarks.bench_postprocess --device cpu ${POST}"
 }
 step_eval() {  # a VOC-sized evaluation end to end: annotations, detection, devkit scoring
-    run eval "$py -m benchmarks.bench_eval --device cpu ${EVAL}"
+    run eval "$py -m benchmarks.bench_eval --device cpu ${EVAL} --amp off bf16"
 }
 step_backbones() {
     run backbones "$py -m benchmarks.bench_backbones --device cpu ${INFER/--batch-size 1/--batch-size 2}"

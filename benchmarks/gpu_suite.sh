@@ -64,12 +64,12 @@ need_bccd() {
 }
 step_bccd() {  # BCCD from scratch with the README's recipe
     need_bccd bccd
-    run bccd "$py train.py --dataset VOC --dataset-root $BCCD --sets trainval --test-sets test --labels RBC WBC Platelets --basenet none --batch-norm ${AMP} --workers $workers ${BCCD_SCHEDULE} --output $out/bccd-run"
+    run bccd "$py train.py --dataset VOC --dataset-root $BCCD --sets trainval --test-sets test --class-names RBC WBC Platelets --basenet none --batch-norm ${AMP} --workers $workers ${BCCD_SCHEDULE} --output $out/bccd-run"
 }
 
 step_accuracy() {  # ours beside torchvision from scratch at equal budget, both set-ups, SSD300 and SSDLite320
     need_bccd accuracy
-    local data="--dataset VOC --dataset-root $BCCD --labels RBC WBC Platelets"
+    local data="--dataset VOC --dataset-root $BCCD --class-names RBC WBC Platelets"
     run accuracy "$py -m benchmarks.bench_accuracy --arch vgg16 $data ${ACCURACY} --device ${DEVICE:-cuda} --json $out/accuracy-vgg16-raw.json --curve $out/accuracy-vgg16.png" \
         "$py -m benchmarks.bench_accuracy --arch mobilenet_v3 $data ${ACCURACY} --device ${DEVICE:-cuda} --json $out/accuracy-ssdlite-raw.json --curve $out/accuracy-ssdlite.png"
 }

@@ -27,11 +27,11 @@ def build_source(cfg, train: bool):
         root = os.path.expanduser(cfg.dataset_root)
         if os.path.isdir(root) and not is_devkit(root):
             sets = single_folder_sets(root, sets, "--sets" if train else "--test-sets")
-        return VOCSource(root, sets, cfg.labels, skip_empty=train)
+        return VOCSource(root, sets, cfg.class_names, skip_empty=train)
     if cfg.dataset == "COCO":
-        return COCOSource(cfg.dataset_root, sets, cfg.labels, skip_empty=train)
+        return COCOSource(cfg.dataset_root, sets, cfg.class_names, skip_empty=train)
     if cfg.dataset == "YOLO":
-        return YOLOSource(cfg.dataset_root, sets, cfg.labels, skip_empty=train)
+        return YOLOSource(cfg.dataset_root, sets, cfg.class_names, skip_empty=train)
     raise DatasetError(f"unknown dataset {cfg.dataset!r}: use VOC, COCO, YOLO or shapes")
 
 

@@ -1,9 +1,9 @@
 """Scan a dataset before spending GPU hours on it, through the very code train.py and eval.py use:
 
-    python -m data.check --dataset VOC --dataset-root DIR --sets trainval --labels A B C
-    python -m data.check --dataset VOC --dataset-root DIR --test-sets test --split test --labels A B C
+    python -m data.check --dataset VOC --dataset-root DIR --sets trainval --class-names A B C
+    python -m data.check --dataset VOC --dataset-root DIR --test-sets test --split test --class-names A B C
 
-`--split train` (default) reads --sets as train.py does (images without any object of --labels skipped, counted;
+`--split train` (default) reads --sets as train.py does (images without any object of --class-names skipped, counted;
 --no-train-difficult honoured); `--split test` reads --test-sets as eval.py does (every listed image kept). Prints
 images, objects per class (difficult in brackets), what was dropped and why (a count per kind, then every file),
 and decodes every image to find unreadable or truncated files, size mismatches with the XML and transparent
@@ -17,7 +17,8 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from config import FILE_CLASSES, ConfigError, Parser, add_flags, chosen_dataset, config_for, flags_given, resolve
+from config import FILE_CLASSES, ConfigError, config_for, resolve
+from utils.cli import Parser, add_flags, chosen_dataset, flags_given
 
 from . import build_source
 from .images import decode_image, jpeg_truncated
@@ -89,8 +90,8 @@ def check(source, decode: bool = True, use_difficult: bool = True):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = Parser(__doc__)
-    add_flags(parser, ("dataset", "dataset_root", "sets", "test_sets", "labels", "train_difficult", "backbone", "size",
-                       "min_sizes", "overlap_thresh", "shapes_train_images", "shapes_test_images"),
+    add_flags(parser, ("dataset", "dataset_root", "sets", "test_sets", "class_names", "train_difficult", "backbone",
+                       "size", "min_sizes", "overlap_thresh", "shapes_train_images", "shapes_test_images"),
               config_for(chosen_dataset(argv, "VOC")), shown={"size": "the backbone's first"})
     parser.add_argument("--split", choices=["train", "test"], default="train",
                         help="read --sets as train.py does, or --test-sets as eval.py does (default: train)")
@@ -115,7 +116,7 @@ def prior_coverage(cfg, source, use_difficult: bool) -> list:
     from engine.priors import coverage_line, coverage_table, describe_layout, finer_layouts, prior_report
 
     if cfg.dataset in FILE_CLASSES:
-        cfg = cfg.replace(labels=tuple(source.class_names))
+        cfg = cfg.replace(class_names=tuple(source.class_names))
     report = prior_report(cfg, source, use_difficult)
     lines = [coverage_line(cfg, report)] + coverage_table(cfg, report, source.class_names)
     if report.fit.kind != "layout" and report.fitted.covered > report.layout.covered:

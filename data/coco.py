@@ -6,7 +6,7 @@ the images and `_annotations.coco.json` (--sets train, --test-sets valid or val,
 `annotations/instances_default.json` is read as the set `default` with its images in root/default/.
 
 Classes: by default every category that has at least one annotation, in category-id order (an empty placeholder
-category, as Roboflow writes, is left out with one notice); `labels` selects and orders categories by name and the
+category, as Roboflow writes, is left out with one notice); `class_names` selects and orders categories by name and the
 rest are dropped with a count. `category_ids[label]` maps a label back to its category id. Crowd boxes never enter
 training (COCOeval ignores detections on them). Images without any usable annotation are skipped for training (they
 carry no positive and SSD mines negatives only next to positives) and kept for evaluation.
@@ -63,8 +63,8 @@ def load_json(path: str) -> dict:
             gc.enable()
 
 
-def select_categories(categories: list, counts: Counter, labels, ann_file: str, notices: list) -> tuple:
-    """-> (category ids, names) in label order: `labels` by name, or every category with an annotation (the
+def select_categories(categories: list, counts: Counter, wanted, ann_file: str, notices: list) -> tuple:
+    """-> (category ids, names) in label order: `wanted` by name, or every category with an annotation (the
     others named in `notices` and the log)."""
     cats = sorted(categories, key=lambda c: c["id"])
     # a repeated name (an export's placeholder named after a real class) means the category with annotations
@@ -73,12 +73,12 @@ def select_categories(categories: list, counts: Counter, labels, ann_file: str, 
 
     def named(c):
         return f"{c['name']} (id {c['id']})" if c["name"] in repeated else c["name"]
-    if labels:
-        missing = [n for n in labels if n not in by_name]
+    if wanted:
+        missing = [n for n in wanted if n not in by_name]
         if missing:
             raise DatasetError(f"{ann_file}: no category named {missing}; its categories: "
                                f"{', '.join(sorted(by_name))}")
-        return [by_name[n] for n in labels], list(labels)
+        return [by_name[n] for n in wanted], list(wanted)
     empty = [named(c) for c in cats if counts[c["id"]] == 0]
     if empty:
         notices.append(f"{ann_file}: {len(empty)} categor{'y' if len(empty) == 1 else 'ies'} without any "
@@ -89,8 +89,8 @@ def select_categories(categories: list, counts: Counter, labels, ann_file: str, 
 
 
 class COCOSource(RecordSource):
-    def __init__(self, root: str, image_sets, labels=None, skip_empty: bool = True, name: str = "COCO"):
-        """`labels`: category names to keep, in label order (None or empty: every category with annotations)."""
+    def __init__(self, root: str, image_sets, class_names=None, skip_empty: bool = True, name: str = "COCO"):
+        """`class_names`: category names to keep, in label order (None or empty: every category with annotations)."""
         self.root = os.path.expanduser(root)
         self.name = name
         self.problems, self.names_found, self.notices = Problems(), Counter(), []
@@ -102,7 +102,7 @@ class COCOSource(RecordSource):
         for image_set in ([image_sets] if isinstance(image_sets, str) else image_sets):
             ann_file, folder = find_set(self.root, image_set)
             self.ann_files[image_set] = ann_file
-            parts.append(self._read_set(ann_file, folder, labels, skip_empty))
+            parts.append(self._read_set(ann_file, folder, class_names, skip_empty))
         columns = [np.concatenate([part[k] for part in parts]) for k in range(8)]
         ids, paths, sizes, counts, boxes, labels_, difficult, coco_ids = columns
         self.table = RecordTable(ids, paths, sizes, np.concatenate([[0], np.cumsum(counts)]), boxes, labels_,
@@ -114,7 +114,7 @@ class COCOSource(RecordSource):
         log.info("%s %s: %d images, %d objects of %d classes: %s", name, list(image_sets), len(self.table),
                  len(self.table.labels), len(self.class_names), ", ".join(self.class_names))
 
-    def _read_set(self, ann_file: str, folder: str, labels, skip_empty: bool) -> tuple:
+    def _read_set(self, ann_file: str, folder: str, wanted, skip_empty: bool) -> tuple:
         """One annotation file -> columns (ids, paths, sizes, object counts, boxes, labels, difficult, coco ids)."""
         try:
             doc = load_json(ann_file)
@@ -134,7 +134,7 @@ class COCOSource(RecordSource):
         id_to_name = {c["id"]: c["name"] for c in categories}
         self.names_found.update({id_to_name.get(c, str(c)): n for c, n in Counter(ann_cat[~crowd].tolist()).items()})
         cat_ids, class_names = select_categories(categories, Counter(ann_cat.tolist()),
-                                                 labels or self.class_names, ann_file, self.notices)
+                                                 wanted or self.class_names, ann_file, self.notices)
         if self.category_ids is None:
             self.category_ids, self.class_names = cat_ids, class_names
         elif cat_ids != self.category_ids:
@@ -150,7 +150,7 @@ class COCOSource(RecordSource):
         label_of = {c: i for i, c in enumerate(cat_ids)}
         labels_all = np.array([label_of.get(c, -1) for c in ann_cat.tolist()], np.int64)
         for cat, count in Counter(ann_cat[~crowd & (labels_all < 0)].tolist()).items():
-            kind = f"objects of category '{id_to_name.get(cat, cat)}' not in --labels, dropped"
+            kind = f"objects of category '{id_to_name.get(cat, cat)}' not in --class-names, dropped"
             self.problems.add_many(kind, [f"{ann_file}: {count} object(s) of '{id_to_name.get(cat, cat)}' dropped"],
                                    count)
         keep = ~crowd & (labels_all >= 0) & listed
@@ -181,7 +181,7 @@ class COCOSource(RecordSource):
         counts = np.bincount(image_index, minlength=len(image_ids))
         use = counts > 0 if skip_empty else np.ones(len(image_ids), bool)
         if not use.all():
-            self.problems.note("images without any object of --labels, skipped for training", int((~use).sum()))
+            self.problems.note("images without any object of --class-names, skipped for training", int((~use).sum()))
         existing = set(os.listdir(folder)) if os.path.isdir(folder) else set()
         present = np.array([f in existing for f in files], bool)
         missing = use & ~present

@@ -51,7 +51,7 @@ class Problems:
         self.lines, self.counts, self.first = [], Counter(), {}
 
     def add(self, kind: str, line: str, count: int = 1):
-        """`kind`: a short summary such as "objects of class 'dog' not in --labels, dropped"."""
+        """`kind`: a short summary such as "objects of class 'dog' not in --class-names, dropped"."""
         self.add_many(kind, [line], count)
 
     def add_many(self, kind: str, lines: list, count: int):

@@ -73,8 +73,8 @@ def parse_voc_xml(path: str, class_to_index: dict, problems: Problems) -> VocAnn
         labels.append(class_to_index[name])
         difficult.append((obj.findtext("difficult") or "0").strip() == "1")
     for name, count in unknown.items():
-        problems.add(f"objects of class '{name}' not in --labels, dropped",
-                     f"{path}: {count} object(s) of class '{name}' not in --labels, dropped", count)
+        problems.add(f"objects of class '{name}' not in --class-names, dropped",
+                     f"{path}: {count} object(s) of class '{name}' not in --class-names, dropped", count)
     boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
     keep = clean_boxes(boxes, width, height, path, problems)
     filename = (root.findtext("filename") or "").strip()
@@ -232,15 +232,15 @@ class VOCSource(RecordSource):
                     boxes, labels, difficult = boxes[keep], labels[keep], difficult[keep]
                 self.names_found.update(parsed.names)
                 if skip_empty and len(labels) == 0:
-                    self.problems.note("images without any object of --labels, skipped for training")
+                    self.problems.note("images without any object of --class-names, skipped for training")
                     continue
                 builder.add(image_id, image_path, boxes, labels, difficult, height, width)
         self.table = builder.build()
         self.problems.report(name)
         if not len(self.table) and skip_empty and self.names_found.total():
             names = ", ".join(f"{n} ({c})" for n, c in self.names_found.most_common())
-            raise DatasetError(f"{name}: the training set holds no object of --labels {' '.join(class_names)}; its "
-                               f"annotations name: {names}")
+            raise DatasetError(f"{name}: the training set holds no object of --class-names "
+                               f"{' '.join(class_names)}; its annotations name: {names}")
         if not len(self.table):
             raise DatasetError(f"{self.root}: image set(s) {list(image_sets)} hold no usable image"
                                + (f" ({self.problems.dominant()})" if self.problems else ""))

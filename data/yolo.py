@@ -13,7 +13,7 @@ Counted, never silent: a line with another field count (a polygon line `class x1
 bounding box, counted), a class id outside `names`, boxes reaching outside the image (clipped; by half a pixel or
 less: rounding, clamped), zero-area boxes, an
 image without a label file (an image without objects: skipped for training, kept for evaluation), a label file
-without an image. Classes: every name of data.yaml by default; --labels selects and orders them by name.
+without an image. Classes: every name of data.yaml by default; --class-names selects and orders them by name.
 """
 import os
 from collections import Counter
@@ -75,8 +75,8 @@ def label_path(image_path: str) -> str:
 
 
 class YOLOSource(RecordSource):
-    def __init__(self, root: str, image_sets, labels=None, skip_empty: bool = True, name: str = "YOLO"):
-        """`labels`: class names to keep, in label order (None or empty: every name of data.yaml)."""
+    def __init__(self, root: str, image_sets, class_names=None, skip_empty: bool = True, name: str = "YOLO"):
+        """`class_names`: class names to keep, in label order (None or empty: every name of data.yaml)."""
         self.root = os.path.expanduser(root)
         self.name = name
         self.problems, self.names_found, self.notices = Problems(), Counter(), []
@@ -86,11 +86,11 @@ class YOLOSource(RecordSource):
             raise DatasetError(f"{self.root}: no such file")
         self.yaml_path, doc = read_data_yaml(self.root)
         names = class_names_of(doc["names"], self.yaml_path)
-        if labels:
-            missing = [n for n in labels if n not in names]
+        if class_names:
+            missing = [n for n in class_names if n not in names]
             if missing:
                 raise DatasetError(f"{self.yaml_path}: no class named {missing}; its names: {', '.join(names)}")
-            self.class_names = list(labels)
+            self.class_names = list(class_names)
         else:
             self.class_names = names
         label_of = np.array([self.class_names.index(n) if n in self.class_names else -1 for n in names])
@@ -188,8 +188,9 @@ class YOLOSource(RecordSource):
         self.names_found.update(names[c] for c in classes.tolist())
         unwanted = label_of[classes] < 0
         for c, count in Counter(classes[unwanted].tolist()).items():
-            self.problems.add(f"objects of class '{names[c]}' not in --labels, dropped",
-                              f"{text_path}: {count} object(s) of class '{names[c]}' not in --labels, dropped", count)
+            self.problems.add(f"objects of class '{names[c]}' not in --class-names, dropped",
+                              f"{text_path}: {count} object(s) of class '{names[c]}' not in --class-names, dropped",
+                              count)
         rows, classes = rows[~unwanted], classes[~unwanted]
         xy = rows[:, 1:] * np.array([width, height, width, height])
         boxes = np.concatenate([xy[:, :2] - xy[:, 2:] / 2, xy[:, :2] + xy[:, 2:] / 2], 1)
@@ -201,7 +202,7 @@ class YOLOSource(RecordSource):
         labels = label_of[classes][keep]
         if skip_empty and len(labels) == 0:
             if os.path.isfile(text_path):
-                self.problems.note("images without any object of --labels, skipped for training")
+                self.problems.note("images without any object of --class-names, skipped for training")
             return
         root = os.path.dirname(self.yaml_path)
         builder.add(os.path.splitext(os.path.relpath(image_path, root))[0], image_path, boxes[keep], labels,

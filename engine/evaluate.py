@@ -81,7 +81,7 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
     if cfg.metric == "coco":
         if not any(len(source.annotation(i)[1]) for i in results):
             raise DatasetError(f"{source.name}: the {len(results)} evaluated image(s) hold no object of the "
-                               f"classes {list(source.class_names)}: nothing to score; check --labels and "
+                               f"classes {list(source.class_names)}: nothing to score; check --class-names and "
                                f"--test-sets")
         metrics = score_coco(source.api, {source.coco_id(i): det for i, det in results.items()},
                              source.category_ids, output, source.class_names)
@@ -107,7 +107,7 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
 def score_voc(source, results: dict, metric: str = "voc07", output: str = None) -> dict:
     """Devkit AP of `results` ({index: dict(boxes, scores, labels)}) against the source's annotations.
     A DatasetError when the evaluated images hold no object to score."""
-    names = source.class_names
+    class_names = source.class_names
     ground_truth, image_ids, objects = {}, [], 0
     for index, det in results.items():
         image_id = source.image_id(index)
@@ -117,7 +117,7 @@ def score_voc(source, results: dict, metric: str = "voc07", output: str = None) 
         image_ids.append(np.full(len(det["scores"]), image_id))
     if objects == 0:
         raise DatasetError(f"{source.name}: the {len(results)} evaluated image(s) hold no object of the classes "
-                           f"{list(names)} (difficult ones aside): nothing to score; check --labels and "
+                           f"{list(class_names)} (difficult ones aside): nothing to score; check --class-names and "
                            f"--test-sets")
     dets = list(results.values())
     image_ids = np.concatenate([np.zeros(0, str)] + image_ids)
@@ -125,12 +125,12 @@ def score_voc(source, results: dict, metric: str = "voc07", output: str = None) 
     boxes = to_devkit(np.concatenate([np.zeros((0, 4))] + [d["boxes"] for d in dets]))
     labels = np.concatenate([np.zeros(0, np.int64)] + [d["labels"] for d in dets])
     by_class = {}
-    for c, name in enumerate(names):
+    for c, name in enumerate(class_names):
         mask = labels == c
         by_class[name] = (image_ids[mask], scores[mask], boxes[mask])
     if output:
-        write_results(output, by_class, names)
-    return evaluate_detections(by_class, ground_truth, names, metric)
+        write_results(output, by_class, class_names)
+    return evaluate_detections(by_class, ground_truth, class_names, metric)
 
 
 def format_ap_table(metrics: dict) -> str:

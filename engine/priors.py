@@ -39,7 +39,7 @@ def fit_wanted(cfg: Config) -> tuple:
         return False, "--priors layout"
     if cfg.priors == "fit":
         return True, "--priors fit"
-    benchmark = BENCHMARK_CLASSES.get(tuple(cfg.labels))
+    benchmark = BENCHMARK_CLASSES.get(tuple(cfg.class_names))
     if benchmark:
         return False, f"--priors auto keeps the paper's layout for {benchmark} classes; --priors fit to fit them"
     return True, "--priors auto, your own classes"
@@ -138,6 +138,6 @@ def choose_priors(cfg: Config, source) -> Config:
     else:
         log.info("priors: the layout's (%s)", why if not wanted else "the fit matches no more boxes")
         cfg_used = cfg
-    for line in finer_layouts(cfg, report, cfg.labels, alternatives=False) if wanted else []:
+    for line in finer_layouts(cfg, report, cfg.class_names, alternatives=False) if wanted else []:
         log.info("%s (python -m data.check with the same flags: what other layouts reach)", line)
     return cfg_used

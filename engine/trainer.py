@@ -3,7 +3,7 @@ Config, trains with exact resume, validates, and writes checkpoints and metrics 
 
     from config import resolve
     from engine import Trainer
-    cfg = resolve({"dataset": "VOC", "dataset_root": "~/data/bccd", "labels": ["RBC", "WBC", "Platelets"],
+    cfg = resolve({"dataset": "VOC", "dataset_root": "~/data/bccd", "class_names": ["RBC", "WBC", "Platelets"],
                    "backbone": "mobilenet_v3", "basenet": "none", "max_iter": 1000})
     metrics = Trainer(cfg).train()   # -> the final evaluation's metrics (metrics["mAP"])
 
@@ -126,16 +126,17 @@ def guarded_step(loss: torch.Tensor, finite: torch.Tensor, optimizer, scaler: to
 
 def check_training_objects(cfg: Config, source):
     """Training on a set without any object of the label list is refused, naming what the annotations hold; a
-    class without any object (a typo in one of several --labels) is one warning."""
+    class without any object (a typo in one of several --class-names) is one warning."""
     names = ", ".join(f"{name} ({count})" for name, count in source.names_found.most_common()) or "no objects at all"
     if objects_for_training(source, cfg.train_difficult) == 0:
-        raise DatasetError(f"{source.name}: the training set holds no object of --labels {' '.join(cfg.labels)}"
+        raise DatasetError(f"{source.name}: the training set holds no object of --class-names "
+                           f"{' '.join(cfg.class_names)}"
                            + ("" if cfg.train_difficult else " (difficult ones excluded)")
                            + f"; its annotations name: {names}")
     table = getattr(source, "table", None)  # file-backed sources; shapes always has every class
     if table is not None:
-        counts = np.bincount(table.labels, minlength=len(cfg.labels))
-        empty = [name for name, count in zip(cfg.labels, counts) if count == 0]
+        counts = np.bincount(table.labels, minlength=len(cfg.class_names))
+        empty = [name for name, count in zip(cfg.class_names, counts) if count == 0]
         if empty:
             log.warning("%s: no training object of class(es) %s; the annotations name: %s", source.name, empty, names)
 
@@ -157,9 +158,10 @@ class Trainer:
         self.main = rank == 0
         self.train_source = build_source(cfg, train=True)
         if cfg.dataset in FILE_CLASSES:  # the classes are the annotation files' (COCO, COCO-format, YOLO)
-            cfg = cfg.replace(labels=tuple(self.train_source.class_names))
-        elif self.train_source.class_names != list(cfg.labels):
-            raise DatasetError(f"dataset classes {self.train_source.class_names} differ from --labels {cfg.labels}")
+            cfg = cfg.replace(class_names=tuple(self.train_source.class_names))
+        elif self.train_source.class_names != list(cfg.class_names):
+            raise DatasetError(f"dataset classes {self.train_source.class_names} differ from --class-names "
+                               f"{cfg.class_names}")
         check_training_objects(cfg, self.train_source)
         if checkpoint is None:  # a resumed run decodes with the priors its checkpoint carries
             cfg = choose_priors(cfg, self.train_source)

@@ -31,12 +31,17 @@ def normal_init(module: nn.Module, std: float = 0.03):
 
 
 class DepthwiseConv2d(nn.Conv2d):
-    """A depthwise convolution that stays float32 under CPU autocast: oneDNN's bfloat16 depthwise convolution
-    (forward + backward) runs at 0.3-0.6x its float32 speed, while the 1x1 convolutions beside it gain
-    (benchmarks/bench_train_step.py --arch mobilenet_v3). Same parameters and state dict as nn.Conv2d."""
+    """A depthwise convolution that runs on a CPU in channels-last float32, under autocast too. oneDNN's NCHW
+    depthwise kernels are slow (forward + backward of the stride-2 3x3 at 160x160, batch 16: 650 ms NCHW, 80 ms
+    channels-last) and its bfloat16 ones run at 0.3-0.6x float32, while the 1x1 convolutions beside it gain from
+    bfloat16 (benchmarks/bench_train_step.py --arch mobilenet_v3). The channels-last output carries on through
+    the layers after it. Same parameters and state dict as nn.Conv2d."""
 
     def forward(self, x):
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if x.device.type != "cpu":
+            return super().forward(x)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if torch.is_autocast_enabled("cpu"):
             with torch.autocast("cpu", enabled=False):
                 return super().forward(x.float())
         return super().forward(x)

@@ -161,7 +161,7 @@ def load_ssd_weights(model, path: str, state: dict = None) -> dict:
             if key.startswith("conf."):
                 anchors = model.conf[int(key.split(".")[1])].out_channels // model.num_classes
                 detail = (f": the file has {value.shape[0] // anchors} classes (background included), "
-                          f"the model {model.num_classes}; pass the matching --labels")
+                          f"the model {model.num_classes}; pass the matching --class-names")
             raise WeightsError(f"{path}: {key} has shape {tuple(value.shape)}, the model expects "
                                f"{tuple(expected[key].shape)}{detail}")
     model.load_state_dict(state)

@@ -15,12 +15,13 @@ eval.py and detect.py run a whole-detector file given as --weights.
 import os
 import sys
 
-from config import Config, ConfigError, Parser, add_flags, flags_given
+from config import Config, ConfigError
 from data import PHOTO_EXTENSIONS, image_files, read_image
 from engine import export_onnx, load_model
 from engine.deploy import onnxruntime_version, quantize_int8
 from engine.evaluate import evenly_spaced
 from utils.checkpoint import WeightsError
+from utils.cli import Parser, add_flags, flags_given
 from utils.output import OutputError, check_output_file
 
 
@@ -36,8 +37,8 @@ def parse_args(argv=None):
                                                                     "will see (e.g. the training images)")
     parser.add_argument("--calibration-count", type=int, default=100,
                         help="images read from --calibration-images, evenly spaced (default: 100)")
-    add_flags(parser, ("size", "labels", "batch_norm", "score_thresh", "nms_thresh", "top_k", "pre_nms_top_k"),
-              Config(), shown={"size": "the checkpoint's, else 300", "labels": "the checkpoint's, else VOC's",
+    add_flags(parser, ("size", "class_names", "batch_norm", "score_thresh", "nms_thresh", "top_k", "pre_nms_top_k"),
+              Config(), shown={"size": "the checkpoint's, else 300", "class_names": "the checkpoint's, else VOC's",
                                "batch_norm": "the checkpoint's, else off"})
     args = parser.parse_args(argv)
     if not args.weights:

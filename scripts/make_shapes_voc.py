@@ -2,7 +2,7 @@
 
     python -m scripts.make_shapes_voc --output data/shapes_voc --train 2000 --test 200
     python train.py --dataset VOC --dataset-root data/shapes_voc --sets trainval --test-sets test \
-        --labels ellipse rectangle triangle star cross --basenet none --batch-norm
+        --class-names ellipse rectangle triangle star cross --basenet none --batch-norm
 """
 import argparse
 

@@ -22,6 +22,6 @@ def voc_run(tmp_path_factory):
     root = cells_folder(base / "data")
     run = base / "run"
     assert train.main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "train", "--test-sets", "test",
-                       "--labels", "cell", "dot", "--eval-limit", "1", "--no-final-eval", "--output", str(run)]
+                       "--class-names", "cell", "dot", "--eval-limit", "1", "--no-final-eval", "--output", str(run)]
                       + FAST) == 0
     return root, run

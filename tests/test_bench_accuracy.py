@@ -58,7 +58,7 @@ def test_voc_folder_and_combine(tmp_path, capsys):
     images = {f"im{i}": (objects(), 160, 120) for i in range(12)}
     make_voc_folder(tmp_path / "voc", images, {"trainval": [f"im{i}" for i in range(8)],
                                                "test": [f"im{i}" for i in range(8, 12)]})
-    record, out = run(tmp_path, capsys, "--dataset", "VOC", "--dataset-root", str(tmp_path / "voc"), "--labels",
+    record, out = run(tmp_path, capsys, "--dataset", "VOC", "--dataset-root", str(tmp_path / "voc"), "--class-names",
                       "cell", "dot")
     check_rows(record, out, ["cell", "dot"])
     assert record["rows"][0]["final"]["image_ids"] == ["im10", "im11", "im8", "im9"]
@@ -100,7 +100,7 @@ def fails(capsys, argv, pattern):
 
 
 def test_bad_dataset_and_budget_are_one_line(tmp_path, capsys):
-    fails(capsys, TINY + ["--dataset", "VOC", "--dataset-root", str(tmp_path / "missing"), "--labels", "a"],
+    fails(capsys, TINY + ["--dataset", "VOC", "--dataset-root", str(tmp_path / "missing"), "--class-names", "a"],
           "^error: .*not found")
     for budget in ("0", "-5"):
         fails(capsys, TINY[2:] + ["--budget", budget], f"^error: --budget {budget} --batch-size")

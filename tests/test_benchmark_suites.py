@@ -14,7 +14,7 @@ from benchmarks.render_results import main as render_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPECTED = {"tests": " passed", "infer": "| SSD300 | eager |", "post": "| random |", "train": "| ours",
-            "eval": "| devkit scoring |", "data": "train augmentation", "shapes": "| mAP", "bccd": "| mAP",
+            "eval": "| devkit scoring s |", "data": "train augmentation", "shapes": "| mAP", "bccd": "| mAP",
             "accuracy": "| a+b | ours (mobilenet_v3"}
 
 
@@ -37,7 +37,7 @@ def test_suite_step_runs_tiny_and_records_json(step, tmp_path):
 
 
 CPU_EXPECTED = {"train-step": "| ours SSDLite320 | bfloat16 autocast |", "infer": "| SSD300 | eager |",
-                "post": "| random |", "eval": "| devkit scoring |",
+                "post": "| random |", "eval": "| devkit scoring s |",
                 "backbones": "| mobilenet_v3 SSD320 |", "cpu-check": "| off |", "data": "train augmentation",
                 "scale": "full COCO construction"}
 

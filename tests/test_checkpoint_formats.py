@@ -10,11 +10,12 @@ from helpers import make_voc_folder
 import detect as detect_script
 import eval as eval_script
 import train
-from config import MODEL_KEYS, Config, flags_given
+from config import MODEL_KEYS, Config
 from engine import Detector, load_model, preprocess
 from models import SSD
 from scripts import export_onnx
 from utils.checkpoint import read_state
+from utils.cli import flags_given
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +28,7 @@ def trained(tmp_path_factory):
     images = {f"i{k}": ([("cat", 4, 5, 40, 44), ("dog", 30, 20, 60, 46)], 64, 48) for k in range(3)}
     make_voc_folder(folder / "data", images, sets={"trainval": ["i0", "i1"], "test": ["i2"]})
     run = folder / "run"
-    assert train.main(["--dataset", "VOC", "--dataset-root", str(folder / "data"), "--labels", "dog", "cat",
+    assert train.main(["--dataset", "VOC", "--dataset-root", str(folder / "data"), "--class-names", "dog", "cat",
                        "--size", "512", "--batch-norm", "--basenet", "none", "--batch-size", "2", "--workers", "0",
                        "--min-sizes", "20", "50", "130", "210", "290", "370", "450",
                        "--max-iter", "2", "--eval-every", "0", "--no-final-eval", "--no-tensorboard",
@@ -39,7 +40,7 @@ def test_every_entry_point_rebuilds_the_trained_config_and_outputs(trained, tmp_
     folder, weights = trained
     saved = read_state(weights)
     cfg = Config.from_dict(saved["config"])
-    assert (cfg.size, cfg.batch_norm, cfg.labels, cfg.pixel_format) == (512, True, ("dog", "cat"), "torchvision")
+    assert (cfg.size, cfg.batch_norm, cfg.class_names, cfg.pixel_format) == (512, True, ("dog", "cat"), "torchvision")
     assert cfg.min_sizes == (20, 50, 130, 210, 290, 370, 450)
     reference = SSD.from_config(cfg).eval()
     reference.load_state_dict(saved["model"])
@@ -80,7 +81,7 @@ def test_a_checkpoint_of_the_earlier_format_loads_with_the_same_outputs(tmp_path
     torch.save({"config": old_config, "model": model.state_dict(), "iteration": 10, "best_map": -1.0},
                tmp_path / "final.pth")
     loaded, cfg = load_model(str(tmp_path / "final.pth"))
-    assert cfg.score_thresh == 0.05 and cfg.output == "weights/run" and cfg.labels == tuple(old_config["labels"])
+    assert cfg.score_thresh == 0.05 and cfg.output == "weights/run" and cfg.class_names == tuple(old_config["labels"])
     images = torch.randint(0, 255, (1, 3, 300, 300), dtype=torch.uint8)
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(loaded(images), model(images)))

@@ -53,7 +53,7 @@ BAD_INPUTS = [
     (train.main, ["--device", "gpu"], "--device gpu: unknown device; use auto, cpu, cuda or cuda:N"),
     (train.main, ["--dataset", "shapes", "--dataset-root", "/data/x"], "--dataset-root: the built-in shapes"),
     (train.main, ["--batch-size", "1", "--max-iter", "1"], "--batch-size 1 with the BatchNorm variant"),
-    (train.main, ["--labels", "a", "a", "--dataset", "VOC"], "--labels: a class name is repeated"),
+    (train.main, ["--class-names", "a", "a", "--dataset", "VOC"], "--class-names: a class name is repeated"),
     (train.main, ["--dataset", "VOC", "--dataset-root", "/nonexistent/VOCdevkit", "--max-iter", "1"],
      "/nonexistent/VOCdevkit: dataset root not found"),
     (train.main, ["--resume", "/nonexistent/final.pth"], "/nonexistent/final.pth: no such weights file"),
@@ -99,6 +99,15 @@ def test_ssd_pytorch_spellings_are_read_as_ours(tmp_path, capsys):
     assert args.weights == "w.pth" and args.score_thresh == 0.6
 
 
+def test_earlier_spellings_of_ours_are_read_with_a_note(capsys):
+    assert train.parse_args(["--labels", "a", "b"]).class_names == ["a", "b"]
+    assert eval_script.parse_args(["--weights", "w.pth", "--labels", "a"]).class_names == ["a"]
+    args = detect_script.parse_args(["--weights", "w.pth", "a.jpg", "--classes", "person", "car"])
+    assert args.only_classes == ["person", "car"] and args.inputs == ["a.jpg"]
+    err = capsys.readouterr().err
+    assert "note: --labels read as --class-names" in err and "note: --classes read as --only-classes" in err
+
+
 def test_a_choice_typed_in_another_case_is_read_with_a_note(capsys):
     args = train.parse_args(["--dataset", "voc", "--backbone=MOBILENET_V3"])
     assert (args.dataset, args.backbone) == ("VOC", "mobilenet_v3")
@@ -128,10 +137,10 @@ def test_help_shows_the_chosen_datasets_defaults(capsys):
 
 
 def test_resolver_precedence_and_frozen_config():
-    saved = config_for("VOC", lr=5e-3, size=512, labels=["a", "b"]).to_dict()
+    saved = config_for("VOC", lr=5e-3, size=512, class_names=["a", "b"]).to_dict()
     saved["conf_thresh"] = 0.2  # an older checkpoint's name for score_thresh
     cfg = resolve({"lr": 2e-3}, saved, preset={"max_iter": 7})
-    assert cfg.lr == 2e-3 and cfg.size == 512 and cfg.labels == ("a", "b") and cfg.score_thresh == 0.2
+    assert cfg.lr == 2e-3 and cfg.size == 512 and cfg.class_names == ("a", "b") and cfg.score_thresh == 0.2
     assert cfg.max_iter == 120000  # the checkpoint's value beats the preset
     other = resolve({"dataset": "shapes"}, saved)  # another dataset: only the network settings carry over
     assert other.size == 512 and other.lr == config_for("shapes").lr
@@ -161,8 +170,8 @@ def test_cpu_check_is_what_the_main_command_runs_on_a_cpu(monkeypatch):
 
 
 def test_a_list_flag_given_twice_is_a_note_and_a_missing_devkit_set_lists_the_sets(tmp_path, capsys):
-    train.parse_args(["--labels", "a", "--labels", "b", "c"])
-    assert "note: --labels given 2 times: the last one is used" in capsys.readouterr().err
+    train.parse_args(["--class-names", "a", "--class-names", "b", "c"])
+    assert "note: --class-names given 2 times: the last one is used" in capsys.readouterr().err
     root = tmp_path / "VOCdevkit"
     cells_folder(root / "VOC2007", sets={"trainval": ["c0"], "test": ["c1"]})
     with pytest.raises(DatasetError, match=r"image set '2007:tset' not found; the sets there: 2007:test 2007:trainval"):

@@ -39,7 +39,7 @@ def test_coco_scoring_on_a_tiny_json(tmp_path):
     assert halved["mAP"] == pytest.approx(0.5) and halved["AP"]["train"] == pytest.approx(0.0)
 
 
-def write_coco(tmp_path, annotations, images=(1, 2), labels=None):
+def write_coco(tmp_path, annotations, images=(1, 2), class_names=None):
     (tmp_path / "annotations").mkdir(exist_ok=True)
     (tmp_path / "val2017").mkdir(exist_ok=True)
     for i in images:
@@ -48,7 +48,7 @@ def write_coco(tmp_path, annotations, images=(1, 2), labels=None):
            "categories": [{"id": 3, "name": "car"}, {"id": 7, "name": "train"}],
            "annotations": [dict(a, id=k + 1, iscrowd=a.get("iscrowd", 0)) for k, a in enumerate(annotations)]}
     (tmp_path / "annotations" / "instances_val2017.json").write_text(json.dumps(doc))
-    return COCOSource(str(tmp_path), "val2017", labels=labels, skip_empty=False)
+    return COCOSource(str(tmp_path), "val2017", class_names=class_names, skip_empty=False)
 
 
 def test_ground_truth_the_reader_drops_is_not_scored(tmp_path, caplog):
@@ -72,7 +72,7 @@ def test_ground_truth_the_reader_drops_is_not_scored(tmp_path, caplog):
 
 def test_coco_metrics_without_any_detection(tmp_path):
     source = write_coco(tmp_path, [{"image_id": 1, "category_id": 3, "bbox": [10, 10, 40, 40], "area": 1600}],
-                        labels=["car", "train"])
+                        class_names=["car", "train"])
     none = {source.coco_id(i): {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0, int)}
             for i in range(len(source))}
     metrics = score_coco(source.api, none, source.category_ids, class_names=source.class_names)

@@ -27,7 +27,7 @@ def test_filename_naming_another_image_reads_the_ids_image(tmp_path, capsys):
     source = VOCSource(str(root), ["trainval"], ["cell", "dot"])
     assert source.image_path(0).endswith("c0.jpg") and source.image_path(1).endswith("c1.jpg")
     assert source.problems.counts["XMLs whose <filename> names another image, read as JPEGImages/<id>"] == 1
-    assert check_main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "trainval", "--labels", "cell",
+    assert check_main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "trainval", "--class-names", "cell",
                        "dot", "--no-decode"]) == 1
     assert f"{xml}: <filename> c1.jpg is another image" in capsys.readouterr().out
 
@@ -53,7 +53,7 @@ def test_size_zero_is_read_from_the_image_alike_for_train_eval_and_check(tmp_pat
     for det in results.values():
         det["scores"] = np.ones(len(det["labels"]))
     assert score_voc(source, results)["mAP"] == pytest.approx(1.0)
-    assert check_main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "trainval", "--labels", "cell",
+    assert check_main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "trainval", "--class-names", "cell",
                        "dot"]) == 1
     out = capsys.readouterr().out
     assert "1 XMLs without <size> (or 0): size read from the image" in out
@@ -70,14 +70,14 @@ def test_voc_training_skips_images_without_objects_of_labels_as_the_checker_says
     images = {"a": ([("cell", 3, 4, 30, 28)], 64, 48), "b": ([("other", 3, 4, 30, 28)], 64, 48),
               "c": ([("cell", 5, 6, 20, 30)], 64, 48)}
     make_voc_folder(tmp_path, images, sets={"trainval": ["a", "b", "c"], "test": ["a", "b", "c"]})
-    flags = ["--dataset", "VOC", "--dataset-root", str(tmp_path), "--labels", "cell"]
-    train_source = build_source(train.resolve(dict(dataset="VOC", dataset_root=str(tmp_path), labels=["cell"],
+    flags = ["--dataset", "VOC", "--dataset-root", str(tmp_path), "--class-names", "cell"]
+    train_source = build_source(train.resolve(dict(dataset="VOC", dataset_root=str(tmp_path), class_names=["cell"],
                                                    sets=["trainval"], test_sets=["test"])), train=True)
     assert len(train_source) == 2
-    assert train_source.problems.counts["images without any object of --labels, skipped for training"] == 1
+    assert train_source.problems.counts["images without any object of --class-names, skipped for training"] == 1
     check_main(flags + ["--sets", "trainval"])
     out = capsys.readouterr().out
-    assert "images: 2 readable (0 without objects)" in out and "1 images without any object of --labels" in out
+    assert "images: 2 readable (0 without objects)" in out and "1 images without any object of --class-names" in out
     check_main(flags + ["--test-sets", "test", "--split", "test"])
     assert "images: 3 readable (1 without objects)" in capsys.readouterr().out
 
@@ -96,7 +96,7 @@ def test_half_pixel_excess_is_clamped_quietly_real_excess_reported(tmp_path, cap
     root = cells_folder(tmp_path / "d", count=2, sets={"trainval": ["c0", "c1"]})
     xml = root / "Annotations" / "c0.xml"
     xml.write_text(xml.read_text().replace("<xmax>50</xmax>", "<xmax>64.5</xmax>"))
-    flags = ["--dataset", "VOC", "--dataset-root", str(root), "--sets", "trainval", "--labels", "cell", "dot"]
+    flags = ["--dataset", "VOC", "--dataset-root", str(root), "--sets", "trainval", "--class-names", "cell", "dot"]
     assert check_main(flags) == 0
     assert "1 boxes past the image edge by half a pixel or less (rounding), clamped" in capsys.readouterr().out
     source = VOCSource(str(root), ["trainval"], ["cell", "dot"])
@@ -109,17 +109,17 @@ def test_half_pixel_excess_is_clamped_quietly_real_excess_reported(tmp_path, cap
 def test_label_typo_stops_before_training_naming_what_the_annotations_hold(tmp_path, capsys):
     root = raccoon_folder(tmp_path / "data")
     code = train.main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "train", "--test-sets", "test",
-                       "--labels", "racoon", "--output", str(tmp_path / "run")] + FAST)
+                       "--class-names", "racoon", "--output", str(tmp_path / "run")] + FAST)
     err = capsys.readouterr().err
-    assert code == 2 and "no object of --labels racoon" in err and "raccoon (2)" in err
+    assert code == 2 and "no object of --class-names racoon" in err and "raccoon (2)" in err
     assert "Traceback" not in err and not (tmp_path / "run" / "final.pth").exists()
-    # forgetting --labels on a custom folder falls back to VOC's 20 names: the same stop, not a run on nothing
+    # forgetting --class-names on a custom folder falls back to VOC's 20 names: the same stop, not a run on nothing
     code = train.main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "train", "--test-sets", "test",
                        "--output", str(tmp_path / "run2")] + FAST)
     assert code == 2 and "raccoon (2)" in capsys.readouterr().err
     # one typo among good labels: the run goes on, and says which class has nothing to learn from
     code = train.main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "train", "--test-sets", "test",
-                       "--labels", "raccoon", "background_thng", "--no-final-eval",
+                       "--class-names", "raccoon", "background_thng", "--no-final-eval",
                        "--output", str(tmp_path / "run3")] + FAST)
     err = capsys.readouterr().err
     assert code == 0 and "no training object of class(es) ['background_thng']" in err
@@ -132,7 +132,7 @@ def test_dropped_objects_are_summarised_once_per_name(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         VOCSource(str(tmp_path), ["trainval"], ["mask"])
     lines = [r.getMessage() for r in caplog.records]
-    assert "VOC: 30 objects of class 'mask_weared_incorrect' not in --labels, dropped" in lines
+    assert "VOC: 30 objects of class 'mask_weared_incorrect' not in --class-names, dropped" in lines
     assert not any("i3.xml" in line for line in lines)  # per-file detail is the checker's
 
 
@@ -155,7 +155,7 @@ def test_a_truncated_jpeg_decodes_a_broken_one_is_named_and_the_checker_names_bo
     root = cells_folder(tmp_path / "d", count=2, sets={"trainval": ["c0", "c1"]})
     path = root / "JPEGImages" / "c1.jpg"
     path.write_bytes(path.read_bytes()[:-200])
-    check_main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "trainval", "--labels", "cell", "dot"])
+    check_main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "trainval", "--class-names", "cell", "dot"])
     assert str(path) in capsys.readouterr().out
 
 
@@ -176,7 +176,7 @@ def test_coco_categories_sharing_a_name_are_named_by_id(tmp_path, caplog):
         source = COCOSource(str(tmp_path), ["train"])
     assert source.class_names == ["pothole"] and source.category_ids == [1]
     assert "left out: pothole (id 0)" in source.notices[0]
-    chosen = COCOSource(str(tmp_path), ["train"], labels=["pothole"])
+    chosen = COCOSource(str(tmp_path), ["train"], class_names=["pothole"])
     assert chosen.category_ids == [1] and len(chosen.table.labels) == 1
 
 
@@ -195,12 +195,12 @@ def test_coco_export_labels_select_and_placeholder_category_is_left_out(tmp_path
         source = COCOSource(str(tmp_path), ["train"])
     assert source.class_names == ["rbc", "wbc", "stray"]
     assert any("1 category without any annotation left out: cells" in r.getMessage() for r in caplog.records)
-    chosen = COCOSource(str(tmp_path), ["train"], labels=["wbc", "rbc"])
+    chosen = COCOSource(str(tmp_path), ["train"], class_names=["wbc", "rbc"])
     assert chosen.class_names == ["wbc", "rbc"] and chosen.category_ids == [2, 1]
     assert len(chosen.table.labels) == 3
-    assert chosen.problems.counts["objects of category 'stray' not in --labels, dropped"] == 1
+    assert chosen.problems.counts["objects of category 'stray' not in --class-names, dropped"] == 1
     with pytest.raises(DatasetError, match="no category named \\['wbcc'\\]; its categories: cells, rbc"):
-        COCOSource(str(tmp_path), ["train"], labels=["wbcc"])
+        COCOSource(str(tmp_path), ["train"], class_names=["wbcc"])
     with pytest.raises(DatasetError, match="instances_val.json: not found.*ROOT/val/"):
         COCOSource(str(tmp_path), ["val"])
 
@@ -210,7 +210,7 @@ def test_checker_runs_the_training_and_evaluation_code_paths(tmp_path, capsys):
     make_voc_folder(tmp_path, images, sets={"train": ["a", "b"], "test": ["a", "b"]})
     write_png_rgba(tmp_path / "JPEGImages" / "a.png")
     os.remove(tmp_path / "JPEGImages" / "a.jpg")
-    common = ["--dataset", "VOC", "--dataset-root", str(tmp_path), "--labels", "cat"]
+    common = ["--dataset", "VOC", "--dataset-root", str(tmp_path), "--class-names", "cat"]
     check_main(common + ["--test-sets", "test", "--split", "test"])
     out = capsys.readouterr().out
     assert "images: 2 readable (1 without objects)" in out and "transparent images: 1" in out
@@ -222,10 +222,10 @@ def test_checker_runs_the_training_and_evaluation_code_paths(tmp_path, capsys):
 def test_single_folder_defaults_and_evenly_spaced_limit(tmp_path):
     make_voc_folder(tmp_path / "with", {"a": ([("cat", 1, 1, 9, 9)], 20, 20)}, sets={"trainval": ["a"],
                                                                                       "test": ["a"]})
-    cfg = config_for("VOC", dataset_root=str(tmp_path / "with"), labels=["cat"])
+    cfg = config_for("VOC", dataset_root=str(tmp_path / "with"), class_names=["cat"])
     assert build_source(cfg, train=False).name == "VOC" and len(build_source(cfg, train=True)) == 1
     make_voc_folder(tmp_path / "without", {"a": ([("cat", 1, 1, 9, 9)], 20, 20)}, sets={"train": ["a"]})
-    cfg = config_for("VOC", dataset_root=str(tmp_path / "without"), labels=["cat"])
+    cfg = config_for("VOC", dataset_root=str(tmp_path / "without"), class_names=["cat"])
     with pytest.raises(DatasetError, match="no image set 'test'.*pass --test-sets with one of: train"):
         build_source(cfg, train=False)
     assert evenly_spaced(10, 3) == [0, 4, 9] and evenly_spaced(5, 0) == [0, 1, 2, 3, 4]

@@ -40,7 +40,7 @@ def test_evaluation_scores_every_image_once(tmp_path, capsys):
     images = {f"t{i}": ([("cat", 5, 5, 40, 40)], 64, 48) for i in range(4)}
     make_voc_folder(tmp_path, images, sets={"test": list(images)})
     (tmp_path / "JPEGImages" / "t1.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-    cfg = config_for("VOC", dataset_root=str(tmp_path), test_sets=["test"], labels=["cat"], batch_norm=False,
+    cfg = config_for("VOC", dataset_root=str(tmp_path), test_sets=["test"], class_names=["cat"], batch_norm=False,
                      batch_size=2, workers=0)
     source = build_source(cfg, train=False)
     dataset = SSDDataset(source, ResizeTransform(300), substitute=False)
@@ -70,7 +70,7 @@ def test_from_results_counts_what_is_outside_the_set(tmp_path, capsys):
         columns[name] = (np.array(ids + ["elsewhere"]), np.append(scores, 1.0),
                          np.concatenate(boxes + [np.array([[1.0, 1, 9, 9]])]))
     write_results(str(tmp_path / "res"), columns, ["cell", "dot"])
-    flags = ["--dataset", "VOC", "--dataset-root", str(root), "--test-sets", "test", "--labels", "cell", "dot"]
+    flags = ["--dataset", "VOC", "--dataset-root", str(root), "--test-sets", "test", "--class-names", "cell", "dot"]
     assert eval_script.main(flags + ["--from-results", str(tmp_path / "res")]) == 0
     assert "2 detection(s) on 1 image(s) not in VOC left out, first: elsewhere" in capsys.readouterr().err
     metrics = json.loads((tmp_path / "res" / "metrics.json").read_text())
@@ -102,7 +102,7 @@ def test_evaluation_without_ground_truth_fails(tmp_path, capsys):
     root = raccoon_folder(tmp_path / "data")
     run = tmp_path / "run"
     assert train.main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "train", "--test-sets", "test",
-                       "--labels", "raccoon", "--no-final-eval", "--output", str(run)] + FAST) == 0
+                       "--class-names", "raccoon", "--no-final-eval", "--output", str(run)] + FAST) == 0
     other = tmp_path / "other"
     make_voc_folder(other, {"x": ([("dog", 3, 3, 20, 20)], 64, 48)}, sets={"test": ["x"]})
     capsys.readouterr()

@@ -57,7 +57,7 @@ def test_detect_script_on_images_and_video(tmp_path, checkpoint):
     assert len(report[str(tmp_path / "clip.avi")]) == 3
     assert all(d["score"] >= 0.05 and d["class"] in ("ellipse", "rectangle", "triangle", "star", "cross")
                for d in report[str(tmp_path / "a.jpg")])
-    assert detect_script.main(["--weights", checkpoint, str(tmp_path / "a.jpg"), "--classes", "unicorn",
+    assert detect_script.main(["--weights", checkpoint, str(tmp_path / "a.jpg"), "--only-classes", "unicorn",
                                "--output", str(out)]) == 2
 
 

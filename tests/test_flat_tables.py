@@ -66,7 +66,7 @@ def test_coco_table_equals_pycocotools(tmp_path, skip_empty):
                             "category_id": int(rng.choice([3, 9, 4])), "bbox": [float(x), float(y), float(w), float(h)],
                             "area": float(w * h), "iscrowd": int(rng.random() < 0.1)})
     write_coco(tmp_path, "train", images, categories, annotations, missing={"12.jpg"})
-    source = COCOSource(str(tmp_path), ["train"], labels=["dog", "cat"], skip_empty=skip_empty)
+    source = COCOSource(str(tmp_path), ["train"], class_names=["dog", "cat"], skip_empty=skip_empty)
     reference, missing = coco_reference(str(tmp_path / "annotations" / "instances_train.json"), [9, 3], skip_empty,
                                {im["file_name"] for im in images} - {"12.jpg"})
     assert len(source) == len(reference)
@@ -141,12 +141,12 @@ def test_problems_are_summarised_with_the_full_list_in_the_run_folder(tmp_path, 
     images = {f"i{k}": ([("cat", 1, 1, 10, 10), ("zebra", 2, 2, 9, 9)], 30, 30) for k in range(6)}
     make_voc_folder(tmp_path / "data", images, sets={"trainval": list(images), "test": list(images)})
     run = tmp_path / "run"
-    assert train.main(["--dataset", "VOC", "--dataset-root", str(tmp_path / "data"), "--labels", "cat",
+    assert train.main(["--dataset", "VOC", "--dataset-root", str(tmp_path / "data"), "--class-names", "cat",
                        "--basenet", "none", "--batch-size", "2", "--workers", "0", "--max-iter", "1",
                        "--no-final-eval", "--eval-every", "0", "--no-tensorboard", "--checkpoint-every", "0",
                        "--no-batch-norm", "--output", str(run)]) == 0
     err = capsys.readouterr().err
-    assert "VOC: 6 objects of class 'zebra' not in --labels, dropped" in err
+    assert "VOC: 6 objects of class 'zebra' not in --class-names, dropped" in err
     assert "(+3 more: the run folder's dataset_problems.txt" in err
     listing = (run / "dataset_problems.txt").read_text()
-    assert listing.count("'zebra' not in --labels") == 6  # every file (no test set is read without evaluation)
+    assert listing.count("'zebra' not in --class-names") == 6  # every file (no test set is read without evaluation)

@@ -48,7 +48,7 @@ def test_this_machines_capability_comes_from_torch():
     assert detector.cpu_has_native_bf16() == expected
 
 
-def test_depthwise_convolutions_stay_float32_under_cpu_autocast():
+def test_depthwise_convolutions_run_channels_last_float32_on_cpu():
     cfg = config_for("shapes", backbone="mobilenet_v3", basenet="none")
     model = build_model(cfg).eval()
     depthwise = [m for m in model.modules() if isinstance(m, DepthwiseConv2d)]
@@ -63,9 +63,11 @@ def test_depthwise_convolutions_stay_float32_under_cpu_autocast():
         inside = conv(x.bfloat16())
         pointwise = torch.nn.functional.conv2d(x, torch.randn(4, conv.in_channels, 1, 1))
     assert inside.dtype == torch.float32 and pointwise.dtype == torch.bfloat16
-    assert torch.equal(inside, torch.nn.functional.conv2d(x.bfloat16().float(), conv.weight, None, conv.stride,
-                                                          conv.padding, conv.dilation, conv.groups))
-    assert torch.equal(conv(x), reference)  # without autocast: nn.Conv2d itself
+    assert inside.is_contiguous(memory_format=torch.channels_last)  # the fast layout, carried on
+    torch.testing.assert_close(inside, torch.nn.functional.conv2d(x.bfloat16().float(), conv.weight, None,
+                                                                  conv.stride, conv.padding, conv.dilation,
+                                                                  conv.groups))
+    torch.testing.assert_close(conv(x), reference)  # without autocast: nn.Conv2d's result
     assert set(model.state_dict()) == set(type(model)(cfg.size, cfg.num_classes, cfg.prior_layout).state_dict())
 
 

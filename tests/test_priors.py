@@ -77,7 +77,7 @@ def test_fit_keeps_a_layout_that_is_already_best():
 
 def old_checkpoint(path, **config):
     """A checkpoint as written before the prior layout was stored: no `prior_layout`, no `priors`."""
-    cfg = config_for("VOC", labels=("a", "b"), **config)
+    cfg = config_for("VOC", class_names=("a", "b"), **config)
     model_cfg = cfg.to_dict()
     del model_cfg["prior_layout"], model_cfg["priors"]
     from models import build_model
@@ -110,15 +110,15 @@ def test_voc_checkpoint_evaluated_with_coco_flag_keeps_voc_priors(tmp_path):
 def test_priors_flag_on_a_checkpoint(tmp_path):
     fitted = dict(table_layout("voc", 320), min_sizes=[20.0, 90, 140, 190, 240, 300],
                   max_sizes=[90, 140, 190, 240, 300, 320.0])
-    saved = resolve({"dataset": "VOC", "labels": ["a"], "backbone": "mobilenet_v3"}).replace(prior_layout=fitted)
+    saved = resolve({"dataset": "VOC", "class_names": ["a"], "backbone": "mobilenet_v3"}).replace(prior_layout=fitted)
     with pytest.raises(ConfigError, match="^--priors: x.pth was trained with the prior layout it carries "
                                           r"\(sizes 20 90 140"):
         check_model_flags("x.pth", saved.to_dict(), {"priors": "layout"})
     check_model_flags("x.pth", saved.to_dict(), {"priors": "auto"})  # what it was trained with
-    plain = resolve({"dataset": "VOC", "labels": ["a"], "backbone": "mobilenet_v3", "priors": "layout"})
+    plain = resolve({"dataset": "VOC", "class_names": ["a"], "backbone": "mobilenet_v3", "priors": "layout"})
     check_model_flags("x.pth", plain.to_dict(), {"priors": "layout"})
     with pytest.raises(ConfigError, match="^--priors fit with --min-sizes"):
-        resolve({"dataset": "VOC", "labels": ["a"], "priors": "fit", "min_sizes": [30, 60, 111, 162, 213, 264]})
+        resolve({"dataset": "VOC", "class_names": ["a"], "priors": "fit", "min_sizes": [30, 60, 111, 162, 213, 264]})
 
 
 def test_onnx_cache_key_covers_the_priors(tmp_path):
@@ -138,7 +138,7 @@ def small_objects_folder(folder):
 def test_train_fits_priors_that_the_checkpoint_carries(tmp_path, capsys):
     data, run = tmp_path / "data", str(tmp_path / "run")
     small_objects_folder(data)
-    flags = ["--dataset", "VOC", "--dataset-root", str(data), "--labels", "dot", "--sets", "trainval",
+    flags = ["--dataset", "VOC", "--dataset-root", str(data), "--class-names", "dot", "--sets", "trainval",
              "--test-sets", "test", "--backbone", "mobilenet_v3", "--basenet", "none", "--batch-size", "2",
              "--max-iter", "1", "--workers", "0", "--no-final-eval", "--eval-every", "0", "--no-tensorboard"]
     assert train.main(flags + ["--output", run]) == 0
@@ -180,7 +180,8 @@ def test_onnx_export_carries_fitted_priors_and_decodes_the_same(tmp_path):
     from tests.helpers import assert_same_detections, lively_model
     from tests.test_deploy import sample_images
     fitted = table_layout("voc", 320, (20, 70, 120, 170, 220, 290))
-    cfg = config_for("VOC", labels=("a", "b"), backbone="mobilenet_v3", basenet="none").replace(prior_layout=fitted)
+    cfg = config_for("VOC", class_names=("a", "b"), backbone="mobilenet_v3", basenet="none")
+    cfg = cfg.replace(prior_layout=fitted)
     model = lively_model(build_model(cfg), 320)
     path = str(tmp_path / "fitted.pth")
     atomic_save({"config": cfg.to_dict(), "model": model.state_dict()}, path)

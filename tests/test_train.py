@@ -158,15 +158,15 @@ BCCD = os.path.join(ROOT, "..", "shared", "data", "bccd")
 
 
 @pytest.mark.skipif(not os.path.isdir(BCCD), reason="../shared/data/bccd absent")
-def test_one_step_on_real_voc_folder_with_custom_labels(tmp_path):
+def test_one_step_on_real_voc_folder_with_its_own_class_names(tmp_path):
     folder = str(tmp_path / "bccd")
     assert train.main(["--dataset", "VOC", "--dataset-root", BCCD, "--sets", "train", "--test-sets", "test",
-                       "--labels", "RBC", "WBC", "Platelets", "--basenet", "none", "--batch-size", "1",
+                       "--class-names", "RBC", "WBC", "Platelets", "--basenet", "none", "--batch-size", "1",
                        "--workers", "0", "--no-batch-norm", "--max-iter", "1", "--eval-every", "0",
                        "--no-final-eval", "--no-tensorboard", "--checkpoint-every", "0",
                        "--output", folder]) == 0
     saved = read_state(os.path.join(folder, "final.pth"))["config"]
-    assert saved["labels"] == ["RBC", "WBC", "Platelets"] and saved["pixel_format"] == "torchvision"
+    assert saved["class_names"] == ["RBC", "WBC", "Platelets"] and saved["pixel_format"] == "torchvision"
 
 
 def test_one_step_on_a_coco_format_dataset_takes_its_classes(tmp_path):
@@ -186,7 +186,7 @@ def test_one_step_on_a_coco_format_dataset_takes_its_classes(tmp_path):
                        "--max-iter", "1", "--eval-every", "0", "--no-final-eval", "--no-tensorboard",
                        "--checkpoint-every", "0", "--output", folder]) == 0
     # the category without annotations (an export's placeholder) is left out
-    assert read_state(os.path.join(folder, "final.pth"))["config"]["labels"] == ["boat"]
+    assert read_state(os.path.join(folder, "final.pth"))["config"]["class_names"] == ["boat"]
 
 
 def test_no_stale_evaluation_beside_a_newer_final(tmp_path):

@@ -79,7 +79,7 @@ def test_from_results_round_trip(tmp_path):
     ids, scores, boxes = read_results(tmp_path / "res", ["cat", "dog"])["dog"]
     assert ids.tolist() == ["B"] and scores.tolist() == [0.5] and boxes.tolist() == [[1.0, 1.0, 30.0, 30.0]]
     code = eval_script.main(["--dataset", "VOC", "--dataset-root", str(tmp_path / "voc"), "--sets", "test",
-                             "--labels", "cat", "dog", "--from-results", str(tmp_path / "res"),
+                             "--class-names", "cat", "dog", "--from-results", str(tmp_path / "res"),
                              "--output", str(tmp_path / "out")])
     assert code == 0
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())

@@ -59,9 +59,9 @@ def test_yolo_boxes_counts_and_quirks(tmp_path, caplog):
                  "1 images without a label file (images without objects, skipped for training)",
                  "1 label files without an image, ignored"):
         assert kind in summary, summary
-    # --labels selects by name; others dropped with a count
-    dogs = build_source(resolve({"dataset": "YOLO", "dataset_root": str(root), "labels": ["dog"]}), train=True)
-    assert dogs.class_names == ["dog"] and "objects of class 'cat' not in --labels, dropped" in \
+    # --class-names selects by name; others dropped with a count
+    dogs = build_source(resolve({"dataset": "YOLO", "dataset_root": str(root), "class_names": ["dog"]}), train=True)
+    assert dogs.class_names == ["dog"] and "objects of class 'cat' not in --class-names, dropped" in \
         " ".join(dogs.problems.summary())
 
 
@@ -86,7 +86,7 @@ def test_data_yaml_itself_as_the_root_and_a_folder_of_another_format_named(tmp_p
     # the folder is YOLO but --dataset says VOC or COCO: the error says which --dataset it looks like
     for dataset in ("VOC", "COCO"):
         with pytest.raises(DatasetError, match=f"{root} looks like a YOLO-format folder: use --dataset YOLO"):
-            build_source(resolve({"dataset": dataset, "dataset_root": str(root), "labels": ["a"]}), train=True)
+            build_source(resolve({"dataset": dataset, "dataset_root": str(root), "class_names": ["a"]}), train=True)
     voc = tmp_path / "voc"
     os.makedirs(voc / "Annotations")
     with pytest.raises(DatasetError, match=f"{voc} looks like a VOC-style folder: use --dataset VOC"):
@@ -118,7 +118,7 @@ def test_bccd_as_voc_coco_yolo_reads_the_same(tmp_path, capsys):
     write_coco_copy(splits, str(tmp_path / "coco"), NAMES)
     write_coco_copy(splits, str(tmp_path / "roboflow"), NAMES, roboflow=True)
     common = {"backbone": "mobilenet_v3", "sets": ["train"], "test_sets": ["test"]}
-    configs = {"VOC": resolve(dict(common, dataset="VOC", dataset_root=BCCD, labels=NAMES)),
+    configs = {"VOC": resolve(dict(common, dataset="VOC", dataset_root=BCCD, class_names=NAMES)),
                "YOLO": resolve(dict(common, dataset="YOLO", dataset_root=str(tmp_path / "yolo"))),
                "COCO": resolve(dict(common, dataset="COCO", dataset_root=str(tmp_path / "coco"))),
                "Roboflow": resolve(dict(common, dataset="COCO", dataset_root=str(tmp_path / "roboflow")))}
@@ -128,13 +128,13 @@ def test_bccd_as_voc_coco_yolo_reads_the_same(tmp_path, capsys):
             source = build_source(cfg, train=train)
             rows = sorted((os.path.basename(source.image_path(i)), source.annotation(i)[0].round(3).tobytes(),
                            source.annotation(i)[1].tobytes()) for i in range(len(source)))
-            report = prior_report(cfg.replace(labels=tuple(source.class_names)), source)
+            report = prior_report(cfg.replace(class_names=tuple(source.class_names)), source)
             found = (source.class_names, rows, report.layout.covered, report.fitted.covered, report.fit.layout)
             if reference is None or reference[0] != train:
                 reference = (train, found)
             assert found == reference[1], (name, train)
     # data.check prints the coverage line for each format
-    for flags in (["--dataset", "VOC", "--dataset-root", BCCD, "--labels", *NAMES],
+    for flags in (["--dataset", "VOC", "--dataset-root", BCCD, "--class-names", *NAMES],
                   ["--dataset", "YOLO", "--dataset-root", str(tmp_path / "yolo")],
                   ["--dataset", "COCO", "--dataset-root", str(tmp_path / "roboflow")]):
         data.check.main(flags + ["--sets", "train", "--backbone", "mobilenet_v3", "--no-decode"])
@@ -159,7 +159,7 @@ def test_coco_images_without_annotations_are_counted_for_training(tmp_path):
     cfg = resolve({"dataset": "COCO", "dataset_root": str(tmp_path), "sets": ["train"], "test_sets": ["train"]})
     train = build_source(cfg, train=True)
     assert len(train) == 1
-    assert train.problems.counts["images without any object of --labels, skipped for training"] == 2
+    assert train.problems.counts["images without any object of --class-names, skipped for training"] == 2
     assert len(build_source(cfg, train=False)) == 3
 
 
