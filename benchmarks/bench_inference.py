@@ -141,18 +141,19 @@ def runtime_table(args):
     threads = args.threads or usable_cores()
     torch.set_num_threads(threads)
     args.threads = threads
-    print(f"\nCPU runtimes end to end with NMS, batch {args.batch_size} and 1, {threads} thread(s), "
-          f"{device_name(torch.device('cpu'))}, torch {torch.__version__}, onnxruntime {onnxruntime_version()}"
-          + (f", {args.weights} on {args.images}" if args.weights else ", untrained networks (NMS worst case)"))
-    print(f"| model | runtime | img/s batch {args.batch_size} | img/s batch 1 | vs ours PyTorch (batch "
-          f"{args.batch_size} / 1) |\n|---|---|---|---|---|")
+    lines = [f"\nCPU runtimes end to end with NMS, batch {args.batch_size} and 1, {threads} thread(s), "
+             f"{device_name(torch.device('cpu'))}, torch {torch.__version__}, onnxruntime {onnxruntime_version()}"
+             + (f", {args.weights} on {args.images}" if args.weights else ", untrained networks (NMS worst case)"),
+             f"| model | runtime | img/s batch {args.batch_size} | img/s batch 1 | vs ours PyTorch (batch "
+             f"{args.batch_size} / 1) |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as scratch:
         for backbone in args.backbones:
             rows = runtime_rows(backbone, args, scratch)
             base = next((r for r in rows if r[1] == "PyTorch eager" and r[0].endswith("(ours)")), None)
             for model, runtime, batch, single in rows:
                 ratio = f"{batch / base[2]:.2f}x / {single / base[3]:.2f}x" if base else "-"
-                print(f"| {model} | {runtime} | {batch:.1f} | {single:.1f} | {ratio} |")
+                lines.append(f"| {model} | {runtime} | {batch:.1f} | {single:.1f} | {ratio} |")
+    print("\n".join(lines))  # at the end, in one piece: INT8 calibration prints its progress meanwhile
 
 
 def main():
