@@ -2,7 +2,8 @@
 last column names under benchmarks/results/ (the mean over seeds of the final mAP, or the seeds' range, for the
 accuracy records; a number in a suite step's tables or in a raw Markdown record), so a table edited by hand, or a
 record replaced without the table, fails here. The rendered blocks and tables of docs/ and RESULTS.md are
-re-rendered from their records and compared."""
+re-rendered from their records and compared, and every speed, time or mAP their prose states must come from a
+record."""
 import glob
 import itertools
 import json
@@ -127,3 +128,45 @@ def test_every_measured_number_in_readmes_prose_is_one_of_its_results_table():
     prose = prose[0] + "\n## " + prose[1].split("\n## ", 1)[1]
     found = [n for n in re.findall(r"(?<![\w.])\d+\.\d+(?![\d.+])", prose) if n not in shown]
     assert not found, f"README.md states {found} outside its results table; put them in the table with their record"
+
+
+MEASURED = re.compile(r"(?<![\w.])(\d+\.\d+)(x| img/s| s\b| ms\b| mAP| AP\b| minutes)")
+SUITE_BLOCK = re.compile(r"<!-- (cpu|gpu)-suite:begin -->.*?<!-- (cpu|gpu)-suite:end -->", re.S)
+
+
+def record_numbers() -> set:
+    """Every decimal any file under benchmarks/results/ holds, and the final mAPs' means over seeds."""
+    paths = [p for p in glob.glob(os.path.join(RESULTS, "**", "*"), recursive=True) if os.path.isfile(p)]
+    numbers = derived_numbers([p for p in paths if p.endswith(".bench.json")])
+    for path in paths:
+        numbers |= {f"{float(v):.{d}f}" for v in re.findall(r"\d+\.\d+", open(path, errors="ignore").read())
+                    for d in range(1, 5)}
+    return numbers
+
+
+def test_every_measured_number_of_the_docs_has_a_record():
+    """A speed, time or mAP that docs/ or RESULTS.md states in prose (outside code blocks and the rendered blocks
+    and tables, which the tests above check) is a number of a record, of a rendered table of its page, or the
+    ratio of two numbers of its paragraph; tables of numbers published elsewhere say so in their header."""
+    from_records = record_numbers()
+    missing = []
+    for page in PAGES:
+        text = re.sub(r"```.*?```", "", open(page).read(), flags=re.S)
+        rendered = "".join(m.group(0) for m in SUITE_BLOCK.finditer(text)) + "".join(s for _, s in MARKER.findall(text))
+        shown = {v for number in re.findall(r"\d+\.\d+", rendered) for v in rounded(number)}
+        prose = SUITE_BLOCK.sub("", MARKER.sub("", text))
+        prose = re.sub(r"^(\|.*published.*\n)(\|.*\n)+", "", prose, flags=re.M)  # others' published numbers
+        for paragraph in prose.split("\n\n"):
+            operands = [float(v) for v in re.findall(r"(?<![\w.])\d+\.\d+", paragraph)]
+            for number, unit in MEASURED.findall(paragraph):
+                digits = len(number.split(".")[1])
+                if number in from_records or number in shown:
+                    continue
+                if unit == "x" and any(b and f"{a / b:.{digits}f}" == number for a in operands for b in operands):
+                    continue
+                missing.append(f"{os.path.relpath(page, ROOT)}: {number}{unit}")
+    assert not missing, f"numbers without a record under benchmarks/results/: {missing}"
+
+
+def rounded(number: str) -> set:
+    return {f"{float(number):.{d}f}" for d in range(1, 5)}
