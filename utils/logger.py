@@ -3,6 +3,8 @@ import json
 import logging
 import os
 
+from utils.checkpoint import atomic_path
+
 log = logging.getLogger("ssd")
 
 
@@ -49,10 +51,8 @@ class MetricsLogger:
             except (ValueError, KeyError, TypeError):  # a line cut short by a kill mid-write
                 pass
         if len(kept) < len(lines):
-            tmp = f"{self.path}.tmp{os.getpid()}"
-            with open(tmp, "w") as f:
+            with atomic_path(self.path) as temporary, open(temporary, "w") as f:
                 f.writelines(kept)
-            os.replace(tmp, self.path)
         return len(lines) - len(kept)
 
     def logged(self, iteration: int, kind: str) -> bool:
