@@ -72,15 +72,23 @@ class ImageDetector:
         print(loaded.description)
         self.cfg, self.detector = loaded.cfg, loaded.detector
         self.class_names = list(self.cfg.class_names)
-        unknown = set(args.only_classes or []) - set(self.class_names)
-        if unknown:
-            raise WeightsError(f"--only-classes {sorted(unknown)} not among the model's classes {self.class_names}")
-        self.keep = torch.tensor([self.class_names.index(c) for c in args.only_classes]) if args.only_classes else None
+        wanted = [self.class_name_of(name) for name in args.only_classes or []]
+        self.keep = torch.tensor([self.class_names.index(c) for c in wanted]) if wanted else None
         if draw_thresh < self.cfg.score_thresh:
             raise ConfigError(f"--score-thresh {draw_thresh:g}: {args.weights} keeps detections from "
                               f"{self.cfg.score_thresh:g} in its graph; export again with --score-thresh "
                               f"{draw_thresh:g} (python -m scripts.export_onnx --nms)")
         self.score_thresh = draw_thresh
+
+    def class_name_of(self, name: str) -> str:
+        """An --only-classes name -> the model's class name it means (typed in another case: read with a note)."""
+        if name in self.class_names:
+            return name
+        fits = [c for c in self.class_names if c.lower() == name.lower()]
+        if len(fits) == 1:
+            print(f"note: --only-classes {name} read as {fits[0]}", file=sys.stderr)
+            return fits[0]
+        raise WeightsError(f"--only-classes {name}: not among the model's classes {', '.join(self.class_names)}")
 
     def __call__(self, images):
         batch, sizes = preprocess(images, self.cfg.size)

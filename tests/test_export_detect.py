@@ -38,7 +38,7 @@ def test_onnx_export_matches_pytorch(tmp_path, checkpoint):
     assert np.allclose(scores, torch.softmax(conf, -1).numpy(), atol=1e-4)
 
 
-def test_detect_script_on_images_and_video(tmp_path, checkpoint):
+def test_detect_script_on_images_and_video(tmp_path, checkpoint, capsys):
     frames = [np.full((120, 160, 3), 40 * i, np.uint8) for i in range(3)]
     cv2.imwrite(str(tmp_path / "a.jpg"), frames[0])
     (tmp_path / "broken.jpg").write_bytes(b"nope")
@@ -59,6 +59,12 @@ def test_detect_script_on_images_and_video(tmp_path, checkpoint):
                for d in report[str(tmp_path / "a.jpg")])
     assert detect_script.main(["--weights", checkpoint, str(tmp_path / "a.jpg"), "--only-classes", "unicorn",
                                "--output", str(out)]) == 2
+    assert "error: --only-classes unicorn: not among the model's classes ellipse, rectangle" in capsys.readouterr().err
+    assert detect_script.main(["--weights", checkpoint, str(tmp_path / "a.jpg"), "--only-classes", "Star", "cross",
+                               "--output", str(out), "--json", str(tmp_path / "stars.json")]) == 0
+    assert "note: --only-classes Star read as star" in capsys.readouterr().err
+    kept = json.loads((tmp_path / "stars.json").read_text())[str(tmp_path / "a.jpg")]
+    assert all(d["class"] in ("star", "cross") for d in kept)
 
 
 def test_same_named_videos_and_ctrl_c_in_detect(tmp_path, checkpoint, capsys, monkeypatch):
