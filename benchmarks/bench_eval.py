@@ -7,8 +7,8 @@ and resizing in DataLoader workers, the network, post-processing, copying detect
 Without --dataset-root it writes --images VOC-sized (500x375) JPEGs with VOC classes to a temporary folder (a
 VOC2007-test-sized set by default). Without --weights the model is untrained: the worst case for NMS and scoring
 (200 detections per image reach the devkit) and a meaningless mAP. With a train.py checkpoint and its dataset
-(--dataset-root, the checkpoint's test sets) the table shows what each precision does to the mAP. On CPU use e.g.
---images 16 --batch-size 8 --workers 1.
+(--dataset-root, the checkpoint's test sets; or --dataset shapes) the table shows what each precision does to
+the mAP. On CPU use e.g. --images 16 --batch-size 8 --workers 1.
 """
 import argparse
 import os
@@ -59,19 +59,21 @@ def main():
     parser.add_argument("--cuda-graph", action="store_true")
     parser.add_argument("--weights", help="trained weights (default: an untrained SSD300)")
     parser.add_argument("--dataset", help="the dataset kind of --dataset-root (default: the checkpoint's, else VOC)")
-    parser.add_argument("--dataset-root", help="score on this dataset's test sets instead of random images")
+    parser.add_argument("--dataset-root", help="score on this dataset's test sets instead of random images "
+                        "(--dataset shapes: the built-in test split, no root)")
     parser.add_argument("--json", help="write the table as a record (benchmarks/record.py's format)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    if args.dataset_root and not args.weights:
+    real = bool(args.dataset_root) or args.dataset == "shapes"
+    if real and not args.weights:
         parser.error("--dataset-root needs --weights (an untrained model's mAP means nothing)")
     device = resolve_device(args.device)
     settings = dict(channels_last=args.channels_last, compile=args.compile, cuda_graph=args.cuda_graph,
                     batch_size=args.batch_size, workers=args.workers)
     with tempfile.TemporaryDirectory() as folder:
-        if args.dataset_root:
+        if real:
             settings.update(dataset=args.dataset, dataset_root=args.dataset_root)
-            what = f"{args.dataset_root} with {args.weights}"
+            what = f"{args.dataset_root or args.dataset} with {args.weights}"
         else:
             write_random_voc_folder(folder, args.images, VOC_CLASSES, set_name="test")
             settings.update(dataset="VOC", dataset_root=folder, test_sets=["test"])
