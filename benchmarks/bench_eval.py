@@ -66,7 +66,7 @@ def main():
     args = parser.parse_args()
     real = bool(args.dataset_root) or args.dataset == "shapes"
     if real and not args.weights:
-        parser.error("--dataset-root needs --weights (an untrained model's mAP means nothing)")
+        parser.error("--dataset-root and --dataset shapes need --weights (an untrained model's mAP means nothing)")
     device = resolve_device(args.device)
     settings = dict(channels_last=args.channels_last, compile=args.compile, cuda_graph=args.cuda_graph,
                     batch_size=args.batch_size, workers=args.workers)

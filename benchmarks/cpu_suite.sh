@@ -29,7 +29,7 @@ else
     POST="--steps 3 --warmup 1"; EVAL="--images 32 --batch-size 8 --workers 1"; SCALE=""
 fi
 
-. benchmarks/suite_run.sh  # creates $out; run STEP COMMAND...
+. benchmarks/suite_run.sh  # creates $out; run_steps, run STEP COMMAND...
 
 step_train-step() {  # the training step of SSD300 and SSDLite320, float32 and bfloat16, one and two threads
     local commands=()
@@ -66,8 +66,4 @@ step_scale() {
     run scale "$py -m benchmarks.bench_scale ${SCALE}"
 }
 
-case "$step" in
-    train-step|infer|runtimes|post|eval|backbones|cpu-check|data|scale) "step_$step" ;;
-    all) for s in train-step infer runtimes post eval backbones cpu-check data scale; do "step_$s"; done ;;
-    *) echo "unknown step '$step': train-step infer runtimes post eval backbones cpu-check data scale all" >&2; exit 2 ;;
-esac
+run_steps "$step" train-step infer runtimes post eval backbones cpu-check data scale

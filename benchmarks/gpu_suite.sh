@@ -30,7 +30,7 @@ else
     ACCURACY="--budget 48000 --batch-size 32 --seeds 0 1 --evals 4 --workers $workers"
 fi
 
-. benchmarks/suite_run.sh  # creates $out; run STEP COMMAND...
+. benchmarks/suite_run.sh  # creates $out; run_steps, run STEP COMMAND...
 
 step_tests() {  # the CUDA-only tests (CUDA graphs, torch.compile, the NMS kernel on the GPU, a sync-free step)
     run tests "$py -m pytest -q tests/test_fast_paths.py tests/test_nms_kernel.py tests/test_train.py -k 'cuda or graph or compile or kernel or never_waits'"
@@ -74,8 +74,4 @@ step_accuracy() {  # ours beside torchvision from scratch at equal budget, both 
         "$py -m benchmarks.bench_accuracy --arch mobilenet_v3 $data ${ACCURACY} --device ${DEVICE:-cuda} --json $out/accuracy-ssdlite-raw.json --curve $out/accuracy-ssdlite.png"
 }
 
-case "$step" in
-    tests|infer|post|train|eval|data|shapes|bccd|accuracy) "step_$step" ;;
-    all) for s in tests infer post train eval data shapes bccd accuracy; do "step_$s"; done ;;
-    *) echo "unknown step '$step': tests infer post train eval data shapes bccd accuracy all" >&2; exit 2 ;;
-esac
+run_steps "$step" tests infer post train eval data shapes bccd accuracy
