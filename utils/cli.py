@@ -41,6 +41,9 @@ FLAG_HELP = {
                 "or best-prior (each object's best prior, a later object wins a shared one: ssd.pytorch, NVIDIA, "
                 "torchvision)",
     "caffe_biases": "biases at 2x the learning rate and without weight decay, as Caffe SSD's solver",
+    "backbone_lr": "the pretrained backbone's learning rate as a fraction of the new layers'",
+    "freeze_bn": "keep the backbone's BatchNorm statistics and scales as its ImageNet weights have them",
+    "optimizer": "sgd (with --momentum; the paper's) or adamw (the pretrained EfficientNet-Lite recipe's)",
     "lr_steps": "iterations where the learning rate is multiplied by --gamma",
     "gamma": "learning-rate decay factor at each --lr-steps",
     "warmup_iters": "linear learning-rate warm-up iterations",
