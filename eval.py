@@ -20,12 +20,11 @@ from tqdm import tqdm
 
 from config import FILE_CLASSES, ConfigError, config_for, resolve
 from data import DatasetError, build_source
-from engine import evaluate, format_ap_table, load_detector, write_metrics
+from engine import evaluate, format_ap_table, load_detector, not_written_line, write_evaluation
 from utils.checkpoint import WeightsError
 from utils.cli import Parser, add_device_flag, add_flags, chosen_dataset, flags_given
-from utils.distributed import resolve_device
+from utils.distributed import cap_workers, resolve_device
 from utils.output import OutputError, check_output_folder
-from utils.visualize import plot_ap_table, plot_pr_curves
 from utils.voc_eval import evaluate_detections, read_results, to_devkit
 
 log = logging.getLogger("ssd")
@@ -52,11 +51,8 @@ def parse_args(argv=None):
 
 
 def report(metrics: dict, output: str = None):
-    """Print the AP table and speed; with VOC metrics, also write pr_curves.png and ap_table.png to `output`."""
+    """Print the AP table and speed, then which of the evaluation's files could not be written (a full disk)."""
     print(format_ap_table(metrics))
-    if output and "curves" in metrics:
-        plot_pr_curves(metrics, os.path.join(output, "pr_curves.png"))
-        plot_ap_table(metrics, os.path.join(output, "ap_table.png"))
     speed = metrics.get("speed")
     if speed:
         parts = "".join(f"; {key[:-6]} {value:.1f} img/s" for key, value in speed.items()
@@ -65,7 +61,10 @@ def report(metrics: dict, output: str = None):
             f"{speed['images']} of the {speed['images_in_set']}"
         print(f"{scored} images scored in {speed['total_s']:.1f} s: end to end {speed['end_to_end_img_s']:.1f} "
               f"img/s{parts}")
-    if output:
+    unwritten = not_written_line(metrics, output)
+    if unwritten:
+        print(f"error: {unwritten}", file=sys.stderr)
+    elif output:
         print(f"results and metrics.json in {output}")
 
 
@@ -95,7 +94,7 @@ def score_saved_results(cfg, folder: str, output: str) -> dict:
                   for c, (ids, scores, boxes) in detections.items()}
     metrics = evaluate_detections(detections, ground_truth, source.class_names, cfg.metric)
     metrics["detections_outside_set"] = int((~inside).sum())
-    write_metrics(metrics, output)
+    write_evaluation(metrics, output)
     return metrics
 
 
@@ -108,8 +107,9 @@ def main(argv=None):
         if args.from_results:
             cfg = resolve(flags)
             output = check_output_folder(cfg.output or args.from_results)
-            report(score_saved_results(cfg, args.from_results, output), output)
-            return 0
+            metrics = score_saved_results(cfg, args.from_results, output)
+            report(metrics, output)
+            return 1 if metrics["not_written"] else 0
         if not args.weights:
             raise ConfigError("give --weights (or --from-results DIR to score saved files)")
         device = resolve_device(args.device)
@@ -118,6 +118,7 @@ def main(argv=None):
         cfg = loaded.cfg
         if "eval_limit" not in flags:  # a training run's validation subset is not a standalone evaluation's
             cfg = cfg.replace(eval_limit=0)
+        cfg = cfg.replace(workers=cap_workers(cfg.workers))
         output = cfg.output if "output" in flags else os.path.join(os.path.dirname(os.path.abspath(args.weights)),
                                                                    "eval")
         check_output_folder(output)
@@ -133,7 +134,7 @@ def main(argv=None):
         print("interrupted: evaluation stopped, nothing scored or written", file=sys.stderr)
         return 130
     report(metrics, output)
-    return 0
+    return 1 if metrics.get("not_written") else 0
 
 
 if __name__ == "__main__":

@@ -8,14 +8,17 @@
 Every run writes into its own folder (default runs/<dataset>-<size>-<date-time>). Every default lives in
 config.py; flags override it. See README.md for the full manual.
 """
+import glob
 import logging
 import os
 import sys
+import time
 
 import torch
 
 from config import (
     CPU_CHECK,
+    CPU_DEMO,
     SCHEDULE_KEYS,
     Config,
     ConfigError,
@@ -28,7 +31,7 @@ from data import DatasetError
 from engine import RUNS_ROOT, Trainer, default_output
 from engine.trainer import PRECISION_NAMES
 from models.weights import weights_format
-from utils.checkpoint import WeightsError, latest_checkpoint, read_state
+from utils.checkpoint import WeightsError, damaged_member, latest_checkpoint, read_state
 from utils.cli import Parser, add_device_flag, add_flags, chosen_dataset, flags_given
 from utils.distributed import cap_workers, cleanup, describe_device, init_distributed
 from utils.interrupts import INTERRUPTS, StepAbandoned, Terminated
@@ -89,6 +92,21 @@ def run_checkpoint(folder: str):
     return found
 
 
+def read_resume(path: str) -> dict:
+    """The checkpoint to resume from; a damaged one names the run's newest intact checkpoint, where there is one."""
+    try:
+        return read_state(path)
+    except WeightsError as exc:
+        folder = os.path.dirname(os.path.abspath(path))
+        others = sorted(glob.glob(os.path.join(glob.escape(folder), "ckpt_*.pth")), reverse=True)
+        intact = next((p for p in others if os.path.abspath(p) != os.path.abspath(path) and not damaged_member(p)),
+                      None)
+        if intact is None or "corrupt" not in str(exc):
+            raise
+        raise WeightsError(f"{exc}; the run's older checkpoint {intact} is intact: --resume {intact} continues "
+                           f"from it") from None
+
+
 def run_finished(folder: str) -> bool:
     """final.pth written and, when the run evaluates at the end, its evaluation complete."""
     final = os.path.join(folder, "final.pth")
@@ -117,7 +135,7 @@ def prepare(args, rank: int, world_size: int, device: torch.device):
     if args.resume == "auto" and resume is None:
         log.info("--resume auto: no run to continue (%s), starting a new one",
                  flags.get("output") or f"nothing under {RUNS_ROOT}/")
-    state = read_state(resume) if resume else None
+    state = read_resume(resume) if resume else None
     if args.resume == "auto" and state is not None and rank == 0:
         folder = os.path.dirname(os.path.abspath(resume))
         log.info("--resume auto: continuing %s at iteration %s (%s)", folder, state.get("iteration", "?"),
@@ -140,7 +158,11 @@ def prepare(args, rank: int, world_size: int, device: torch.device):
         return cfg, resume, state, False
     cpu_check = device.type == "cpu" and (flags.get("dataset") or "shapes") == "shapes" and \
         not any(k in flags for k in SCHEDULE_KEYS)
-    cfg = resolve(flags, default_dataset="shapes", preset=CPU_CHECK if cpu_check else None)
+    preset = None
+    if cpu_check:
+        preset = CPU_DEMO if flags.get("backbone", CPU_DEMO["backbone"]).startswith("efficientnet") else CPU_CHECK
+        preset = {k: v for k, v in preset.items() if k not in flags}
+    cfg = resolve(flags, default_dataset="shapes", preset=preset)
     if not cfg.output:
         cfg = cfg.replace(output=default_output(cfg))
     if rank == 0:
@@ -149,8 +171,13 @@ def prepare(args, rank: int, world_size: int, device: torch.device):
     return cfg, None, None, cpu_check
 
 
-def cpu_check_done(trainer) -> str:
-    """The pipeline check's closing lines, with the full schedule's time at the rate the check itself trained."""
+def cpu_check_done(trainer, metrics: dict, minutes: float) -> str:
+    """The closing lines of the main command on a CPU: the pretrained detector's result and what to run next, or
+    the pipeline check's, with the full schedule's time at the rate the check itself trained."""
+    if trainer.cfg.backbone.startswith("efficientnet"):
+        cfg = trainer.cfg
+        return CPU_DEMO_DONE.format(backbone=cfg.backbone, images=cfg.max_iter * cfg.batch_size, minutes=minutes,
+                                    mAP=metrics["mAP"], output=cfg.output, python=venv_python())
     full = config_for("shapes")
     img_s = last_training_rate(trainer.cfg.output)
     return CPU_CHECK_DONE.format(img_s=img_s, precision=PRECISION_NAMES[trainer.amp].split(",")[0],
@@ -164,7 +191,12 @@ def announce(cfg: Config, device: torch.device, world_size: int, cpu_check: bool
     log.info("learning rate %.3g (--lr %.3g is for a total batch of %d; scaled to %d)", cfg.lr_for(total), cfg.lr,
              cfg.lr_reference_batch, total)
     log.info("run folder: %s", cfg.output)
-    if cpu_check:
+    if cpu_check and cfg.backbone.startswith("efficientnet"):
+        log.info("no GPU: fine-tuning the pretrained %s detector on %d images (a few minutes on a CPU), then "
+                 "evaluation on %d test images; --backbone vgg16 runs the SSD300 pipeline check instead, and any "
+                 "schedule flag (e.g. --max-iter) the schedule you give", cfg.backbone, cfg.max_iter * cfg.batch_size,
+                 cfg.eval_limit)
+    elif cpu_check:
         full = config_for("shapes")
         log.warning("no GPU: running a pipeline check instead of the %d x %d-image schedule (days on a CPU; the "
                     "check ends with this CPU's estimate): %d iterations at batch %d, then evaluation on %d test "
@@ -180,6 +212,20 @@ expected); next:
   real detections on this CPU (a trained VOC model; SSD300 on ONNX Runtime runs about 4 images/s on 2 cores):
     bash scripts/get_weights.sh --ssd && python detect.py --weights weights/ssd300_mAP_77.43_v2.pth YOUR_PHOTO.jpg
   the full shapes run on a GPU machine: python train.py"""
+
+CPU_DEMO_DONE = """\
+done: the {backbone} detector, started from its ImageNet weights, trained on {images} images in {minutes:.1f} minutes
+on this CPU and scored mAP {mAP:.3f} on the test images above; detections drawn in {output}/eval/examples.jpg.
+next:
+  run it on your pictures:  {python} detect.py --weights {output}/final.pth YOUR_PHOTO.jpg
+  train on your own data:   {python} train.py --dataset VOC --dataset-root DIR --class-names A B C
+  the SSD300 pipeline check: {python} train.py --backbone vgg16"""
+
+
+def venv_python() -> str:
+    """How the README's set-up runs Python: `.venv/bin/python`, or `python` in any other environment."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return ".venv/bin/python" if os.path.abspath(sys.prefix) == os.path.join(here, ".venv") else "python"
 
 
 def main(argv=None):
@@ -219,32 +265,54 @@ def run(args, rank: int, world_size: int, device: torch.device) -> int:
         print(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'} before training started (nothing to "
               f"resume): run the command again to start", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    started = time.perf_counter()
     try:
         metrics = trainer.train()
     except StepAbandoned:
-        print(f"interrupted twice during iteration {trainer.iteration + 1}: stopped without saving; "
-              f"--resume {trainer.cfg.output} continues from its newest checkpoint", file=sys.stderr)
+        newest = run_checkpoint(trainer.cfg.output)
+        print(f"interrupted twice during iteration {trainer.iteration + 1}: stopped without saving; " +
+              (f"--resume {trainer.cfg.output} continues from {os.path.basename(newest)}" if newest else
+               "the run had no checkpoint yet, so there is nothing to resume: run the command again to start anew"),
+              file=sys.stderr)
         return 130
     except (KeyboardInterrupt, Terminated) as exc:
         log.warning("%s at iteration %d: saving a checkpoint (continue with --resume %s)",
                     "terminated" if isinstance(exc, Terminated) else "interrupted", trainer.iteration,
                     trainer.cfg.output)
-        trainer.save()
+        try:
+            trainer.save()
+        except OutputError as error:
+            return not_saved(trainer, error)
         return 143 if isinstance(exc, Terminated) else 130
+    except OutputError as exc:
+        return not_saved(trainer, exc)
     except torch.OutOfMemoryError:
         print(f"error: out of GPU memory at batch size {cfg.batch_size}, size {cfg.size}: lower --batch-size, "
               f"use --amp bf16, or train SSD300 instead of SSD512", file=sys.stderr)
         return 3
     except FloatingPointError as exc:
-        trainer.save()
+        try:
+            trainer.save()
+        except OutputError as error:
+            return not_saved(trainer, error)
         print(f"error: {exc}", file=sys.stderr)
         return 4
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if cpu_check and rank == 0 and metrics is not None:
-        print(cpu_check_done(trainer))
+        print(cpu_check_done(trainer, metrics, (time.perf_counter() - started) / 60))
     return 0
+
+
+def not_saved(trainer, exc: OutputError) -> int:
+    """A checkpoint that could not be written (a full disk): one line, with what a resume would continue from."""
+    newest = run_checkpoint(trainer.cfg.output)
+    print(f"error: {exc}; " + (f"the run's newest complete checkpoint is {os.path.basename(newest)}: free some space "
+                               f"and --resume {trainer.cfg.output} continues from it" if newest else
+                               "the run has no complete checkpoint yet: free some space and start it again"),
+          file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ fine-tuning recipe unless a variant's flags change it); a budget of N images set
 recipe's warm-up and its steps at the same fractions of the schedule. Two of these side by side on 2 cores: give
 each OMP_NUM_THREADS=1 (the record says how many threads each used).
 """
-import argparse
 import json
 import os
 import shlex

@@ -56,7 +56,7 @@ def load_json(path: str) -> dict:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:  # json.load refuses a byte-order mark
             return json.load(f)
     finally:
         if enabled:

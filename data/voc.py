@@ -194,7 +194,7 @@ class VOCSource(RecordSource):
                 prefix = image_set.split(":", 1)[0] + ":" if ":" in image_set else ""
                 raise DatasetError(f"{list_file}: image set '{image_set}' not found; the sets there: "
                                    + (" ".join(prefix + n for n in names) or "(none)"))
-            with open(list_file) as f:
+            with open(list_file, encoding="utf-8-sig", errors="replace") as f:  # a BOM (Notepad) is not an id
                 ids = [line.split()[0] for line in f if line.strip()]
             for image_id in ids:
                 if (folder, image_id) in seen:

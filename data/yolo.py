@@ -42,7 +42,7 @@ def read_data_yaml(root: str) -> tuple:
         raise DatasetError(f"{root}: no data.yaml; a YOLO-format folder holds data.yaml (names, train/val paths), "
                            f"images/<split>/ and labels/<split>/{format_hint(root, 'YOLO')}")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:
             doc = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as exc:
         raise DatasetError(f"{path}: cannot be read as YAML ({str(exc).splitlines()[0]})") from None
@@ -138,7 +138,7 @@ class YOLOSource(RecordSource):
                     images += [os.path.join(folder, f) for f in sorted(files)
                                if os.path.splitext(f)[1].lower() in PHOTO_EXTENSIONS]
             else:  # a list file of image paths, relative to the yaml's folder
-                with open(path) as f:
+                with open(path, encoding="utf-8-sig") as f:  # a BOM (Notepad) is not part of the first path
                     listed = [line.strip() for line in f if line.strip()]
                 images += [os.path.normpath(os.path.join(os.path.dirname(self.yaml_path), p)) for p in listed]
         return images
@@ -173,7 +173,7 @@ class YOLOSource(RecordSource):
             self.problems.note("images without a label file (images without objects"
                                + (", skipped for training)" if skip_empty else ")"))
         else:
-            with open(text_path, errors="replace") as f:
+            with open(text_path, encoding="utf-8-sig", errors="replace") as f:
                 lines = [line.split() for line in f if line.strip()]
             for number, fields in enumerate(lines, 1):
                 row = self._parse(fields, text_path, number, len(names))

@@ -2,9 +2,18 @@
 evaluation) and training (`Trainer`)."""
 from .deploy import LoadedDetector, OnnxDetector, export_onnx, load_detector
 from .detector import AMP_DTYPES, Detector, autocast, load_model, preprocess
-from .evaluate import evaluate, evenly_spaced, format_ap_table, json_safe, score_voc, write_metrics
+from .evaluate import (
+    evaluate,
+    evenly_spaced,
+    format_ap_table,
+    json_safe,
+    not_written_line,
+    score_voc,
+    write_evaluation,
+    write_metrics,
+)
 from .trainer import RUNS_ROOT, Trainer, default_output
 
 __all__ = ["AMP_DTYPES", "Detector", "autocast", "load_model", "preprocess", "LoadedDetector", "OnnxDetector",
            "export_onnx", "load_detector", "evaluate", "evenly_spaced", "format_ap_table", "json_safe", "score_voc",
-           "write_metrics", "RUNS_ROOT", "Trainer", "default_output"]
+           "write_evaluation", "not_written_line", "write_metrics", "RUNS_ROOT", "Trainer", "default_output"]

@@ -1,5 +1,6 @@
 """Evaluate a model on a dataset through the one inference path: the devkit's mAP (--metric voc07/voc12, any
 format) or COCOeval (--metric coco, COCO-format sets). Every listed image is scored exactly once."""
+import functools
 import json
 import logging
 import math
@@ -9,9 +10,10 @@ import time
 import numpy as np
 
 from data import DatasetError, build_dataset, eval_loader
-from utils.coco_eval import score_coco
-from utils.visualize import write_examples
-from utils.voc_eval import evaluate_detections, to_devkit, write_results
+from utils.checkpoint import atomic_path
+from utils.coco_eval import coco_detections, score_coco
+from utils.visualize import plot_ap_table, plot_pr_curves, write_examples
+from utils.voc_eval import evaluate_detections, results_writers, to_devkit
 
 from .detector import Detector
 
@@ -38,9 +40,44 @@ def json_safe(value):
 
 
 def write_metrics(metrics: dict, output: str):
-    os.makedirs(output, exist_ok=True)
-    with open(os.path.join(output, "metrics.json"), "w") as f:
-        json.dump(json_safe({k: v for k, v in metrics.items() if k != "curves"}), f, indent=2)
+    with atomic_path(os.path.join(output, "metrics.json")) as path, open(path, "w") as f:
+        json.dump(json_safe({k: v for k, v in metrics.items() if k not in ("curves", "not_written")}), f, indent=2)
+
+
+def write_evaluation(metrics: dict, output: str, writers: dict = None) -> list:
+    """An evaluation's files in `output`: `writers` ({file name: writer(path)}: results, examples), the PR curves
+    and AP chart of a VOC evaluation, then metrics.json (last: its presence says the evaluation completed). Each
+    goes through a temporary file renamed into place, so a full disk leaves no partial file; the names of those
+    not written (with the reason) are returned and kept in metrics["not_written"] for the caller to say after the
+    numbers."""
+    writers = dict(writers or {})
+    if "curves" in metrics:
+        writers["pr_curves.png"] = functools.partial(plot_pr_curves, metrics)
+        writers["ap_table.png"] = functools.partial(plot_ap_table, metrics)
+    failed = []
+    for name, write in writers.items():
+        try:
+            with atomic_path(os.path.join(output, name)) as path:
+                write(path)
+        except OSError as exc:
+            failed.append((name, exc.strerror or str(exc)))
+    try:
+        write_metrics(metrics, output)
+    except OSError as exc:
+        failed.append(("metrics.json", exc.strerror or str(exc)))
+    metrics["not_written"] = failed
+    return failed
+
+
+def not_written_line(metrics: dict, output: str) -> str:
+    """One line for the files of an evaluation that could not be written ('' when all were)."""
+    failed = metrics.get("not_written")
+    if not failed:
+        return ""
+    names = ", ".join(name for name, _ in failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+    reasons = "; ".join(sorted({reason for _, reason in failed}))
+    return f"could not write {len(failed)} of the evaluation's files in {output} ({reasons}): {names}; the " \
+        f"numbers above are complete"
 
 
 def evaluate(model, cfg, source, device, output: str = None, detector: Detector = None, progress=None) -> dict:
@@ -83,10 +120,13 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
             raise DatasetError(f"{source.name}: the {len(results)} evaluated image(s) hold no object of the "
                                f"classes {list(source.class_names)}: nothing to score; check --class-names and "
                                f"--test-sets")
-        metrics = score_coco(source.api, {source.coco_id(i): det for i, det in results.items()},
-                             source.category_ids, output, source.class_names)
+        by_coco_id = {source.coco_id(i): det for i, det in results.items()}
+        metrics = score_coco(source.api, by_coco_id, source.category_ids, class_names=source.class_names)
+        writers = {"detections_coco.json": functools.partial(write_json, coco_detections(by_coco_id,
+                                                                                         source.category_ids))}
     else:
-        metrics = score_voc(source, results, cfg.metric, output)
+        metrics, by_class = score_voc(source, results, cfg.metric, columns=True)
+        writers = results_writers(by_class, source.class_names)
     count = len(indices)
     metrics["runtime"] = detector.runtime
     metrics["unreadable"] = len(unreadable)
@@ -99,13 +139,19 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
     if output:
         skipped = set(unreadable)
         readable = {i: det for i, det in results.items() if source.image_path(i) not in skipped}
-        write_examples(source, readable, os.path.join(output, "examples.jpg"))
-        write_metrics(metrics, output)
+        writers["examples.jpg"] = functools.partial(write_examples, source, readable)
+        write_evaluation(metrics, output, writers)
     return metrics
 
 
-def score_voc(source, results: dict, metric: str = "voc07", output: str = None) -> dict:
-    """Devkit AP of `results` ({index: dict(boxes, scores, labels)}) against the source's annotations.
+def write_json(value, path: str):
+    with open(path, "w") as f:
+        json.dump(value, f)
+
+
+def score_voc(source, results: dict, metric: str = "voc07", columns: bool = False):
+    """Devkit AP of `results` ({index: dict(boxes, scores, labels)}) against the source's annotations -> metrics
+    (with `columns`: and the detections by class name, as the devkit's result files hold them).
     A DatasetError when the evaluated images hold no object to score."""
     class_names = source.class_names
     ground_truth, image_ids, objects = {}, [], 0
@@ -128,9 +174,8 @@ def score_voc(source, results: dict, metric: str = "voc07", output: str = None) 
     for c, name in enumerate(class_names):
         mask = labels == c
         by_class[name] = (image_ids[mask], scores[mask], boxes[mask])
-    if output:
-        write_results(output, by_class, class_names)
-    return evaluate_detections(by_class, ground_truth, class_names, metric)
+    metrics = evaluate_detections(by_class, ground_truth, class_names, metric)
+    return (metrics, by_class) if columns else metrics
 
 
 def format_ap_table(metrics: dict) -> str:

@@ -37,7 +37,7 @@ from utils.interrupts import INTERRUPTS
 from utils.logger import MetricsLogger
 
 from .detector import AMP_DTYPES, choose_precision
-from .evaluate import evaluate, format_ap_table
+from .evaluate import evaluate, format_ap_table, not_written_line
 from .priors import choose_priors
 
 log = logging.getLogger("ssd")
@@ -325,42 +325,41 @@ class Trainer:
                      self.iteration)
             self.evaluate_test_set()
         self.net.train()
-        bar = tqdm(total=cfg.max_iter, initial=self.iteration, disable=not self.main, dynamic_ncols=True)
-        window_start, window_images = time.perf_counter(), 0
-        while self.iteration < cfg.max_iter:
-            # a signal in here is raised when the step and its log line are done (utils/interrupts.py)
-            with INTERRUPTS.step():
-                batch = next(batches)
-                images = as_model_input(batch.images, self.device, cfg.channels_last)
-                targets = batch.targets.to(self.device, non_blocking=True)
-                terms, finite = self.step(images, targets)
-                bad["count"] += ~finite
-                bad["run"] = torch.where(finite, 0, bad["run"] + 1)
-                bad["longest"] = torch.maximum(bad["longest"], bad["run"])
-                window_images += images.shape[0] * self.world_size
-                bar.update(1)
-                if on_step is not None:
-                    on_step(self, batch)
-                logging_now = self.iteration % cfg.log_every == 0 or self.iteration in (1, cfg.max_iter)
-                checkpoint_now = cfg.checkpoint_every > 0 and self.iteration % cfg.checkpoint_every == 0
-                eval_now = self.main and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0 \
-                    and self.iteration < cfg.max_iter
-                if logging_now or checkpoint_now or eval_now:
-                    self.check_bad_steps(bad)
-                if self.main and logging_now:
-                    elapsed = time.perf_counter() - window_start
-                    losses = {name: term.item() for name, term in terms.items()}
-                    values = {"loss": sum(losses.values()), **losses, "lr": self.optimizer.param_groups[0]["lr"],
-                              "img_s": window_images / max(elapsed, 1e-9)}
-                    bar.set_postfix(**{name: f"{v:.3f}" for name, v in losses.items()}, lr=f"{values['lr']:.2e}",
-                                    img_s=f"{values['img_s']:.1f}")
-                    self.logger.log(self.iteration, values)
-                    window_start, window_images = time.perf_counter(), 0
-            if checkpoint_now:
-                self.save()
-            if eval_now:
-                self.evaluate_test_set()
-        bar.close()
+        with tqdm(total=cfg.max_iter, initial=self.iteration, disable=not self.main, dynamic_ncols=True) as bar:
+            window_start, window_images = time.perf_counter(), 0
+            while self.iteration < cfg.max_iter:
+                # a signal in here is raised when the step and its log line are done (utils/interrupts.py)
+                with INTERRUPTS.step():
+                    batch = next(batches)
+                    images = as_model_input(batch.images, self.device, cfg.channels_last)
+                    targets = batch.targets.to(self.device, non_blocking=True)
+                    terms, finite = self.step(images, targets)
+                    bad["count"] += ~finite
+                    bad["run"] = torch.where(finite, 0, bad["run"] + 1)
+                    bad["longest"] = torch.maximum(bad["longest"], bad["run"])
+                    window_images += images.shape[0] * self.world_size
+                    bar.update(1)
+                    if on_step is not None:
+                        on_step(self, batch)
+                    logging_now = self.iteration % cfg.log_every == 0 or self.iteration in (1, cfg.max_iter)
+                    checkpoint_now = cfg.checkpoint_every > 0 and self.iteration % cfg.checkpoint_every == 0
+                    eval_now = self.main and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0 \
+                        and self.iteration < cfg.max_iter
+                    if logging_now or checkpoint_now or eval_now:
+                        self.check_bad_steps(bad)
+                    if self.main and logging_now:
+                        elapsed = time.perf_counter() - window_start
+                        losses = {name: term.item() for name, term in terms.items()}
+                        values = {"loss": sum(losses.values()), **losses, "lr": self.optimizer.param_groups[0]["lr"],
+                                  "img_s": window_images / max(elapsed, 1e-9)}
+                        bar.set_postfix(**{name: f"{v:.3f}" for name, v in losses.items()}, lr=f"{values['lr']:.2e}",
+                                        img_s=f"{values['img_s']:.1f}")
+                        self.logger.log(self.iteration, values)
+                        window_start, window_images = time.perf_counter(), 0
+                if checkpoint_now:
+                    self.save()
+                if eval_now:
+                    self.evaluate_test_set()
         return self.finish()
 
     def finish(self):
@@ -384,6 +383,9 @@ class Trainer:
             if self.cfg.final_eval:
                 metrics = self.evaluate_test_set(os.path.join(self.cfg.output, "eval"))
                 print(format_ap_table(metrics))
+                unwritten = not_written_line(metrics, os.path.join(self.cfg.output, "eval"))
+                if unwritten:
+                    log.error("%s", unwritten)
                 print(f"evaluation of final.pth on {metrics['speed']['images']} test images: results, metrics.json "
                       f"and detections drawn in {os.path.join(self.cfg.output, 'eval', 'examples.jpg')}")
             self.logger.plot_losses()

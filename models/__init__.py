@@ -14,5 +14,6 @@ def build_model(cfg) -> SSDBase:
     return BACKBONES[cfg.backbone].from_config(cfg)
 
 
-__all__ = ["SSD", "SSDBase", "ResNetSSD", "MobileNetSSDLite", "EfficientNetLiteSSD", "BACKBONES", "build_model", "L2Norm",
-           "vgg_reduced_fc", "extra_layers", "load_backbone", "load_basenet", "load_ssd_weights", "WeightsError"]
+__all__ = ["SSD", "SSDBase", "ResNetSSD", "MobileNetSSDLite", "EfficientNetLiteSSD", "BACKBONES", "build_model",
+           "L2Norm", "vgg_reduced_fc", "extra_layers", "load_backbone", "load_basenet", "load_ssd_weights",
+           "WeightsError"]

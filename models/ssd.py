@@ -120,7 +120,8 @@ class SSDBase(nn.Module):
         super().__init__()
         sizes = BACKBONES[self.backbone_name].sizes
         if size not in sizes:
-            raise ValueError(f"the {self.backbone_name} SSD is built for size {' or '.join(map(str, sizes))}, got {size}")
+            raise ValueError(f"the {self.backbone_name} SSD is built for size {' or '.join(map(str, sizes))}, "
+                             f"got {size}")
         if priors_cfg["min_dim"] != size:
             raise ValueError(f"prior config is for {priors_cfg['min_dim']}, the model for {size}")
         self.size, self.num_classes, self.priors_cfg = size, num_classes, priors_cfg

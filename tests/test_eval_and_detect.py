@@ -171,3 +171,24 @@ def test_detections_are_clipped_before_scoring_as_caffe_does():
     assert ap(det["boxes"][0].numpy()) == pytest.approx(1.0)  # devkit: IoU 1, a hit, AP 1
     # unclipped, the devkit overlap is (81 x 101) / (181 x 101) = 0.45 < 0.5: a false positive, AP 0
     assert ap(unclipped.numpy()) == pytest.approx(0.0)
+
+
+def test_a_full_disk_during_eval_prints_the_numbers_first_and_leaves_no_partial_file(voc_run, monkeypatch,
+                                                                                     capsys):
+    """Every write of the evaluation goes to /dev/full (ENOSPC, as on a full disk): the AP table still reaches the
+    screen, then one line names what could not be written, and nothing half-written stays in the folder."""
+    import contextlib
+    import importlib
+
+    @contextlib.contextmanager
+    def full_disk(path):
+        yield "/dev/full"
+    monkeypatch.setattr(importlib.import_module("engine.evaluate"), "atomic_path", full_disk)
+    root, run = voc_run
+    out = run / "full"
+    assert eval_script.main(["--weights", str(run / "final.pth"), "--workers", "0", "--output", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "| mAP" in captured.out and "images scored" in captured.out
+    line = [x for x in captured.err.splitlines() if "could not write" in x]
+    assert len(line) == 1 and "No space left on device" in line[0] and "the numbers above are complete" in line[0]
+    assert "could not write 6 of the evaluation's files" in line[0] and not any(out.iterdir())

@@ -110,6 +110,64 @@ def test_a_second_signal_inside_the_step_stops_without_saving(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert "interrupted twice during iteration 2: stopped without saving" in err and "Traceback" not in err
     assert sorted(n for n in os.listdir(folder) if n.startswith("ckpt_")) == ["ckpt_0000001.pth"]
+    assert "--resume " + folder + " continues from ckpt_0000001.pth" in err
+
+
+def test_a_second_signal_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_path, monkeypatch,
+                                                                                      capsys):
+    folder = str(tmp_path / "run")
+    signal_in_step_two(monkeypatch, "forward", times=2)
+    assert train.main(LITE + ["--max-iter", "3", "--output", folder]) == 130
+    err = capsys.readouterr().err
+    assert "no checkpoint yet, so there is nothing to resume: run the command again" in err and "--resume" not in err
+
+
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    """torch's zip writer reports a full disk as RuntimeError('[enforce fail at inline_container.cc] ...')."""
+    import shutil
+    from collections import namedtuple
+
+    import utils.checkpoint
+
+    folder = str(tmp_path / "run")
+    real_save, saves = torch.save, {"count": 0}
+
+    def save(obj, path, *args, **kwargs):
+        saves["count"] += 1
+        if saves["count"] == 2:
+            with open(path, "wb") as f:
+                f.write(b"PK half a file")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+        return real_save(obj, path, *args, **kwargs)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(utils.checkpoint.torch, "save", save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9, 4096))
+    assert train.main(LITE + ["--max-iter", "3", "--checkpoint-every", "1", "--output", folder]) == 2
+    err = capsys.readouterr().err
+    line = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(line) == 1, err
+    assert "Traceback" not in err and "ckpt_0000002.pth: not written, the disk of" in line[0]
+    assert "is full (0 MB free)" in line[0] and f"--resume {folder} continues from it" in line[0]
+    assert sorted(os.listdir(folder)) == sorted(n for n in os.listdir(folder) if ".tmp" not in n)
+    assert read_state(os.path.join(folder, "ckpt_0000001.pth"))["iteration"] == 1
+
+
+def test_a_damaged_checkpoint_is_refused_and_the_intact_older_one_named(tmp_path, capsys):
+    folder = str(tmp_path / "run")
+    assert train.main(LITE + ["--max-iter", "2", "--checkpoint-every", "1", "--keep-checkpoints", "2",
+                              "--output", folder]) == 0
+    newest = os.path.join(folder, "ckpt_0000002.pth")
+    size = os.path.getsize(newest)
+    with open(newest, "r+b") as f:  # 4 KB overwritten in the middle, the size kept
+        f.seek(size // 2)
+        f.write(os.urandom(4096))
+    assert os.path.getsize(newest) == size
+    capsys.readouterr()
+    assert train.main(["--resume", newest, "--max-iter", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "corrupt or truncated weights file" in err and "ckpt_0000001.pth is intact" in err
+    with pytest.raises(Exception, match="corrupt or truncated weights file"):
+        read_state(newest)
 
 
 def test_a_signal_while_the_model_is_built_is_one_line(tmp_path, monkeypatch, capsys):

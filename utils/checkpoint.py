@@ -1,13 +1,21 @@
 """One checkpoint format: {"config", "model", "optimizer", "scheduler", "scaler", "iteration", "rng", "best_map"},
 written atomically (temp file + rename), read with weights_only=True."""
 import contextlib
+import errno
 import glob
 import os
 import pickle
 import random
+import shutil
+import zipfile
 
 import numpy as np
 import torch
+
+from .output import OutputError
+
+# A failed write with less free space than this on its disk is reported as a full disk.
+LOW_DISK_BYTES = 256 * 2 ** 20
 
 
 class WeightsError(ValueError):
@@ -21,6 +29,9 @@ def read_state(path: str) -> dict:
         raise WeightsError(f"{path}: is a folder, not a weights file")
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: no such weights file")
+    damaged = damaged_member(path)
+    if damaged:
+        raise WeightsError(f"{path}: corrupt or truncated weights file ({damaged}); download or copy it again")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -34,6 +45,20 @@ def read_state(path: str) -> dict:
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
     return state
+
+
+def damaged_member(path: str) -> str:
+    """torch.save's zip format stores a CRC-32 of every tensor's bytes, which torch.load does not check: a file
+    damaged in place (its size kept) would load silently. -> what fails the check, '' for an intact file or
+    another format (the legacy pickle format has no checksums)."""
+    if not zipfile.is_zipfile(path):
+        return ""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return f"its zip structure is damaged: {exc}"
+    return f"the stored checksum of {bad} does not match its bytes" if bad else ""
 
 
 @contextlib.contextmanager
@@ -55,8 +80,20 @@ def atomic_path(path: str):
 
 
 def atomic_save(obj, path: str):
-    with atomic_path(path) as temporary:
-        torch.save(obj, temporary)
+    """torch.save through a temporary file; a full disk is an OutputError naming the folder (the file at `path`,
+    if any, and every other file are left as they were)."""
+    try:
+        with atomic_path(path) as temporary:
+            torch.save(obj, temporary)
+    except (OSError, RuntimeError) as exc:  # torch's zip writer reports a failed write as a RuntimeError
+        folder = os.path.dirname(os.path.abspath(path))
+        free = shutil.disk_usage(folder).free if os.path.isdir(folder) else 0
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or free < LOW_DISK_BYTES:
+            raise OutputError(f"{path}: not written, the disk of {folder} is full ({free / 2 ** 20:.0f} MB "
+                              f"free)") from None
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: not written ({exc.strerror or exc})") from None
+        raise
 
 
 def remove_dead_temp_files(folder: str) -> list:

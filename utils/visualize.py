@@ -51,7 +51,7 @@ def plot_pr_curves(metrics: dict, path: str) -> str:
     ax.legend(fontsize=7, loc="lower left", ncol=2)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -71,7 +71,7 @@ def plot_ap_table(metrics: dict, path: str) -> str:
     ax.set_xlim(0, 1.1)
     ax.set_title(f"AP per class ({metrics['metric']}), mAP {metrics['mAP']:.4f}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -95,5 +95,8 @@ def write_examples(source, results: dict, path: str, count: int = 8, score_thres
         pictures.append(draw_detections(image, det["boxes"][keep], det["scores"][keep], det["labels"][keep],
                                         source.class_names))
     if pictures:
-        cv2.imwrite(path, image_grid(pictures, columns=min(4, len(pictures))), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        ok, data = cv2.imencode(".jpg", image_grid(pictures, columns=min(4, len(pictures))),
+                                [cv2.IMWRITE_JPEG_QUALITY, 90])
+        with open(path, "wb") as f:  # any name: the caller may write through a temporary file
+            f.write(data.tobytes())
     return path

@@ -4,6 +4,7 @@ Coordinates: the devkit works in 1-based inclusive pixels with +1 in widths. Box
 continuous corners (data/voc.py reads a file's (x1, y1, x2, y2) as (x1 - 1, y1 - 1, x2, y2)); `to_devkit` is
 the exact inverse, used for ground truth and detections alike, so scoring sees the file's own numbers.
 """
+import functools
 import math
 import os
 from collections import defaultdict
@@ -131,13 +132,25 @@ def results_path(folder: str, class_name: str, image_set: str = "test") -> str:
     return os.path.join(folder, f"comp4_det_{image_set}_{class_name}.txt")
 
 
+def write_class_results(path: str, columns: tuple):
+    """One class's `comp4_det_<set>_<class>.txt`: lines `image_id score xmin ymin xmax ymax` (devkit pixels)."""
+    with open(path, "w") as f:
+        for image_id, score, box in zip(*columns):
+            f.write(f"{image_id} {score:.6f} {box[0]:.2f} {box[1]:.2f} {box[2]:.2f} {box[3]:.2f}\n")
+
+
 def write_results(folder: str, detections_by_class: dict, class_names, image_set: str = "test"):
-    """One `comp4_det_<set>_<class>.txt` per class, lines `image_id score xmin ymin xmax ymax` (devkit pixels)."""
+    """The devkit's result files of every class in `folder`."""
     os.makedirs(folder, exist_ok=True)
-    for name in class_names:
-        with open(results_path(folder, name, image_set), "w") as f:
-            for image_id, score, box in zip(*detections_by_class.get(name, detection_columns())):
-                f.write(f"{image_id} {score:.6f} {box[0]:.2f} {box[1]:.2f} {box[2]:.2f} {box[3]:.2f}\n")
+    for name, write in results_writers(detections_by_class, class_names, image_set).items():
+        write(os.path.join(folder, name))
+
+
+def results_writers(detections_by_class: dict, class_names, image_set: str = "test") -> dict:
+    """{file name: writer(path)}: one `comp4_det_<set>_<class>.txt` per class."""
+    return {os.path.basename(results_path("", name, image_set)):
+            functools.partial(write_class_results, columns=detections_by_class.get(name, detection_columns()))
+            for name in class_names}
 
 
 def read_results(folder: str, class_names, image_set: str = "test") -> dict:
