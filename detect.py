@@ -11,6 +11,9 @@ Annotated images keep their names under --output (default: a detections folder b
 inputs with the same name from different folders become NAME.jpg and NAME_2.jpg); a video becomes <name>.mp4
 there; --json writes every detection (pixel boxes x1 y1 x2 y2, score, class). Frames/s are printed for video.
 """
+from utils.interrupts import quiet_while_starting, started  # noqa: I001 (first: Ctrl-C while torch loads)
+
+quiet_while_starting("detect.py")
 import json
 import os
 import sys
@@ -206,6 +209,7 @@ def write_report(report: dict, path: str):
 
 
 def main(argv=None):
+    started()
     args = parse_args(argv)
     if not args.weights:
         print("error: give --weights (a train.py checkpoint, or e.g. weights/ssd300_mAP_77.43_v2.pth)",

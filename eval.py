@@ -11,6 +11,9 @@ PyTorch; the first line says which and why.
 Outputs (results files, metrics.json, pr_curves.png, ap_table.png, examples.jpg) go to an `eval` folder beside
 the weights file unless --output says otherwise.
 """
+from utils.interrupts import quiet_while_starting, started  # noqa: I001 (first: Ctrl-C while torch loads)
+
+quiet_while_starting("eval.py")
 import logging
 import os
 import sys
@@ -99,6 +102,7 @@ def score_saved_results(cfg, folder: str, output: str) -> dict:
 
 
 def main(argv=None):
+    started()
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
                         force=True)

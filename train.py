@@ -8,6 +8,9 @@
 Every run writes into its own folder (default runs/<dataset>-<size>-<date-time>). Every default lives in
 config.py; flags override it. See README.md for the full manual.
 """
+from utils.interrupts import quiet_while_starting  # noqa: I001 (first: Ctrl-C while torch loads is one line)
+
+quiet_while_starting("train.py")
 import glob
 import logging
 import os
@@ -34,7 +37,7 @@ from models.weights import weights_format
 from utils.checkpoint import WeightsError, damaged_member, latest_checkpoint, read_state
 from utils.cli import Parser, add_device_flag, add_flags, chosen_dataset, flags_given
 from utils.distributed import cap_workers, cleanup, describe_device, init_distributed
-from utils.interrupts import INTERRUPTS, StepAbandoned, Terminated
+from utils.interrupts import INTERRUPTS, StepAbandoned, Terminated, started
 from utils.logger import last_training_rate
 from utils.output import OutputError, check_output_folder
 
@@ -229,6 +232,7 @@ def venv_python() -> str:
 
 
 def main(argv=None):
+    started()
     args = parse_args(argv)
     try:
         rank, world_size, _, device = init_distributed(args.device)

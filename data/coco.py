@@ -64,10 +64,11 @@ def load_json(path: str) -> dict:
 
 
 def select_categories(categories: list, counts: Counter, wanted, ann_file: str, notices: list) -> tuple:
-    """-> (category ids, names) in label order: `wanted` by name, or every category with an annotation (the
-    others named in `notices` and the log)."""
+    """-> (category ids, names, {category id: label}): `wanted` by name, or every category with an annotation (the
+    others named in `notices` and the log), in label order. One name is one class: categories sharing a name are
+    merged into it (said once), and the label's category id is the one with the most annotations (an export's
+    placeholder named after a real class stays out of the way)."""
     cats = sorted(categories, key=lambda c: c["id"])
-    # a repeated name (an export's placeholder named after a real class) means the category with annotations
     by_name = {c["name"]: c["id"] for c in sorted(cats, key=lambda c: counts[c["id"]])}
     repeated = {n for n, k in Counter(c["name"] for c in cats).items() if k > 1}
 
@@ -78,14 +79,21 @@ def select_categories(categories: list, counts: Counter, wanted, ann_file: str, 
         if missing:
             raise DatasetError(f"{ann_file}: no category named {missing}; its categories: "
                                f"{', '.join(sorted(by_name))}")
-        return [by_name[n] for n in wanted], list(wanted)
-    empty = [named(c) for c in cats if counts[c["id"]] == 0]
-    if empty:
-        notices.append(f"{ann_file}: {len(empty)} categor{'y' if len(empty) == 1 else 'ies'} without any "
-                       f"annotation left out: {', '.join(empty)}")
+        names = list(wanted)
+    else:
+        empty = [named(c) for c in cats if counts[c["id"]] == 0]
+        if empty:
+            notices.append(f"{ann_file}: {len(empty)} categor{'y' if len(empty) == 1 else 'ies'} without any "
+                           f"annotation left out: {', '.join(empty)}")
+            log.warning("%s", notices[-1])
+        names = list(dict.fromkeys(c["name"] for c in cats if counts[c["id"]] > 0))
+    label_of = {c["id"]: names.index(c["name"]) for c in cats if c["name"] in names and counts[c["id"]] > 0}
+    merged = [f"{n} (ids {', '.join(str(i) for i, label in label_of.items() if names[label] == n)})"
+              for n in names if sum(names[label] == n for label in label_of.values()) > 1]
+    if merged:
+        notices.append(f"{ann_file}: categories sharing a name merged, one name one class: {'; '.join(merged)}")
         log.warning("%s", notices[-1])
-    kept = [c for c in cats if counts[c["id"]] > 0]
-    return [c["id"] for c in kept], [c["name"] for c in kept]
+    return [by_name[n] for n in names], names, label_of
 
 
 class COCOSource(RecordSource):
@@ -119,6 +127,7 @@ class COCOSource(RecordSource):
         try:
             doc = load_json(ann_file)
             images, annotations, categories = doc["images"], doc.get("annotations", []), doc["categories"]
+            annotations = self._usable_annotations(annotations, ann_file)
             image_ids = np.array([im["id"] for im in images], np.int64)
             files = [im["file_name"] for im in images]
             widths = np.array([im.get("width", 0) for im in images], np.int64)
@@ -133,8 +142,8 @@ class COCOSource(RecordSource):
         del doc, images, annotations
         id_to_name = {c["id"]: c["name"] for c in categories}
         self.names_found.update({id_to_name.get(c, str(c)): n for c, n in Counter(ann_cat[~crowd].tolist()).items()})
-        cat_ids, class_names = select_categories(categories, Counter(ann_cat.tolist()),
-                                                 wanted or self.class_names, ann_file, self.notices)
+        cat_ids, class_names, label_of = select_categories(categories, Counter(ann_cat.tolist()),
+                                                           wanted or self.class_names, ann_file, self.notices)
         if self.category_ids is None:
             self.category_ids, self.class_names = cat_ids, class_names
         elif cat_ids != self.category_ids:
@@ -147,12 +156,19 @@ class COCOSource(RecordSource):
         listed = (sorted_ids[position] == ann_image) if len(image_ids) else np.zeros(len(ann_image), bool)
         image_index = np.where(listed, order[position] if len(image_ids) else -1, -1)
         image_index_all = image_index
-        label_of = {c: i for i, c in enumerate(cat_ids)}
+        if (~listed).any():
+            self.problems.add_many("objects on an image_id the file does not list, dropped",
+                                   [f"{ann_file}: {int((~listed).sum())} annotation(s) on image ids not in its "
+                                    f"images, first: {int(ann_image[~listed][0])}"], int((~listed).sum()))
         labels_all = np.array([label_of.get(c, -1) for c in ann_cat.tolist()], np.int64)
-        for cat, count in Counter(ann_cat[~crowd & (labels_all < 0)].tolist()).items():
-            kind = f"objects of category '{id_to_name.get(cat, cat)}' not in --class-names, dropped"
-            self.problems.add_many(kind, [f"{ann_file}: {count} object(s) of '{id_to_name.get(cat, cat)}' dropped"],
-                                   count)
+        for cat, count in Counter(ann_cat[~crowd & (labels_all < 0) & listed].tolist()).items():
+            if cat not in id_to_name:
+                self.problems.add_many("objects of a category_id the file does not define, dropped",
+                                       [f"{ann_file}: {count} object(s) of category_id {cat}, which is not in its "
+                                        f"categories, dropped"], count)
+                continue
+            kind = f"objects of category '{id_to_name[cat]}' not in --class-names, dropped"
+            self.problems.add_many(kind, [f"{ann_file}: {count} object(s) of '{id_to_name[cat]}' dropped"], count)
         keep = ~crowd & (labels_all >= 0) & listed
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)[keep]
         image_index, labels_kept, area_kept = image_index[keep], labels_all[keep], area[keep]
@@ -162,19 +178,23 @@ class COCOSource(RecordSource):
         width, height = widths[image_index], heights[image_index]
         sized = (width > 0) & (height > 0)
         excess = np.max(np.stack([-boxes[:, 0], -boxes[:, 1], boxes[:, 2] - width, boxes[:, 3] - height]), axis=0)
-        outside = sized & (excess > 0.5)
+        wholly = sized & ((boxes[:, 0] >= width) | (boxes[:, 1] >= height) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0))
+        outside = sized & (excess > 0.5) & ~wholly
         rounding = int((sized & (excess > 0) & (excess <= 0.5)).sum())
         if rounding:
             self.problems.note("boxes past the image edge by half a pixel or less (rounding), clamped", rounding)
         self._per_image(outside, image_index, image_ids, ann_file, "boxes past the image edge, clipped",
                         "box(es) outside the image, clipped")
+        self._per_image(wholly, image_index, image_ids, ann_file, "boxes wholly outside the image, dropped",
+                        "box(es) wholly outside the image, dropped")
         boxes[:, [0, 2]] = np.where(sized[:, None], boxes[:, [0, 2]].clip(0, width[:, None].clip(min=0)),
                                     boxes[:, [0, 2]])
         boxes[:, [1, 3]] = np.where(sized[:, None], boxes[:, [1, 3]].clip(0, height[:, None].clip(min=0)),
                                     boxes[:, [1, 3]])
         degenerate = ~((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
-        self._per_image(degenerate, image_index, image_ids, ann_file, "zero-area or inverted boxes, dropped",
-                        "zero-area or inverted box(es) dropped")
+        self._per_image(degenerate & ~wholly, image_index, image_ids, ann_file, "zero-area or inverted boxes, "
+                        "dropped", "zero-area or inverted box(es) dropped")
+        degenerate |= wholly
         boxes, image_index, labels_kept = boxes[~degenerate], image_index[~degenerate], labels_kept[~degenerate]
         area_kept = area_kept[~degenerate]
 
@@ -200,11 +220,27 @@ class COCOSource(RecordSource):
         paths = np.array([os.path.join(folder, files[i]) for i in chosen], dtype=str)
         crowd_kept = scored_crowd & (rank[np.maximum(image_index_all, 0)] >= 0)
         self.crowd[ann_file] = (image_ids[image_index_all[crowd_kept]], xywh[crowd_kept], area[crowd_kept],
-                                ann_cat[crowd_kept])
+                                np.array(cat_ids, np.int64)[labels_all[crowd_kept]])
         self.object_areas[ann_file] = area_kept[kept_objects][sort]
         return (image_ids[chosen].astype(str), paths, np.stack([heights[chosen], widths[chosen]], 1), counts[chosen],
                 boxes[kept_objects][sort], labels_kept[kept_objects][sort], np.zeros(int(kept_objects.sum()), bool),
                 image_ids[chosen])
+
+    def _usable_annotations(self, annotations: list, ann_file: str) -> list:
+        """Annotations with an image_id, a category_id and a 4-number bbox; the others dropped with a count."""
+        def usable(a):
+            box = a.get("bbox") if isinstance(a, dict) else None
+            return isinstance(box, (list, tuple)) and len(box) == 4 and all(
+                isinstance(v, (int, float)) for v in box) and a.get("image_id") is not None and \
+                isinstance(a.get("category_id"), int)
+        bad = [a for a in annotations if not usable(a)]
+        if bad:
+            first = bad[0].get("id", "?") if isinstance(bad[0], dict) else "?"
+            self.problems.add_many("annotations without a usable bbox, image_id or category_id, dropped",
+                                   [f"{ann_file}: {len(bad)} annotation(s) without a 4-number bbox, an image_id or "
+                                    f"an integer category_id (first: id {first}), dropped"], len(bad))
+            return [a for a in annotations if usable(a)]
+        return annotations
 
     def _per_image(self, mask, image_index, image_ids, ann_file: str, kind: str, text: str):
         if mask.any():

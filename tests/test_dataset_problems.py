@@ -245,3 +245,34 @@ def test_text_files_saved_with_a_byte_order_mark_lose_nothing(tmp_path):
     path = tmp_path / "coco" / "annotations" / "instances_train.json"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     assert len(COCOSource(str(tmp_path / "coco"), ["train"]).table.labels) == 1
+
+
+def test_coco_categories_of_one_name_merge_and_every_dropped_annotation_is_counted_once(tmp_path, caplog):
+    """A category renamed to another's name is one class (merged, said once); boxes wholly outside the image, ids
+    of images or categories the file does not define, and annotations without a bbox or category_id are each
+    counted once under their own reason, never as 'not in --class-names'."""
+    images = [{"id": 1, "file_name": "1.jpg", "width": 64, "height": 48}]
+    cats = [{"id": 1, "name": "car"}, {"id": 2, "name": "car"}, {"id": 3, "name": "bus"}]
+    box = [5, 5, 20, 20]
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": box}, {"id": 2, "image_id": 1, "category_id": 2,
+                                                                       "bbox": box},
+            {"id": 3, "image_id": 1, "category_id": 2, "bbox": box}, {"id": 4, "image_id": 1, "category_id": 3,
+                                                                       "bbox": box},
+            {"id": 5, "image_id": 1, "category_id": 3, "bbox": [70, 5, 10, 10]},  # wholly right of the image
+            {"id": 6, "image_id": 9, "category_id": 3, "bbox": box},  # an image the file does not list
+            {"id": 7, "image_id": 1, "category_id": 8, "bbox": box},  # a category it does not define
+            {"id": 8, "image_id": 1, "category_id": 3}, {"id": 9, "image_id": 1, "category_id": None, "bbox": box}]
+    write_coco(tmp_path, "train", images, cats, anns)
+    with caplog.at_level(logging.WARNING):
+        source = COCOSource(str(tmp_path), ["train"], skip_empty=False)
+    assert source.class_names == ["car", "bus"] and source.category_ids == [2, 3]
+    assert np.bincount(source.table.labels).tolist() == [3, 1]
+    assert "categories sharing a name merged, one name one class: car (ids 1, 2)" in source.notices[-1]
+    counts = source.problems.counts
+    assert counts["boxes wholly outside the image, dropped"] == 1
+    assert counts["objects on an image_id the file does not list, dropped"] == 1
+    assert counts["objects of a category_id the file does not define, dropped"] == 1
+    assert counts["annotations without a usable bbox, image_id or category_id, dropped"] == 2
+    assert not [k for k in counts if "not in --class-names" in k or "clipped" in k or "zero-area" in k]
+    chosen = COCOSource(str(tmp_path), ["train"], class_names=["car"], skip_empty=False)
+    assert chosen.class_names == ["car"] and len(chosen.table.labels) == 3

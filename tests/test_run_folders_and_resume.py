@@ -331,3 +331,16 @@ def test_resume_from_final_weights_or_a_run_folder(tmp_path, capsys):
     assert read_state(os.path.join(run, "final.pth"))["iteration"] == 3
     assert train.main(tiny + ["--max-iter", "4", "--resume", run]) == 0  # a folder: its newest checkpoint
     assert read_state(os.path.join(run, "final.pth"))["iteration"] == 4
+
+
+def test_ctrl_c_while_the_libraries_load_is_one_line():
+    import subprocess
+    import sys
+    import time
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen([sys.executable, "train.py", "--help"], cwd=root, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # inside `import torch`
+    process.send_signal(signal.SIGINT)
+    err = process.communicate(timeout=60)[1]
+    assert process.returncode == 130 and err.strip() == "interrupted while train.py was starting: nothing done"

@@ -2,10 +2,25 @@
 completes, so the checkpoint written on it is exactly the state after the last completed step (weights, BatchNorm
 statistics, optimizer, scheduler, RNG) and the resumed run continues bit-exactly. A second signal inside the same
 step stops at once without saving (the newest checkpoint on disk stays as it was)."""
+import os
 import signal
 import sys
 import threading
 from contextlib import contextmanager
+
+
+def quiet_while_starting(script: str):
+    """Ctrl-C while an entry script's libraries load (torch takes seconds) is one line, not a traceback through the
+    import machinery; `started()` hands SIGINT back to Python once the script can handle it."""
+    if __import__("__main__").__dict__.get("__file__", "").endswith(script) and \
+            threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda signum, frame: (
+            sys.stderr.write(f"interrupted while {script} was starting: nothing done\n"), os._exit(130)))
+
+
+def started():
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class Terminated(Exception):
