@@ -46,10 +46,11 @@ def build_dataset(cfg, train: bool, source=None):
     return SSDDataset(source, transform, use_difficult=cfg.train_difficult if train else True, substitute=train)
 
 
-def normalised_boxes(source, use_difficult: bool, shapes_images: int = 200) -> tuple:
+def normalised_boxes(source, use_difficult: bool, shapes_images: int = 200, unreadable=()) -> tuple:
     """-> (boxes [N, 4] float32 corners in [0, 1] of the square network input, labels [N] int64, images read):
-    every object a run learns from, as the resize to S x S makes it (the prior coverage and fit see these).
-    The built-in shapes set is generated, so its first `shapes_images` images stand for it."""
+    every object a run learns from, as the resize to S x S makes it (the prior coverage and fit see these), leaving
+    out the images at the indices `unreadable` (training never sees them). The built-in shapes set is generated,
+    so its first `shapes_images` images stand for it."""
     table = getattr(source, "table", None)
     if table is None:
         count = min(len(source), shapes_images)
@@ -67,6 +68,9 @@ def normalised_boxes(source, use_difficult: bool, shapes_images: int = 200) -> t
     per_object = np.repeat(sizes, np.diff(table.offsets), axis=0)  # (height, width)
     keep = np.ones(len(table.labels), bool) if use_difficult else ~table.difficult
     keep &= (per_object > 0).all(1)
+    readable = np.ones(len(table), bool)
+    readable[list(unreadable)] = False
+    keep &= np.repeat(readable, np.diff(table.offsets))
     scale = np.concatenate([per_object[:, ::-1], per_object[:, ::-1]], 1)[keep]  # x1 y1 x2 y2 / w h w h
     boxes = np.clip(table.boxes[keep] / scale, 0, 1)
     return torch.from_numpy(boxes), torch.from_numpy(table.labels[keep]), len(table)

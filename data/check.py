@@ -26,9 +26,10 @@ from .problems import DatasetError
 
 
 def check(source, decode: bool = True, use_difficult: bool = True):
-    """-> (report lines, number of problems). `use_difficult`: whether the run would learn from difficult objects."""
+    """-> (report lines, number of problems, indices of the unreadable images). `use_difficult`: whether the run
+    would learn from difficult objects."""
     problems, notices = list(source.problems), list(getattr(source, "notices", []))
-    objects, hard, empty, alpha, turned, unreadable = Counter(), Counter(), 0, 0, 0, 0
+    objects, hard, empty, alpha, turned, unreadable = Counter(), Counter(), 0, 0, 0, []
     sizes = Counter()
     for i in tqdm(range(len(source)), desc=f"checking {source.name}", disable=not sys.stderr.isatty()):
         boxes, labels, difficult = source.annotation(i)
@@ -38,7 +39,7 @@ def check(source, decode: bool = True, use_difficult: bool = True):
             except ValueError as exc:
                 problems.append(f"{exc} (training replaces it with another image; eval.py stops on it, or scores "
                                 f"it as a miss with --unreadable miss)")
-                unreadable += 1
+                unreadable.append(i)
                 continue
             alpha += had_alpha
             turned += orientation != 1
@@ -57,8 +58,8 @@ def check(source, decode: bool = True, use_difficult: bool = True):
         objects.update(used.tolist())
         hard.update(labels[difficult].tolist())
     lines = [f"dataset: {source.name}",
-             f"images: {len(source) - unreadable} readable ({empty} without objects)"
-             + (f", {unreadable} unreadable" if unreadable else ""),
+             f"images: {len(source) - len(unreadable)} readable ({empty} without objects)"
+             + (f", {len(unreadable)} unreadable (their objects not counted below)" if unreadable else ""),
              f"objects used: {sum(objects.values())}" + ("" if use_difficult else " (difficult ones excluded)")]
     width = max(len(n) for n in source.class_names) if source.class_names else 5
     for label, name in enumerate(source.class_names):
@@ -84,7 +85,7 @@ def check(source, decode: bool = True, use_difficult: bool = True):
     lines += [f"  {n}" for n in notices]
     lines.append(f"problems: {len(problems)}")
     lines += [f"  {p}" for p in problems]
-    return lines, len(problems)
+    return lines, len(problems), unreadable
 
 
 def main(argv=None):
@@ -105,19 +106,19 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     use_difficult = cfg.train_difficult if args.split == "train" else True
-    lines, count = check(source, decode=not args.no_decode, use_difficult=use_difficult)
+    lines, count, unreadable = check(source, decode=not args.no_decode, use_difficult=use_difficult)
     print("\n".join(lines))
-    print("\n".join(prior_coverage(cfg, source, use_difficult)))
+    print("\n".join(prior_coverage(cfg, source, use_difficult, unreadable)))
     return 1 if count else 0
 
 
-def prior_coverage(cfg, source, use_difficult: bool) -> list:
+def prior_coverage(cfg, source, use_difficult: bool, unreadable=()) -> list:
     """The coverage line train.py prints, the table per class and size, and what to do about it."""
     from engine.priors import coverage_line, coverage_table, describe_layout, finer_layouts, prior_report
 
     if cfg.dataset in FILE_CLASSES:
         cfg = cfg.replace(class_names=tuple(source.class_names))
-    report = prior_report(cfg, source, use_difficult)
+    report = prior_report(cfg, source, use_difficult, unreadable)
     lines = [coverage_line(cfg, report)] + coverage_table(cfg, report, source.class_names)
     if report.fit.kind != "layout" and report.fitted.covered > report.layout.covered:
         sizes = " ".join(f"{v:g}" for v in report.fit.layout["min_sizes"])

@@ -1,5 +1,6 @@
 """Image files as the datasets, detect.py and the checker read them: decoding to 3-channel BGR the way up a viewer
 shows it (EXIF orientation, transparency on white), header sizes, and the photo extensions."""
+import contextlib
 import io
 import os
 from typing import NamedTuple
@@ -62,7 +63,8 @@ def _decode_pixels(path: str) -> tuple:
         raise ValueError(f"{path}: empty image file")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None and os.path.isfile(path):  # imdecode refuses truncated JPEGs that imread decodes
-        image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        with native_stderr_silenced():  # libjpeg's own "Premature end of JPEG file": the checker says it in words
+            image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f"{path}: corrupt or unsupported image")
     if image.ndim == 3 and image.shape[2] == 4 and data[:2].tobytes() != b"\xff\xd8":  # alpha (not CMYK JPEG)
@@ -70,7 +72,8 @@ def _decode_pixels(path: str) -> tuple:
         alpha = image[..., 3:].astype(np.float32) / scale
         colour = image[..., :3].astype(np.float32) * (255.0 / scale)
         background = np.array(ALPHA_BACKGROUND, np.float32)
-        return np.round(colour * alpha + background * (1 - alpha)).astype(np.uint8), True, data
+        transparent = bool((alpha < 1).any())  # an RGBA file whose every pixel is opaque is not "transparent"
+        return np.round(colour * alpha + background * (1 - alpha)).astype(np.uint8), transparent, data
     if image.ndim == 2 or image.dtype != np.uint8 or image.shape[2] != 3:  # gray, 16-bit, CMYK: as cv2 converts
         flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # applied once, in decode_image
         colour = cv2.imdecode(data, flags)
@@ -78,6 +81,23 @@ def _decode_pixels(path: str) -> tuple:
         if image is None:
             raise ValueError(f"{path}: corrupt or unsupported image")
     return image, False, data
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """What C libraries write straight to file descriptor 2 (libjpeg's warnings) goes nowhere inside the block."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def jpeg_truncated(path: str) -> bool:

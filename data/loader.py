@@ -42,6 +42,7 @@ class SSDDataset(Dataset):
                  max_substitutions: int = 20):
         self.source, self.transform, self.use_difficult = source, transform, use_difficult
         self.substitute, self.max_substitutions = substitute, max_substitutions
+        self.warned = set()
 
     def __len__(self):
         return len(self.source)
@@ -58,7 +59,10 @@ class SSDDataset(Dataset):
                     blank, target = self.transform(np.zeros((1, 1, 3), np.uint8), np.zeros((0, 4), np.float32),
                                                    np.zeros(0, np.int64))[0], np.zeros((0, 5), np.float32)
                     return Sample(torch.from_numpy(blank).permute(2, 0, 1), torch.from_numpy(target), index, (0, 0))
-                log.warning("%s; using another image instead", exc)
+                if str(exc) not in self.warned:  # once per file (and loader process), not each time it is drawn
+                    self.warned.add(str(exc))
+                    log.warning("%s; another image takes its place each time it is drawn (python -m data.check "
+                                "lists every such file)", exc)
                 index = (index + 1) % len(self.source)
         else:
             raise RuntimeError(f"{self.max_substitutions} unreadable images in a row in {self.source.name}; "

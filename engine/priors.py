@@ -45,9 +45,10 @@ def fit_wanted(cfg: Config) -> tuple:
     return True, "--priors auto, your own classes"
 
 
-def prior_report(cfg: Config, source, use_difficult: bool = True) -> PriorReport:
-    """Coverage of cfg's prior layout over the source's boxes, and the layout fitted to them."""
-    boxes, labels, images = normalised_boxes(source, use_difficult)
+def prior_report(cfg: Config, source, use_difficult: bool = True, unreadable=()) -> PriorReport:
+    """Coverage of cfg's prior layout over the source's boxes (those of the images at `unreadable` left out), and
+    the layout fitted to them."""
+    boxes, labels, images = normalised_boxes(source, use_difficult, unreadable=unreadable)
     layout_coverage, layout_best = coverage_of(boxes, cfg.prior_layout, cfg.overlap_thresh)
     fit = fit_layout(boxes, cfg.prior_layout, cfg.overlap_thresh, seed=0)
     fitted, fitted_best = coverage_of(boxes, fit.layout, cfg.overlap_thresh)

@@ -13,7 +13,7 @@ from helpers import FAST, cells_folder, make_voc_folder, raccoon_folder, write_c
 
 import train
 from config import config_for
-from data import COCOSource, DatasetError, VOCSource, build_source, decode_image
+from data import COCOSource, DatasetError, VOCSource, build_dataset, build_source, decode_image
 from data.check import main as check_main
 from engine import evenly_spaced, score_voc
 
@@ -276,3 +276,33 @@ def test_coco_categories_of_one_name_merge_and_every_dropped_annotation_is_count
     assert not [k for k in counts if "not in --class-names" in k or "clipped" in k or "zero-area" in k]
     chosen = COCOSource(str(tmp_path), ["train"], class_names=["car"], skip_empty=False)
     assert chosen.class_names == ["car"] and len(chosen.table.labels) == 3
+
+
+def test_the_checker_counts_agree_when_images_cannot_be_decoded(tmp_path, capfd):
+    """An unreadable image's objects are neither 'used' nor in the prior coverage; an opaque RGBA image is not
+    'transparent'; libjpeg's own warnings do not leak; training warns once per unreadable file."""
+    root = cells_folder(tmp_path / "d", count=4, sets={"trainval": ["c0", "c1", "c2", "c3"]})
+    (root / "JPEGImages" / "c0.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    cut = root / "JPEGImages" / "c1.jpg"
+    cut.write_bytes(cut.read_bytes()[:-200])
+    opaque = cv2.cvtColor(cv2.imread(str(root / "JPEGImages" / "c2.jpg")), cv2.COLOR_BGR2BGRA)
+    (root / "JPEGImages" / "c2.jpg").unlink()
+    cv2.imwrite(str(root / "JPEGImages" / "c2.png"), opaque)
+    assert check_main(["--dataset", "VOC", "--dataset-root", str(root), "--sets", "trainval", "--class-names",
+                       "cell", "dot"]) == 1
+    out, err = capfd.readouterr()
+    assert "images: 3 readable (0 without objects), 1 unreadable (their objects not counted below)" in out
+    assert "objects used: 6" in out and "of 6 boxes" in out and "transparent images" not in out
+    assert "Premature end of JPEG" not in out + err
+    cfg = config_for("VOC", dataset_root=str(root), sets=["trainval"], class_names=["cell", "dot"])
+    dataset = build_dataset(cfg, train=True)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("ssd.data").addHandler(handler)
+    try:
+        for _ in range(3):
+            dataset[(0, (0, 1))]
+    finally:
+        logging.getLogger("ssd.data").removeHandler(handler)
+    assert len([r for r in records if "c0.jpg" in r.getMessage()]) == 1

@@ -50,7 +50,7 @@ def test_boxes_drawn_on_the_turned_view_stay_where_they_were_drawn(tmp_path):
     image, boxes, labels, _ = source.load(0)
     assert image.shape[:2] == (90, 60)
     np.testing.assert_allclose(boxes, [[9, 49, 50, 85]])
-    lines, problems = check(source)
+    lines, problems, _ = check(source)
     assert problems == 0 and not [n for n in lines if "clipped" in n]
     assert "photos with an EXIF orientation: 1 (turned the way up viewers and annotation tools show them, for " \
            "training, evaluation and detect.py alike)" in lines
