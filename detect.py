@@ -22,13 +22,13 @@ import time
 import cv2
 import torch
 
-from config import Config, ConfigError
+from config import Config, ConfigError, UserError
 from data import PHOTO_EXTENSIONS, image_files, read_image
 from engine import load_detector, preprocess
 from utils.checkpoint import WeightsError
-from utils.cli import Parser, add_device_flag, add_flags, flags_given
+from utils.cli import Parser, add_device_flag, add_flags, entry_point, flags_given
 from utils.distributed import resolve_device
-from utils.output import OutputError, check_output_file, check_output_folder
+from utils.output import check_output_file, check_output_folder
 from utils.visualize import draw_detections
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -118,14 +118,14 @@ def expand_inputs(inputs):
         if os.path.isdir(path):
             found = image_files(path)
             if not found:
-                raise FileNotFoundError(f"{path}: no images in this folder ({', '.join(sorted(PHOTO_EXTENSIONS))})")
+                raise UserError(f"{path}: no images in this folder ({', '.join(sorted(PHOTO_EXTENSIONS))})")
             images += found
         elif os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS:
             videos.append(path)
         elif os.path.isfile(path):
             images.append(path)
         else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
+            raise UserError(f"{path}: no such file or folder")
     return images, videos
 
 
@@ -174,7 +174,7 @@ def run_images(detector, paths, args, report) -> dict:
 def run_video(detector, source, name, out_path, report):
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
-        raise FileNotFoundError(f"{name}: cannot open video source")
+        raise UserError(f"{name}: cannot open video source")
     fps_in = capture.get(cv2.CAP_PROP_FPS) or 25.0
     writer, frames, start = None, 0, time.perf_counter()
     try:
@@ -208,19 +208,16 @@ def write_report(report: dict, path: str):
     print(f"detections of {len(report)} input(s): {path}")
 
 
+@entry_point
 def main(argv=None):
     started()
     args = parse_args(argv)
     if not args.weights:
-        print("error: give --weights (a train.py checkpoint, or e.g. weights/ssd300_mAP_77.43_v2.pth)",
-              file=sys.stderr)
-        return 2
+        raise ConfigError("give --weights (a train.py checkpoint, or e.g. weights/ssd300_mAP_77.43_v2.pth)")
     if not args.inputs and args.camera is None:
-        print("error: give images, folders or videos, or --camera N", file=sys.stderr)
-        return 2
+        raise ConfigError("give images, folders or videos, or --camera N")
     if args.batch_size < 1:
-        print(f"error: --batch-size must be a whole number >= 1 (got {args.batch_size})", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--batch-size must be a whole number >= 1 (got {args.batch_size})")
     args.output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), "detections")
     try:
         detector = ImageDetector(args)
@@ -258,9 +255,6 @@ def main(argv=None):
             print(f"interrupted: {len(report)} input(s) done" + (f", their detections in {args.json}" if args.json
                                                                   else ""), file=sys.stderr)
             return 130
-    except (WeightsError, ConfigError, OutputError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted while loading the model: nothing detected or written", file=sys.stderr)
         return 130

@@ -24,10 +24,9 @@ from tqdm import tqdm
 from config import FILE_CLASSES, ConfigError, config_for, resolve
 from data import DatasetError, build_source
 from engine import evaluate, format_ap_table, load_detector, not_written_line, write_evaluation
-from utils.checkpoint import WeightsError
-from utils.cli import Parser, add_device_flag, add_flags, chosen_dataset, flags_given
+from utils.cli import Parser, add_device_flag, add_flags, chosen_dataset, entry_point, flags_given
 from utils.distributed import cap_workers, resolve_device
-from utils.output import OutputError, check_output_folder
+from utils.output import check_output_folder
 from utils.voc_eval import evaluate_detections, read_results, to_devkit
 
 log = logging.getLogger("ssd")
@@ -101,6 +100,7 @@ def score_saved_results(cfg, folder: str, output: str) -> dict:
     return metrics
 
 
+@entry_point
 def main(argv=None):
     started()
     args = parse_args(argv)
@@ -131,9 +131,6 @@ def main(argv=None):
             raise DatasetError(f"dataset classes {source.class_names} differ from the model's {list(cfg.class_names)}")
         metrics = evaluate(loaded.model, cfg, source, loaded.detector.device, output, loaded.detector,
                            progress=lambda batches: tqdm(batches, desc="evaluating", dynamic_ncols=True))
-    except (DatasetError, WeightsError, ConfigError, OutputError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted: evaluation stopped, nothing scored or written", file=sys.stderr)
         return 130

@@ -30,12 +30,11 @@ from config import (
     config_for,
     resolve,
 )
-from data import DatasetError
 from engine import RUNS_ROOT, Trainer, default_output
 from engine.trainer import PRECISION_NAMES
 from models.weights import weights_format
 from utils.checkpoint import WeightsError, damaged_member, latest_checkpoint, read_state
-from utils.cli import Parser, add_device_flag, add_flags, chosen_dataset, flags_given
+from utils.cli import Parser, add_device_flag, add_flags, chosen_dataset, entry_point, flags_given
 from utils.distributed import cap_workers, cleanup, describe_device, init_distributed
 from utils.interrupts import INTERRUPTS, StepAbandoned, Terminated, started
 from utils.logger import last_training_rate
@@ -180,7 +179,7 @@ def cpu_check_done(trainer, metrics: dict, minutes: float) -> str:
     if trainer.cfg.backbone.startswith("efficientnet"):
         cfg = trainer.cfg
         return CPU_DEMO_DONE.format(backbone=cfg.backbone, images=cfg.max_iter * cfg.batch_size, minutes=minutes,
-                                    mAP=metrics["mAP"], output=cfg.output, python=venv_python())
+                                    mAP=metrics["mAP"], output=cfg.output)
     full = config_for("shapes")
     img_s = last_training_rate(trainer.cfg.output)
     return CPU_CHECK_DONE.format(img_s=img_s, precision=PRECISION_NAMES[trainer.amp].split(",")[0],
@@ -220,25 +219,16 @@ CPU_DEMO_DONE = """\
 done: the {backbone} detector, started from its ImageNet weights, trained on {images} images in {minutes:.1f} minutes
 on this CPU and scored mAP {mAP:.3f} on the test images above; detections drawn in {output}/eval/examples.jpg.
 next:
-  run it on your pictures:  {python} detect.py --weights {output}/final.pth YOUR_PHOTO.jpg
-  train on your own data:   {python} train.py --dataset VOC --dataset-root DIR --class-names A B C
-  the SSD300 pipeline check: {python} train.py --backbone vgg16"""
+  run it on your pictures:  python detect.py --weights {output}/final.pth YOUR_PHOTO.jpg
+  train on your own data:   python train.py --dataset VOC --dataset-root DIR --class-names A B C
+  the SSD300 pipeline check: python train.py --backbone vgg16"""
 
 
-def venv_python() -> str:
-    """How the README's set-up runs Python: `.venv/bin/python`, or `python` in any other environment."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    return ".venv/bin/python" if os.path.abspath(sys.prefix) == os.path.join(here, ".venv") else "python"
-
-
+@entry_point
 def main(argv=None):
     started()
     args = parse_args(argv)
-    try:
-        rank, world_size, _, device = init_distributed(args.device)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    rank, world_size, _, device = init_distributed(args.device)
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", force=True)
     INTERRUPTS.install()
@@ -262,14 +252,11 @@ def run(args, rank: int, world_size: int, device: torch.device) -> int:
         trainer = Trainer(cfg, rank, world_size, device, resume, checkpoint)
         if rank == 0:
             log.info("config: %s", trainer.cfg.to_dict())
-    except (DatasetError, WeightsError, ConfigError, OutputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except (KeyboardInterrupt, Terminated) as exc:
         print(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'} before training started (nothing to "
               f"resume): run the command again to start", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
-    started = time.perf_counter()
+    began = time.perf_counter()
     try:
         metrics = trainer.train()
     except StepAbandoned:
@@ -301,11 +288,8 @@ def run(args, rank: int, world_size: int, device: torch.device) -> int:
             return not_saved(trainer, error)
         print(f"error: {exc}", file=sys.stderr)
         return 4
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     if cpu_check and rank == 0 and metrics is not None:
-        print(cpu_check_done(trainer, metrics, (time.perf_counter() - started) / 60))
+        print(cpu_check_done(trainer, metrics, (time.perf_counter() - began) / 60))
     return 0
 
 

@@ -101,7 +101,7 @@ def parse_args(argv=None):
             setattr(args, key, default)
     try:
         args.device = str(resolve_device(args.device))
-    except ValueError as exc:
+    except ConfigError as exc:
         p.error(str(exc))
     return args
 

@@ -12,7 +12,7 @@ from .loader import Batch, Sample, SSDDataset, as_model_input, collate, eval_loa
 from .problems import DatasetError
 from .shapes import ShapesDataset
 from .transforms import ResizeTransform, SSDAugmentation
-from .voc import VOCSource, is_devkit, single_folder_sets
+from .voc import VOCSource, layout_sets, single_folder_sets, voc_layout
 from .yolo import YOLOSource
 
 
@@ -25,9 +25,13 @@ def build_source(cfg, train: bool):
         return ShapesDataset(split, count, seed=cfg.seed if split == "train" else 0)
     if cfg.dataset == "VOC":
         root = os.path.expanduser(cfg.dataset_root)
-        if os.path.isdir(root) and not is_devkit(root):
-            sets = single_folder_sets(root, sets, "--sets" if train else "--test-sets")
-        return VOCSource(root, sets, cfg.class_names, skip_empty=train)
+        layout = voc_layout(root) if os.path.isdir(root) else None
+        flag = "--sets" if train else "--test-sets"
+        if layout is not None and layout.kind == "lists":
+            sets = single_folder_sets(root, sets, flag)
+        elif layout is not None and layout.kind != "devkit":
+            sets = layout_sets(root, layout, sets, flag)
+        return VOCSource(root, sets, cfg.class_names, skip_empty=train, layout=layout)
     if cfg.dataset == "COCO":
         return COCOSource(cfg.dataset_root, sets, cfg.class_names, skip_empty=train)
     if cfg.dataset == "YOLO":

@@ -17,12 +17,11 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from config import FILE_CLASSES, ConfigError, config_for, resolve
-from utils.cli import Parser, add_flags, chosen_dataset, flags_given
+from config import FILE_CLASSES, config_for, resolve
+from utils.cli import Parser, add_flags, chosen_dataset, entry_point, flags_given
 
 from . import build_source
 from .images import decode_image, jpeg_truncated
-from .problems import DatasetError
 
 
 def check(source, decode: bool = True, use_difficult: bool = True):
@@ -57,7 +56,8 @@ def check(source, decode: bool = True, use_difficult: bool = True):
         used = labels if use_difficult else labels[~difficult]
         objects.update(used.tolist())
         hard.update(labels[difficult].tolist())
-    lines = [f"dataset: {source.name}",
+    layout = getattr(source, "layout", None)
+    lines = [f"dataset: {source.name}"] + ([f"layout: {layout.describe(source.root)}"] if layout else []) + [
              f"images: {len(source) - len(unreadable)} readable ({empty} without objects)"
              + (f", {len(unreadable)} unreadable (their objects not counted below)" if unreadable else ""),
              f"objects used: {sum(objects.values())}" + ("" if use_difficult else " (difficult ones excluded)")]
@@ -88,6 +88,7 @@ def check(source, decode: bool = True, use_difficult: bool = True):
     return lines, len(problems), unreadable
 
 
+@entry_point
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = Parser(__doc__)
@@ -99,12 +100,8 @@ def main(argv=None):
     parser.add_argument("--no-decode", action="store_true", help="check annotations only, skip image decoding")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(message)s")
-    try:
-        cfg = resolve(flags_given(args))
-        source = build_source(cfg, train=args.split == "train")
-    except (DatasetError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = resolve(flags_given(args))
+    source = build_source(cfg, train=args.split == "train")
     use_difficult = cfg.train_difficult if args.split == "train" else True
     lines, count, unreadable = check(source, decode=not args.no_decode, use_difficult=use_difficult)
     print("\n".join(lines))

@@ -6,12 +6,14 @@ from collections import Counter
 
 import numpy as np
 
+from config import UserError
+
 log = logging.getLogger("ssd.data")
 # the file names a YOLO-format folder's description goes by, in the order they are looked for
 DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError):
     """A dataset that cannot be used at all (missing root, missing image set, empty set)."""
 
 

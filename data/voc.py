@@ -1,8 +1,15 @@
 """PASCAL VOC 2007/2012 and VOC-style folders with your own classes.
 
-Two layouts for `root`:
+The layouts of `root` (`voc_layout` finds which; data.check and the log say it):
 - a VOCdevkit folder holding VOC2007/, VOC2012/ ...; sets are named "2007:trainval", "2012:trainval", "2007:test";
-- one VOC-style folder holding Annotations/, JPEGImages/, ImageSets/Main/<set>.txt; sets are named "trainval", ...
+- one VOC-style folder holding Annotations/, JPEGImages/, ImageSets/Main/<set>.txt; sets are named "trainval", ...;
+- split folders as Roboflow's "Pascal VOC" export writes them: train/, valid/ (or val/), test/, each holding its
+  images and XMLs side by side (or images/ + annotations/); sets are the folder names ("trainval": train and
+  valid when a test/ folder exists);
+- one folder of images and XMLs as LabelImg writes them: XMLs beside the images, or images/ + annotations/ (any
+  case; Annotations/ + JPEGImages/ without ImageSets too). Without lists or split folders it is split by a hash of
+  each XML's name: about 1 image in 5 is "test", the rest "train" (the same split every time, for train.py and
+  eval.py alike, and an added file does not move the others).
 
 Coordinates: VOC files hold 1-based inclusive pixels. `parse_voc_xml` converts them once to continuous corners
 (x1 - 1, y1 - 1, x2, y2), so that x2 - x1 equals the devkit's width x2 - x1 + 1; utils/voc_eval.py writes
@@ -10,6 +17,7 @@ results with the exact inverse. No other place adds or subtracts a pixel.
 """
 import os
 import xml.etree.ElementTree as ET
+import zlib
 from collections import Counter
 from typing import NamedTuple
 
@@ -128,6 +136,108 @@ class ImageFolder:
         return os.path.join(self.folder, by_id), other
 
 
+# Folder names of the splits of an export (any case), and of the two halves of a folder pair (any case).
+SPLIT_FOLDERS = ("train", "valid", "val", "test")
+PAIR_FOLDERS = (("annotations", "images"), ("annotations", "jpegimages"), ("xmls", "images"))
+TEST_SHARE = 5  # a folder without lists or splits: 1 image in TEST_SHARE (by a hash of its name) is "test"
+LAYOUTS_TOLD = set()  # roots whose layout the log has named (once per process, for the training and test sets)
+
+
+class VocLayout(NamedTuple):
+    kind: str  # "devkit", "lists" (ImageSets/Main), "splits" (one folder per split) or "pairs" (one folder)
+    folders: dict  # "splits": {split name: (xml folder, image folder)}; "pairs": {"all": (xml folder, image folder)}
+
+    def describe(self, root: str) -> str:
+        if self.kind == "devkit":
+            return f"{root}: a VOCdevkit (VOC2007/, VOC2012/ ...)"
+        if self.kind == "lists":
+            return f"{root}: a VOC-style folder (Annotations/, JPEGImages/, ImageSets/Main lists)"
+        if self.kind == "splits":
+            xmls, images = next(iter(self.folders.values()))
+            where = "images and XMLs side by side" if xmls == images else \
+                f"{os.path.basename(images)}/ + {os.path.basename(xmls)}/"
+            return f"{root}: split folders {', '.join(f'{n}/' for n in self.folders)} ({where})"
+        xmls, images = self.folders["all"]
+        where = "XMLs beside the images" if xmls == images else \
+            f"{os.path.relpath(images, root)}/ + {os.path.relpath(xmls, root)}/"
+        return f"{root}: one folder ({where}) without lists or splits: split by a hash of each name into train " \
+               f"and test (1 in {TEST_SHARE}), the same split for train.py and eval.py"
+
+    def entries(self, set_name: str) -> tuple:
+        """-> (image ids, xml folder, image folder) of one split ("splits"), or of the hash split's "train"/"test"
+        ("pairs")."""
+        if self.kind == "splits":
+            xmls, images = self.folders[set_name]
+            return xml_ids(xmls), xmls, images
+        xmls, images = self.folders["all"]
+        ids = xml_ids(xmls)
+        test = [i for i in ids if zlib.crc32(i.encode()) % TEST_SHARE == 0]
+        return (test if set_name == "test" else [i for i in ids if i not in set(test)]), xmls, images
+
+
+def xml_ids(folder: str) -> list:
+    return sorted(name[:-4] for name in os.listdir(folder) if name.lower().endswith(".xml"))
+
+
+def folder_pair(folder: str):
+    """(xml folder, image folder) of a folder holding VOC XMLs beside its images, or images/ + annotations/
+    (any case); None when it holds neither."""
+    subfolders = {name.lower(): os.path.join(folder, name) for name in os.listdir(folder)
+                  if os.path.isdir(os.path.join(folder, name))}
+    for xmls, images in PAIR_FOLDERS:
+        if xmls in subfolders and images in subfolders and xml_ids(subfolders[xmls]):
+            return subfolders[xmls], subfolders[images]
+    return (folder, folder) if xml_ids(folder) else None
+
+
+def voc_layout(root: str):
+    """Which VOC layout `root` holds (see the module's docstring), or None."""
+    if is_devkit(root):
+        return VocLayout("devkit", {})
+    if os.path.isdir(os.path.join(root, "ImageSets", "Main")):
+        return VocLayout("lists", {})
+    splits = {}
+    for name in sorted(os.listdir(root), key=lambda n: (SPLIT_FOLDERS.index(n.lower())
+                                                        if n.lower() in SPLIT_FOLDERS else 9, n)):
+        path = os.path.join(root, name)
+        if name.lower() in SPLIT_FOLDERS and os.path.isdir(path) and folder_pair(path):
+            splits[name] = folder_pair(path)
+    if splits:
+        return VocLayout("splits", splits)
+    pair = folder_pair(root)
+    return VocLayout("pairs", {"all": pair}) if pair else None
+
+
+def layout_sets(root: str, layout: VocLayout, image_sets, flag: str) -> list:
+    """VOC's set names ('2007:trainval', 'test', ...) for split folders or a hash-split folder -> their sets:
+    'trainval' is train (and valid/val when a test split exists), 'test' is test (valid/val when there is none)."""
+    available = list(layout.folders) if layout.kind == "splits" else ["train", "test"]
+    by_lower = {name.lower(): name for name in available}
+    val = by_lower.get("valid") or by_lower.get("val")
+    aliases = {"trainval": [by_lower.get("train")] + ([val] if val and "test" in by_lower else []),
+               "test": [by_lower.get("test") or val]}
+    out = []
+    for image_set in image_sets:
+        name = image_set.split(":", 1)[1] if ":" in image_set else image_set
+        chosen = [by_lower[name.lower()]] if name.lower() in by_lower else aliases.get(name.lower(), [None])
+        if None in chosen or not chosen:
+            raise DatasetError(f"{root}: no set '{name}' in {layout.describe(root)}; pass {flag} with one of: "
+                               f"{' '.join(available)}")
+        out += [c for c in chosen if c not in out]
+    return out
+
+
+def no_layout_error(root: str) -> DatasetError:
+    """What a folder that fits no VOC layout holds, in one line."""
+    names = sorted(os.listdir(root))
+    folders = [n + "/" for n in names if os.path.isdir(os.path.join(root, n))]
+    files = Counter(os.path.splitext(n)[1].lower() or n for n in names if not os.path.isdir(os.path.join(root, n)))
+    found = ", ".join(folders[:6] + [f"{k} {e} file(s)" for e, k in files.most_common(4)]) or "nothing"
+    return DatasetError(f"{root}: no VOC layout (Annotations/ + JPEGImages/ [+ ImageSets/Main], XMLs beside their "
+                        f"images, images/ + annotations/, or train/ valid/ test/ folders of those); it holds: "
+                        f"{found}{format_hint(root, 'VOC')}")
+
+
 def is_devkit(root: str) -> bool:
     """A VOCdevkit root (VOC2007/, VOC2012/ ...) rather than one VOC-style folder."""
     return not os.path.isdir(os.path.join(root, "ImageSets")) and any(
@@ -175,34 +285,33 @@ class VOCSource(RecordSource):
     `names_found` counts every object name in the annotations read, known or not.
     """
 
-    def __init__(self, root: str, image_sets, class_names, name: str = "VOC", skip_empty: bool = False):
-        """`skip_empty` (training): images without any object of `class_names` are left out, with a count."""
+    def __init__(self, root: str, image_sets, class_names, name: str = "VOC", skip_empty: bool = False,
+                 layout: VocLayout = None):
+        """`skip_empty` (training): images without any object of `class_names` are left out, with a count.
+        `layout`: voc_layout(root) (found here when not given)."""
         self.root = os.path.expanduser(root)
         self.class_names = list(class_names)
         self.name = name
         if not os.path.isdir(self.root):
             raise DatasetError(f"{self.root}: dataset root not found (see docs/data.md)")
+        self.layout = layout or voc_layout(self.root)
+        if self.layout is None:
+            raise no_layout_error(self.root)
+        if self.layout.kind in ("splits", "pairs") and self.root not in LAYOUTS_TOLD:
+            LAYOUTS_TOLD.add(self.root)
+            log.info("layout: %s", self.layout.describe(self.root))
         class_to_index = {c: i for i, c in enumerate(self.class_names)}
         self.problems, self.names_found = Problems(), Counter()
         builder, listings, seen = TableBuilder(), {}, set()
         for image_set in ([image_sets] if isinstance(image_sets, str) else image_sets):
-            folder, set_name = resolve_set(self.root, image_set)
-            list_file = os.path.join(folder, "ImageSets", "Main", f"{set_name}.txt")
-            if not exists(list_file):
-                names = listed_sets(os.path.dirname(list_file))
-                names = [n for n in names if "_" not in n] or names  # VOC's per-class lists aside
-                prefix = image_set.split(":", 1)[0] + ":" if ":" in image_set else ""
-                raise DatasetError(f"{list_file}: image set '{image_set}' not found; the sets there: "
-                                   + (" ".join(prefix + n for n in names) or "(none)"))
-            with open(list_file, encoding="utf-8-sig", errors="replace") as f:  # a BOM (Notepad) is not an id
-                ids = [line.split()[0] for line in f if line.strip()]
+            list_file, ids, xml_folder, image_folder = self._set_entries(image_set)
             for image_id in ids:
-                if (folder, image_id) in seen:
+                if (xml_folder, image_id) in seen:
                     self.problems.add("ids listed more than once, read once",
                                       f"{list_file}: lists '{image_id}' again, read once")
                     continue
-                seen.add((folder, image_id))
-                xml_path = os.path.join(folder, "Annotations", f"{image_id}.xml")
+                seen.add((xml_folder, image_id))
+                xml_path = os.path.join(xml_folder, f"{image_id}.xml")
                 if not exists(xml_path):
                     self.problems.add("listed ids without an annotation file, skipped",
                                       f"{list_file}: lists '{image_id}' but {xml_path} does not exist, skipped")
@@ -210,14 +319,13 @@ class VOCSource(RecordSource):
                 parsed = parse_voc_xml(xml_path, class_to_index, self.problems)
                 if parsed is None:
                     continue
-                images = os.path.join(folder, "JPEGImages")
-                if images not in listings:
-                    listings[images] = ImageFolder(images)
-                listing = listings[images]
+                if image_folder not in listings:
+                    listings[image_folder] = ImageFolder(image_folder)
+                listing = listings[image_folder]
                 image_path, other = listing.find(image_id, parsed.filename)
                 if image_path is None:
                     self.problems.add("annotated images not found, skipped", f"{xml_path}: no image "
-                                      f"{image_id}.jpg/.png in {os.path.join(folder, 'JPEGImages')}, skipped")
+                                      f"{image_id}.jpg/.png in {image_folder}, skipped")
                     continue
                 if other:
                     self.problems.add("XMLs whose <filename> names another image, read as JPEGImages/<id>",
@@ -245,3 +353,20 @@ class VOCSource(RecordSource):
             raise DatasetError(f"{self.root}: image set(s) {list(image_sets)} hold no usable image"
                                + (f" ({self.problems.dominant()})" if self.problems else ""))
         log.info("%s %s: %d images, %d objects", name, list(image_sets), len(self.table), len(self.table.labels))
+
+    def _set_entries(self, image_set: str) -> tuple:
+        """-> (where the ids come from, image ids, xml folder, image folder) of one set of the layout."""
+        if self.layout.kind in ("splits", "pairs"):
+            ids, xmls, images = self.layout.entries(image_set)
+            return xmls, ids, xmls, images
+        folder, set_name = resolve_set(self.root, image_set)
+        list_file = os.path.join(folder, "ImageSets", "Main", f"{set_name}.txt")
+        if not exists(list_file):
+            names = listed_sets(os.path.dirname(list_file))
+            names = [n for n in names if "_" not in n] or names  # VOC's per-class lists aside
+            prefix = image_set.split(":", 1)[0] + ":" if ":" in image_set else ""
+            raise DatasetError(f"{list_file}: image set '{image_set}' not found; the sets there: "
+                               + (" ".join(prefix + n for n in names) or "(none)"))
+        with open(list_file, encoding="utf-8-sig", errors="replace") as f:  # a BOM (Notepad) is not an id
+            ids = [line.split()[0] for line in f if line.strip()]
+        return list_file, ids, os.path.join(folder, "Annotations"), os.path.join(folder, "JPEGImages")

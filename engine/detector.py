@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from config import Config, check_model_flags, resolve
+from config import Config, ConfigError, check_model_flags, resolve
 from data import ResizeTransform, as_model_input
 from layers import PaddedDetections, PostProcessor, unpad_detections
 from models import build_model, load_ssd_weights
@@ -106,9 +106,11 @@ class Detector:
         self.network = torch.compile(model) if compile else model
         self.device = next(model.parameters()).device
         if cuda_graph and self.device.type != "cuda":
-            raise ValueError(f"CUDA graphs need the model on a CUDA device, it is on {self.device}")
+            raise ConfigError(f"--cuda-graph: CUDA graphs need the model on a CUDA device, it is on "
+                              f"{self.device}")
         if cuda_graph and postprocessor.settings["nms"] != "hard":
-            raise ValueError("CUDA graphs support hard NMS only (Soft-NMS runs eagerly)")
+            raise ConfigError("--cuda-graph: CUDA graphs support hard NMS only (Soft-NMS runs eagerly); drop "
+                              "--nms soft")
         self.cuda_graph = cuda_graph
         self.nms_rounds = nms_rounds if nms_rounds is not None or not cuda_graph else Config.graph_nms_rounds
         self.graphs = {}  # batch shape -> (graph, static input, static outputs)

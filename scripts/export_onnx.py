@@ -15,14 +15,13 @@ eval.py and detect.py run a whole-detector file given as --weights.
 import os
 import sys
 
-from config import Config, ConfigError
+from config import Config, ConfigError, UserError
 from data import PHOTO_EXTENSIONS, image_files, read_image
 from engine import export_onnx, load_model
 from engine.deploy import onnxruntime_version, quantize_int8
 from engine.evaluate import evenly_spaced
-from utils.checkpoint import WeightsError
-from utils.cli import Parser, add_flags, flags_given
-from utils.output import OutputError, check_output_file
+from utils.cli import Parser, add_flags, entry_point, flags_given
+from utils.output import check_output_file
 
 
 def parse_args(argv=None):
@@ -56,10 +55,10 @@ def parse_args(argv=None):
 def calibration_images(folder: str, count: int) -> list:
     """Up to `count` evenly spaced readable images of `folder` (unreadable ones are counted and said)."""
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"--calibration-images {folder}: no such folder")
+        raise UserError(f"--calibration-images {folder}: no such folder")
     paths = image_files(folder)
     if not paths:
-        raise FileNotFoundError(f"--calibration-images {folder}: no images ({', '.join(PHOTO_EXTENSIONS)})")
+        raise UserError(f"--calibration-images {folder}: no images ({', '.join(PHOTO_EXTENSIONS)})")
     images, unreadable = [], []
     for index in evenly_spaced(len(paths), count):
         try:
@@ -69,35 +68,32 @@ def calibration_images(folder: str, count: int) -> list:
     if unreadable:
         print(f"calibration: {len(unreadable)} unreadable image(s) skipped, first: {unreadable[0]}")
     if not images:
-        raise FileNotFoundError(f"--calibration-images {folder}: none of its images could be read")
+        raise UserError(f"--calibration-images {folder}: none of its images could be read")
     return images
 
 
+@entry_point
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        if args.graph_nms and onnxruntime_version() is None:
-            raise ConfigError("--nms/--int8 need onnx and onnxruntime: pip install onnx onnxruntime")
-        if args.output:
-            check_output_file(args.output, "--output")
-        model, cfg = load_model(args.weights, "cpu", flags_given(args))
-        name = f"ssd{cfg.size}" + (".detector" if args.graph_nms else "") + (".int8" if args.int8 else "") + ".onnx"
-        output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), name)
-        check_output_file(output, "--output")
-        images = calibration_images(args.calibration_images, args.calibration_count) if args.int8 else None
-        if args.int8:
-            fp32 = output + ".fp32.tmp"
-            try:
-                export_onnx(model, cfg, fp32, nms=True)
-                quantize_int8(fp32, output, images, cfg.size)
-            finally:
-                if os.path.exists(fp32):
-                    os.remove(fp32)
-        else:
-            export_onnx(model, cfg, output, nms=args.graph_nms)
-    except (WeightsError, ConfigError, OutputError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.graph_nms and onnxruntime_version() is None:
+        raise ConfigError("--nms/--int8 need onnx and onnxruntime: pip install onnx onnxruntime")
+    if args.output:
+        check_output_file(args.output, "--output")
+    model, cfg = load_model(args.weights, "cpu", flags_given(args))
+    name = f"ssd{cfg.size}" + (".detector" if args.graph_nms else "") + (".int8" if args.int8 else "") + ".onnx"
+    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), name)
+    check_output_file(output, "--output")
+    images = calibration_images(args.calibration_images, args.calibration_count) if args.int8 else None
+    if args.int8:
+        fp32 = output + ".fp32.tmp"
+        try:
+            export_onnx(model, cfg, fp32, nms=True)
+            quantize_int8(fp32, output, images, cfg.size)
+        finally:
+            if os.path.exists(fp32):
+                os.remove(fp32)
+    else:
+        export_onnx(model, cfg, output, nms=args.graph_nms)
     if args.graph_nms:
         print(f"wrote {output} ({'INT8, calibrated on ' + str(len(images)) + ' images' if args.int8 else 'fp32'}; "
               f"input uint8 [B, 3, {cfg.size}, {cfg.size}] BGR; outputs boxes, scores, labels, counts); run it: "

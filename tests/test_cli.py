@@ -137,7 +137,7 @@ def test_help_shows_the_chosen_datasets_defaults(capsys):
 
 
 def test_resolver_precedence_and_frozen_config():
-    saved = config_for("VOC", lr=5e-3, size=512, class_names=["a", "b"]).to_dict()
+    saved = config_for("VOC", lr=5e-3, size=512, class_names=["a", "b"], backbone="vgg16").to_dict()
     saved["conf_thresh"] = 0.2  # an older checkpoint's name for score_thresh
     cfg = resolve({"lr": 2e-3}, saved, preset={"max_iter": 7})
     assert cfg.lr == 2e-3 and cfg.size == 512 and cfg.class_names == ("a", "b") and cfg.score_thresh == 0.2

@@ -106,8 +106,9 @@ def test_bad_data_is_reported_and_skipped(tmp_path, caplog):
         image, target, index, size = dataset[ids.index("corrupt")]
     assert index == ids.index("gray") and image.shape == (3, 32, 32)
     assert any("corrupt.jpg" in r.getMessage() for r in caplog.records)
-    lines, count = check(ds)
+    lines, count, unreadable = check(ds)
     assert count == len(ds.problems) + 1 and any("corrupt.jpg" in line for line in lines)
+    assert unreadable == [ids.index("corrupt")]
 
 
 def test_empty_set_and_missing_root(tmp_path):
@@ -239,3 +240,62 @@ def test_swap_channels_equals_indexing():
     image = np.random.default_rng(1).integers(0, 255, (7, 5, 3), dtype=np.uint8)
     for order in ([2, 0, 1], [1, 2, 0], [0, 2, 1], [2, 1, 0]):
         assert np.array_equal(swap_channels(image, np.array(order)), image[..., order])
+
+
+def labelimg_copy(voc_root, folder, ids, side_by_side=True, images="images", annotations="annotations"):
+    """A copy of `ids` of a VOC-style folder as LabelImg writes it (XML beside the image), or as images/ +
+    annotations/ folders (any case)."""
+    import shutil
+    image_dir = folder if side_by_side else folder / images
+    xml_dir = folder if side_by_side else folder / annotations
+    image_dir.mkdir(parents=True, exist_ok=True)
+    xml_dir.mkdir(parents=True, exist_ok=True)
+    for i in ids:
+        shutil.copy(voc_root / "JPEGImages" / f"{i}.jpg", image_dir / f"{i}.jpg")
+        shutil.copy(voc_root / "Annotations" / f"{i}.xml", xml_dir / f"{i}.xml")
+    return folder
+
+
+def test_voc_folders_as_annotation_tools_write_them(tmp_path, capsys):
+    from helpers import cells_folder
+
+    from data import DatasetError, build_source
+    from data.check import main as check_main
+    from data.voc import VOCSource, voc_layout
+    ids = [f"c{i}" for i in range(12)]
+    voc = cells_folder(tmp_path / "voc", count=12, sets={"all": ids})
+    names = ["cell", "dot"]
+    # LabelImg: one folder, XMLs beside the images, no lists: a hash split, the same for training and evaluation
+    flat = labelimg_copy(voc, tmp_path / "labelimg", ids)
+    train_cfg = config_for("VOC", dataset_root=str(flat), class_names=names)
+    train, test = build_source(train_cfg, train=True), build_source(train_cfg, train=False)
+    train_ids = {train.image_id(i) for i in range(len(train))}
+    test_ids = {test.image_id(i) for i in range(len(test))}
+    assert train_ids | test_ids == set(ids) and not train_ids & test_ids and len(test_ids) >= 1
+    again = build_source(train_cfg, train=False)
+    assert {again.image_id(i) for i in range(len(again))} == test_ids
+    assert len(train.table.labels) == 2 * len(train_ids)
+    # images/ + annotations/ in capitals: the same split
+    pair = labelimg_copy(voc, tmp_path / "pair", ids, side_by_side=False, images="IMAGES", annotations="ANNOTATIONS")
+    paired = build_source(config_for("VOC", dataset_root=str(pair), class_names=names), train=False)
+    assert {paired.image_id(i) for i in range(len(paired))} == test_ids
+    # Roboflow's Pascal VOC export: train/ valid/ test/, images and XMLs side by side
+    export = tmp_path / "roboflow"
+    for split, chosen in (("train", ids[:8]), ("valid", ids[8:10]), ("test", ids[10:])):
+        labelimg_copy(voc, export / split, chosen)
+    assert voc_layout(str(export)).kind == "splits"
+    cfg = config_for("VOC", dataset_root=str(export), class_names=names)
+    assert len(build_source(cfg, train=True)) == 10 and len(build_source(cfg, train=False)) == 2
+    only = config_for("VOC", dataset_root=str(export), class_names=names, sets=["train"], test_sets=["valid"])
+    assert len(build_source(only, train=True)) == 8 and len(build_source(only, train=False)) == 2
+    with pytest.raises(DatasetError, match="no set 'trian'.*pass --sets with one of: train valid test"):
+        build_source(config_for("VOC", dataset_root=str(export), class_names=names, sets=["trian"]), train=True)
+    assert check_main(["--dataset", "VOC", "--dataset-root", str(export), "--class-names", "cell", "dot"]) == 0
+    out = capsys.readouterr().out
+    assert "layout: " in out and "split folders train/, valid/, test/ (images and XMLs side by side)" in out
+    # nothing that fits: the error names what it found
+    odd = tmp_path / "odd"
+    (odd / "pics").mkdir(parents=True)
+    (odd / "notes.txt").write_text("x")
+    with pytest.raises(DatasetError, match=r"no VOC layout .* it holds: pics/, 1 \.txt file"):
+        VOCSource(str(odd), ["trainval"], names)

@@ -4,6 +4,7 @@ import pytest
 import torch
 from helpers import assert_same_detections
 
+from config import ConfigError
 from engine import Detector
 from layers import MultiBoxLoss, PostProcessor
 from models import SSD
@@ -85,7 +86,7 @@ def test_fixed_nms_rounds_fall_back_to_the_exact_detections():
 
 def test_cuda_graph_needs_a_cuda_device():
     model = SSD(300, 4)
-    with pytest.raises(ValueError, match="CUDA graphs need the model on a CUDA device"):
+    with pytest.raises(ConfigError, match="CUDA graphs need the model on a CUDA device"):
         Detector(model, cuda_graph=True)
 
 

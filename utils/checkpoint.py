@@ -12,13 +12,15 @@ import zipfile
 import numpy as np
 import torch
 
+from config import UserError
+
 from .output import OutputError
 
 # A failed write with less free space than this on its disk is reported as a full disk.
 LOW_DISK_BYTES = 256 * 2 ** 20
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError):
     """A weights file that cannot be used, with a message naming the file and the problem."""
 
 

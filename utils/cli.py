@@ -3,10 +3,11 @@ script (train.py, eval.py, detect.py, scripts/, benchmarks/bench_accuracy.py, py
 that gives one-line errors and reads ssd.pytorch's spellings as ours."""
 import argparse
 import dataclasses
+import functools
 import sys
 from collections import Counter
 
-from config import CHOICES, DATASET_DEFAULTS, Config, flag
+from config import CHOICES, DATASET_DEFAULTS, Config, UserError, flag
 
 FLAG_HELP = {
     "dataset": "VOC (VOC-style folders), COCO (COCO-format), YOLO (Ultralytics folders with data.yaml) or shapes "
@@ -207,6 +208,20 @@ def chosen_dataset(argv: list, default: str):
         if arg.startswith("--dataset="):
             return by_case.get(arg.split("=", 1)[1].lower(), default)
     return default
+
+
+def entry_point(main):
+    """An entry script's main(argv) -> exit status, with the one handler of the problems that are the user's to
+    fix: a UserError anywhere inside is its message on stderr (`error: ...`) and exit status 2. Anything else is
+    a bug and keeps its traceback."""
+    @functools.wraps(main)
+    def run(argv=None):
+        try:
+            return main(argv)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return run
 
 
 def flags_given(args: argparse.Namespace) -> dict:

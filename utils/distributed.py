@@ -5,6 +5,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from config import ConfigError
+
 
 def init_distributed(device_arg: str):
     """-> (rank, world_size, local_rank, device). Reads torchrun's RANK/WORLD_SIZE/LOCAL_RANK."""
@@ -30,11 +32,11 @@ def resolve_device(device_arg: str) -> torch.device:
     except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {device_arg}: unknown device; use auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"--device {device_arg}: unknown device; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device_arg}: no CUDA device is available here (use --device cpu)")
+        raise ConfigError(f"--device {device_arg}: no CUDA device is available here (use --device cpu)")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"--device {device_arg}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise ConfigError(f"--device {device_arg}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     return device

@@ -3,8 +3,10 @@ Each problem is one OutputError naming the flag, the path and the reason."""
 import os
 import tempfile
 
+from config import UserError
 
-class OutputError(ValueError):
+
+class OutputError(UserError):
     """An output path that cannot be used; the message names the flag and the path."""
 
 

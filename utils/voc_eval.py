@@ -11,6 +11,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from config import UserError
+
 
 def to_devkit(boxes) -> np.ndarray:
     """[n, 4] continuous pixel corners -> 1-based inclusive devkit corners."""
@@ -159,13 +161,13 @@ def read_results(folder: str, class_names, image_set: str = "test") -> dict:
     for name in class_names:
         path = results_path(folder, name, image_set)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: results file missing for class '{name}'")
+            raise UserError(f"{path}: results file missing for class '{name}'")
         with open(path) as f:
             for number, line in enumerate(f, 1):
                 parts = line.split()
                 if not parts:
                     continue
                 if len(parts) != 6:
-                    raise ValueError(f"{path}:{number}: expected 'image_id score xmin ymin xmax ymax'")
+                    raise UserError(f"{path}:{number}: expected 'image_id score xmin ymin xmax ymax'")
                 detections[name].append((parts[0], float(parts[1]), [float(v) for v in parts[2:]]))
     return {name: detection_columns(detections[name]) for name in class_names}
