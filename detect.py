@@ -24,6 +24,7 @@ import torch
 
 from config import Config, ConfigError, UserError
 from data import PHOTO_EXTENSIONS, image_files, read_image
+from data.label_files import LABEL_FORMATS, LabelWriter
 from engine import load_detector, preprocess
 from utils.checkpoint import WeightsError
 from utils.cli import Parser, add_device_flag, add_flags, entry_point, flags_given
@@ -49,6 +50,9 @@ def parse_args(argv=None):
     p.add_argument("--camera", type=int, help="webcam index (e.g. 0) instead of files")
     p.add_argument("--json", help="also write all detections to this JSON file")
     p.add_argument("--only-classes", nargs="+", metavar="CLASS_NAME", help="keep only these class names")
+    p.add_argument("--save-labels", nargs=2, metavar=("FORMAT", "DIR"),
+                   help=f"also write each image's detections as annotation files ({'|'.join(LABEL_FORMATS)}) into "
+                        f"DIR, to correct in an annotation tool and train on (see data/label_files.py)")
     add_device_flag(p)
     add_flags(p, DETECT_KEYS, Config(), shown={"score_thresh": DRAW_THRESH, "output": "a detections folder "
                                                "beside --weights", "size": "the checkpoint's, else 300",
@@ -144,8 +148,9 @@ def output_names(paths: list, folder: str) -> list:
     return names
 
 
-def run_images(detector, paths, args, report) -> dict:
-    """-> counts: "unreadable" inputs, annotated copies "unwritten", names "renamed" to keep both."""
+def run_images(detector, paths, args, report, labels: LabelWriter = None) -> dict:
+    """-> counts: "unreadable" inputs, annotated copies "unwritten", names "renamed" to keep both. `labels`: where
+    each image's detections are also written as annotation files."""
     outputs = dict(zip(paths, output_names(paths, args.output)))
     counts = {"unreadable": 0, "unwritten": 0,
               "renamed": sum(os.path.basename(p) != os.path.basename(o) for p, o in outputs.items())}
@@ -163,6 +168,8 @@ def run_images(detector, paths, args, report) -> dict:
         for path, image, det in zip(chunk, images, detector(images)):
             out = outputs[path]
             report[path] = detector.as_json(det)
+            if labels is not None:
+                labels.add(path, image.shape[:2], det["boxes"], det["labels"], det["scores"])
             if cv2.imwrite(out, detector.annotate(image, det)):
                 print(f"{path}: {len(det['scores'])} detection(s) -> {out}")
             else:
@@ -227,8 +234,18 @@ def main(argv=None):
             check_output_file(args.json, "--json")
         report, counts = {}, {"unwritten": 0}
         start = time.perf_counter()
+        labels = None
+        if args.save_labels:
+            kind, folder = args.save_labels
+            if kind not in LABEL_FORMATS:
+                raise ConfigError(f"--save-labels {kind}: the format is one of {', '.join(LABEL_FORMATS)}")
+            check_output_folder(folder, "--save-labels")
+            labels = LabelWriter(kind, folder, detector.class_names)
         try:
-            counts = run_images(detector, images, args, report)
+            counts = run_images(detector, images, args, report, labels)
+            if labels is not None:
+                print(f"labels: {labels.close()} {kind} annotation file(s) in {folder} (detections at --score-thresh "
+                      f"{detector.score_thresh:g}; correct them in an annotation tool and train on them)")
             if images:
                 elapsed = time.perf_counter() - start
                 done = len(report)

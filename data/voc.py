@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 import zlib
 from collections import Counter
 from typing import NamedTuple
+from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
@@ -90,13 +91,14 @@ def parse_voc_xml(path: str, class_to_index: dict, problems: Problems) -> VocAnn
                          width, height, filename, names)
 
 
-def annotation_xml(filename: str, width: int, height: int, objects) -> str:
+def annotation_xml(filename: str, width: int, height: int, objects, path: str = "") -> str:
     """A VOC annotation file's text. objects: (name, xmin, ymin, xmax, ymax[, difficult]) in the file's own
-    1-based pixels (`utils.voc_eval.to_devkit` turns continuous boxes into them)."""
-    parts = [f"<annotation><filename>{filename}</filename>",
+    1-based pixels (`utils.voc_eval.to_devkit` turns continuous boxes into them); `path`: the image's, as LabelImg
+    records it."""
+    parts = [f"<annotation><filename>{escape(filename)}</filename>" + (f"<path>{escape(path)}</path>" if path else ""),
              f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"]
     for name, x1, y1, x2, y2, *rest in objects:
-        parts.append(f"<object><name>{name}</name><difficult>{int(rest[0]) if rest else 0}</difficult>"
+        parts.append(f"<object><name>{escape(name)}</name><difficult>{int(rest[0]) if rest else 0}</difficult>"
                      f"<bndbox><xmin>{x1:g}</xmin><ymin>{y1:g}</ymin><xmax>{x2:g}</xmax><ymax>{y2:g}</ymax>"
                      f"</bndbox></object>")
     return "".join(parts) + "</annotation>\n"

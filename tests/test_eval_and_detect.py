@@ -192,3 +192,55 @@ def test_a_full_disk_during_eval_prints_the_numbers_first_and_leaves_no_partial_
     line = [x for x in captured.err.splitlines() if "could not write" in x]
     assert len(line) == 1 and "No space left on device" in line[0] and "the numbers above are complete" in line[0]
     assert "could not write 6 of the evaluation's files" in line[0] and not any(out.iterdir())
+
+
+def test_detect_saves_its_detections_as_annotation_files_the_readers_give_back(voc_run, tmp_path, capsys):
+    """--save-labels voc|yolo|coco DIR: one annotation file per image (COCO: one file), boxes in the image's own
+    pixels, classes by name; read back by the repo's own VOC, YOLO and COCO readers they are the same boxes."""
+    import shutil
+
+    import yaml
+
+    from data import COCOSource, YOLOSource
+    root, run = voc_run
+    photos = sorted((root / "JPEGImages").glob("*.jpg"))
+    found = {}
+    for kind in ("voc", "yolo", "coco"):
+        assert detect.main(["--weights", str(run / "final.pth"), *map(str, photos), "--score-thresh", "0.02",
+                            "--output", str(tmp_path / "drawn"), "--json", str(tmp_path / "det.json"),
+                            "--save-labels", kind, str(tmp_path / kind)]) == 0
+        assert f"{kind} annotation file(s) in {tmp_path / kind}" in capsys.readouterr().out
+        report = json.loads((tmp_path / "det.json").read_text())
+        found = {os.path.basename(p): sorted((d["class"], *d["box"]) for d in dets) for p, dets in report.items()}
+    assert sum(map(len, found.values())) > 0
+
+    def same(source):
+        for i in range(len(source)):
+            boxes, labels, _ = source.annotation(i)
+            got = sorted((source.class_names[int(label)], *box) for box, label in zip(boxes.tolist(), labels))
+            want = found[os.path.basename(source.image_path(i))]
+            assert len(got) == len(want)
+            for g in got:  # the report rounds to 0.1 px: each box read back has its detection within that
+                assert any(w[0] == g[0] and np.abs(np.subtract(w[1:], g[1:])).max() <= 0.051 for w in want), g
+    # VOC: the XMLs beside copies of the images are a LabelImg folder
+    for photo in photos:
+        shutil.copy(photo, tmp_path / "voc" / photo.name)
+    for split in ("train", "test"):
+        same(VOCSource(str(tmp_path / "voc"), [split], ["cell", "dot"]))
+    # YOLO: images/ + labels/ + data.yaml with classes.txt's names
+    for photo in photos:
+        (tmp_path / "y" / "images" / "all").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "y" / "labels" / "all").mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, tmp_path / "y" / "images" / "all" / photo.name)
+        label = tmp_path / "yolo" / f"{photo.stem}.txt"
+        shutil.copy(label, tmp_path / "y" / "labels" / "all" / label.name)
+    names = (tmp_path / "yolo" / "classes.txt").read_text().split()
+    (tmp_path / "y" / "data.yaml").write_text(yaml.safe_dump({"names": names, "train": "images/all",
+                                                              "val": "images/all"}))
+    same(YOLOSource(str(tmp_path / "y"), ["val"], skip_empty=False))
+    # COCO: the one file, with the images in a folder of the set's name
+    (tmp_path / "c" / "annotations").mkdir(parents=True)
+    shutil.copytree(root / "JPEGImages", tmp_path / "c" / "all")
+    shutil.copy(tmp_path / "coco" / "detections.coco.json", tmp_path / "c" / "annotations" / "instances_all.json")
+    coco = COCOSource(str(tmp_path / "c"), ["all"], class_names=["cell", "dot"], skip_empty=False)
+    same(coco)
