@@ -29,6 +29,8 @@ FLAG_HELP = {
     "basenet": "backbone weights: for vgg16 vgg16_reducedfc.pth or torchvision's vgg16 file; for resnet50 and "
                "mobilenet_v3 a torchvision weights name or file; 'none' to train from scratch",
     "augment": "the paper's data augmentation",
+    "expand_max_ratio": "zoom out: the image placed at random on a canvas up to this many times its size, half of "
+                        "the time (1: never)",
     "photometric": "colour distortion values: Caffe SSD's (hue +-36 degrees) or ssd.pytorch's (+-18, channel swap)",
     "train_difficult": "train on objects marked difficult (as Caffe SSD; ssd.pytorch drops them)",
     "workers": "data loading processes (capped to the CPU cores)",
