@@ -46,8 +46,8 @@ TRAIN_KEYS = ("dataset", "dataset_root", "sets", "test_sets", "class_names", "ba
               "optimizer", "backbone_lr", "freeze_bn",
               "lr_steps", "gamma", "warmup_iters", "max_iter", "workers", "seed", "output", "checkpoint_every",
               "keep_checkpoints", "eval_every", "eval_limit", "final_eval", "amp", "channels_last", "compile",
-              "augment", "expand_max_ratio", "photometric", "train_difficult", "overlap_thresh", "matching", "visdom", "tensorboard",
-              "log_every", "max_bad_steps", "shapes_train_images", "shapes_test_images")
+              "augment", "expand_max_ratio", "photometric", "train_difficult", "overlap_thresh", "matching", "visdom",
+              "tensorboard", "log_every", "max_bad_steps", "shapes_train_images", "shapes_test_images")
 
 
 def parse_args(argv=None):

@@ -1,5 +1,7 @@
 """Fine-tuning a pretrained detector on a set of your own: test mAP against training images seen, for recipe variants
-and seeds, with the wall-clock minutes of each run (training and final evaluation), recorded as JSON.
+and seeds, with the wall-clock minutes of each run (training and its final evaluation), recorded as JSON in
+bench_accuracy's row format (one row per run: set-up = the variant and its budget), so that
+`python -m benchmarks.bench_accuracy --combine FILES` prints their table.
 
     python -m benchmarks.bench_finetune --dataset-root DIR --class-names RBC WBC Platelets \\
         --budgets 1000 2000 4000 8000 --seeds 0 --out benchmarks/results/finetune-bccd-seed0.json
@@ -34,18 +36,26 @@ def budget_schedule(cfg, images: int) -> dict:
     return dict(max_iter=max_iter, lr_steps=steps, warmup_iters=min(cfg.warmup_iters, max_iter // 4))
 
 
-def run_one(flags: dict, images: int, output: str) -> dict:
+def run_one(flags: dict, images: int, output: str, name: str, extra: str) -> dict:
     cfg = resolve(flags)
     cfg = cfg.replace(**budget_schedule(cfg, images), output=output, checkpoint_every=0,
                       eval_every=0, tensorboard=False, log_every=50)
     start = time.perf_counter()
     metrics = Trainer(cfg).train()
     seconds = time.perf_counter() - start
-    return {"mAP": metrics["mAP"], "AP": metrics["AP"], "minutes": seconds / 60, "max_iter": cfg.max_iter,
-            "lr_steps": list(cfg.lr_steps), "warmup_iters": cfg.warmup_iters, "config": {
-                k: v for k, v in cfg.to_dict().items()
-                if k in ("optimizer", "lr", "lr_reference_batch", "weight_decay", "backbone_lr", "freeze_bn",
-                         "expand_max_ratio", "photometric", "basenet", "backbone", "batch_size", "amp", "priors")}}
+    seen = cfg.max_iter * cfg.batch_size
+    final = {"mAP": metrics["mAP"], "AP": metrics["AP"], "images_seen": seen}
+    recipe = (f"python train.py --dataset VOC --dataset-root DIR --class-names {' '.join(cfg.class_names)} "
+              f"{extra} --max-iter {cfg.max_iter} --lr-steps {' '.join(map(str, cfg.lr_steps))} "
+              f"--warmup-iters {cfg.warmup_iters}").replace("  ", " ")
+    weights = "ImageNet" if cfg.basenet.lower() != "none" else "from scratch"
+    return {"seed": cfg.seed, "images_seen": seen, "iterations": cfg.max_iter, "batch_size": cfg.batch_size,
+            "setup": f"{name} {images}", "model": f"ours ({cfg.backbone}, {weights})", "recipe": recipe,
+            "curve": [final], "final": final, "train_s": seconds, "train_img_s": seen / seconds,
+            "config": {k: v for k, v in cfg.to_dict().items()
+                       if k in ("optimizer", "lr", "lr_reference_batch", "weight_decay", "backbone_lr", "freeze_bn",
+                                "expand_max_ratio", "photometric", "basenet", "backbone", "batch_size", "amp",
+                                "priors", "warmup_iters", "lr_steps", "max_iter")}}
 
 
 def main(argv=None):
@@ -60,7 +70,8 @@ def main(argv=None):
     base = {k: v for k, v in flags_given(args).items() if k in KEYS}
     base.setdefault("dataset", "VOC")
     variants = args.variant or [("recipe", "")]
-    record = {"device": device_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    record = {"header": f"{device_name()}, {torch.get_num_threads()} thread(s) per process; torch {torch.__version__}",
+              "device": device_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d"), "command": "python -m benchmarks.bench_finetune " +
               " ".join(map(shlex.quote, argv if argv is not None else os.sys.argv[1:])), "rows": []}
     for name, extra in variants:
@@ -68,11 +79,11 @@ def main(argv=None):
         for images in args.budgets:
             for seed in args.seeds:
                 with tempfile.TemporaryDirectory() as folder:
-                    row = run_one(dict(base, **extra_flags, seed=seed), images, os.path.join(folder, "run"))
-                row.update(variant=name, flags=extra, seed=seed, images=images)
+                    row = run_one(dict(base, **extra_flags, seed=seed), images, os.path.join(folder, "run"), name,
+                                  extra)
                 record["rows"].append(row)
-                print(f"{name} seed {seed} {images} images: mAP07 {row['mAP']:.4f} in {row['minutes']:.1f} min",
-                      flush=True)
+                print(f"{name} seed {seed} {images} images: mAP07 {row['final']['mAP']:.4f} in "
+                      f"{row['train_s'] / 60:.1f} min", flush=True)
                 with open(args.out, "w") as f:
                     json.dump(record, f, indent=1)
 

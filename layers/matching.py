@@ -27,7 +27,7 @@ def bipartite_owners(iou: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     batch, num_gt, num_priors = iou.shape
     rows = torch.arange(batch, device=iou.device)
     owner = torch.full((batch, num_priors), -1, dtype=torch.long, device=iou.device)
-    free = iou.clone()
+    free = iou.masked_fill(~valid[..., None], -1.0)  # padding never takes a prior
     for _ in range(num_gt):
         best, flat = free.view(batch, -1).max(dim=1)
         gt_idx, prior_idx = flat // num_priors, flat % num_priors

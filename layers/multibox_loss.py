@@ -35,6 +35,13 @@ class MultiBoxLoss(nn.Module):
         return cls(cfg.num_classes, box_coder, cfg.overlap_thresh, cfg.neg_pos, cfg.matching)
 
     def forward(self, predictions, targets):
+        """predictions: (loc [B, P, 4], conf [B, P, C]), or ssd.pytorch's (loc, conf, priors), whose priors must be
+        this loss's (the box coder's): matching and encoding use those."""
+        if len(predictions) not in (2, 3):
+            raise ValueError(f"predictions: (loc, conf) or ssd.pytorch's (loc, conf, priors), got {len(predictions)}")
+        if len(predictions) == 3 and predictions[2].shape != self.box_coder.priors.shape:
+            raise ValueError(f"the priors given {tuple(predictions[2].shape)} are not the box coder's "
+                             f"{tuple(self.box_coder.priors.shape)}")
         loc, conf = predictions[:2]
         priors = self.box_coder.priors.to(loc.device, torch.float32)
         targets = pad_targets(targets, loc.device)

@@ -18,7 +18,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .box_utils import cxcywh_to_xyxy, pairwise_box_iou
 from .prior_box import PriorBox
 
 # Size buckets by the box's side sqrt(w * h) in input pixels (COCO's small / medium / large, at the input size).
@@ -40,16 +39,6 @@ class PriorFit(NamedTuple):
     kind: str  # "fitted", or "layout" where the given layout matches as many boxes
     sample: dict  # {"layout" | "fitted": Coverage} on the boxes the fit used
     seconds: float
-
-
-def best_prior_iou(boxes: torch.Tensor, priors_cxcywh: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """[N, 4] boxes x [P, 4] priors (cx, cy, w, h) -> [N] each box's best IoU over every prior (exact)."""
-    priors = cxcywh_to_xyxy(priors_cxcywh.float())
-    boxes = boxes.float()
-    best = torch.zeros(len(boxes))
-    for start in range(0, len(boxes), chunk):
-        best[start:start + chunk] = pairwise_box_iou(boxes[start:start + chunk], priors).amax(1)
-    return best
 
 
 def summarize(best_iou: torch.Tensor, thresh: float) -> Coverage:
