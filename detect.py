@@ -225,6 +225,8 @@ def main(argv=None):
         raise ConfigError("give images, folders or videos, or --camera N")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be a whole number >= 1 (got {args.batch_size})")
+    if args.save_labels and args.save_labels[0] not in LABEL_FORMATS:
+        raise ConfigError(f"--save-labels {args.save_labels[0]}: the format is one of {', '.join(LABEL_FORMATS)}")
     args.output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), "detections")
     try:
         detector = ImageDetector(args)
@@ -237,8 +239,6 @@ def main(argv=None):
         labels = None
         if args.save_labels:
             kind, folder = args.save_labels
-            if kind not in LABEL_FORMATS:
-                raise ConfigError(f"--save-labels {kind}: the format is one of {', '.join(LABEL_FORMATS)}")
             check_output_folder(folder, "--save-labels")
             labels = LabelWriter(kind, folder, detector.class_names)
         try:

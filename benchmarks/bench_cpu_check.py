@@ -1,13 +1,16 @@
-"""The README's first command on a machine without a GPU (`python train.py`: the pipeline check), timed at each
-precision: every run is train.py itself, in a process of its own, from start-up to its closing lines.
+"""The README's first command on a machine without a GPU (`python train.py`: the pretrained EfficientNet-Lite0
+detector fine-tuned on the shapes set; `--extra --backbone vgg16`: the SSD300 pipeline check), timed at each
+precision, with the mAP it ends with: every run is train.py itself, in a process of its own, from start-up to its
+closing lines.
 
     python -m benchmarks.bench_cpu_check [--amp off auto] [--json FILE]
 
-Prints one Markdown row per precision: wall minutes, the training rate train.py logs last, the precision line it
-printed, and the speed-up over the first precision; `--json` writes the table as a record (benchmarks/record.py's
-format).
+Prints one Markdown row per precision: wall minutes, the training rate train.py logs last, the final mAP, the
+precision line it printed, and the speed-up over the first precision; `--json` writes the table as a record
+(benchmarks/record.py's format).
 """
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -31,7 +34,9 @@ def run_check(amp: str, folder: str, extra: list) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"train.py --amp {amp} exited {result.returncode}: {result.stderr[-2000:]}")
     precision = re.search(r"precision: (.*)", result.stderr)
-    return {"seconds": seconds, "img_s": last_training_rate(output),
+    with open(os.path.join(output, "eval", "metrics.json")) as f:
+        final_map = json.load(f)["mAP"]
+    return {"seconds": seconds, "img_s": last_training_rate(output), "mAP": final_map,
             "precision": precision.group(1) if precision else "?"}
 
 
@@ -45,12 +50,13 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         results = {amp: run_check(amp, folder, args.extra) for amp in args.amp}
     first = results[args.amp[0]]["seconds"]
-    lines = [f"The pipeline check (`python train.py` on a CPU), {os.cpu_count()} cores, one run per precision",
-             "| --amp | wall minutes | training img/s (last log) | speed-up | precision line |",
-             "|---|---|---|---|---|"]
+    command = " ".join(["python train.py", *args.extra])
+    lines = [f"The main command on a CPU (`{command}`), {os.cpu_count()} cores, one run per precision",
+             "| --amp | wall minutes | training img/s (last log) | mAP | speed-up | precision line |",
+             "|---|---|---|---|---|---|"]
     for amp, r in results.items():
-        lines.append(f"| {amp} | {r['seconds'] / 60:.1f} | {r['img_s']:.2f} | {first / r['seconds']:.2f}x | "
-                     f"{r['precision']} |")
+        lines.append(f"| {amp} | {r['seconds'] / 60:.1f} | {r['img_s']:.2f} | {r['mAP']:.3f} | "
+                     f"{first / r['seconds']:.2f}x | {r['precision']} |")
     text = "\n".join(lines)
     print("\n" + text)
     if args.json:

@@ -107,7 +107,8 @@ def runtime_rows(backbone: str, args, scratch: str) -> list:
         torch.manual_seed(0)
         model = build_model(cfg).eval()
     images = benchmark_images(args.images, args.batch_size, cfg.size)
-    name = {"vgg16": f"VGG16 SSD{cfg.size}", "resnet50": "ResNet-50 SSD300", "mobilenet_v3": "SSDLite320"}[backbone]
+    name = {"vgg16": f"VGG16 SSD{cfg.size}", "resnet50": "ResNet-50 SSD300", "mobilenet_v3": "SSDLite320",
+            "efficientnet_lite0": "EfficientNet-Lite0 SSDLite320"}[backbone]
 
     def rates(run):
         batch = seconds_per_call(lambda: run(images), args.steps, args.warmup, images.device)
@@ -162,7 +163,7 @@ def main():
     parser.add_argument("--modes", nargs="+", choices=["eager", "compile", "graph", "compile+graph"])
     parser.add_argument("--runtime", nargs="+", choices=["torch", "onnxruntime"],
                         help="compare the CPU runtimes instead (see above)")
-    parser.add_argument("--backbones", nargs="+", choices=["vgg16", "mobilenet_v3", "resnet50"],
+    parser.add_argument("--backbones", nargs="+", choices=["vgg16", "mobilenet_v3", "resnet50", "efficientnet_lite0"],
                         default=["vgg16", "mobilenet_v3"])
     parser.add_argument("--int8", action="store_true", help="--runtime: also the INT8 graph")
     parser.add_argument("--threads", type=int, default=0, help="--runtime: threads of each runtime (0: all cores)")

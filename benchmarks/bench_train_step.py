@@ -1,6 +1,6 @@
 """One training step (forward, matching + loss, backward, SGD) of ours beside torchvision's model of the same
 architecture, in the same run, at each precision asked for: SSD300 (VGG16) beside ssd300_vgg16, SSDLite320
-(MobileNetV3-Large) beside ssdlite320_mobilenet_v3_large.
+(MobileNetV3-Large) and EfficientNet-Lite0 SSDLite320 beside ssdlite320_mobilenet_v3_large.
 
     python -m benchmarks.bench_train_step [--arch vgg16 mobilenet_v3] [--amp off bf16] [--batch-size 32]
         [--steps 10] [--channels-last] [--json FILE]
@@ -28,7 +28,9 @@ from utils.distributed import resolve_device
 
 ARCHS = {"vgg16": dict(ours=dict(), torchvision="ssd300_vgg16", title="SSD300"),
          "mobilenet_v3": dict(ours=dict(backbone="mobilenet_v3", basenet="none"),
-                              torchvision="ssdlite320_mobilenet_v3_large", title="SSDLite320")}
+                              torchvision="ssdlite320_mobilenet_v3_large", title="SSDLite320"),
+         "efficientnet_lite0": dict(ours=dict(backbone="efficientnet_lite0", basenet="none"),
+                                    torchvision="ssdlite320_mobilenet_v3_large", title="EfficientNet-Lite0 SSDLite320")}
 NUM_CLASSES = 21  # VOC's 20 and the background
 
 

@@ -24,7 +24,7 @@ if [[ "$tiny" == "--tiny" ]]; then
 else
     SSD300="--batch-size 4 --steps 4 --warmup 1"; SSDLITE="--batch-size 16 --steps 10 --warmup 2"
     INFER="--batch-size 4 --steps 3 --warmup 1"; THREADS="1 2"
-    RUNTIMES="--batch-size 4 --steps 10 --warmup 3 --int8 --backbones vgg16 mobilenet_v3 resnet50"
+    RUNTIMES="--batch-size 4 --steps 10 --warmup 3 --int8 --backbones vgg16 mobilenet_v3 efficientnet_lite0 resnet50"
     CHECK="--amp off auto"; DATA="--images 400 --workers 1 2"
     POST="--steps 3 --warmup 1"; EVAL="--images 32 --batch-size 8 --workers 1"; SCALE=""
 fi
@@ -35,7 +35,8 @@ step_train-step() {  # the training step of SSD300 and SSDLite320, float32 and b
     local commands=()
     for threads in $THREADS; do
         commands+=("$py -m benchmarks.bench_train_step --device cpu --arch vgg16 ${SSD300} --amp off bf16 --threads $threads"
-                   "$py -m benchmarks.bench_train_step --device cpu --arch mobilenet_v3 ${SSDLITE} --amp off bf16 --threads $threads")
+                   "$py -m benchmarks.bench_train_step --device cpu --arch mobilenet_v3 ${SSDLITE} --amp off bf16 --threads $threads"
+                   "$py -m benchmarks.bench_train_step --device cpu --arch efficientnet_lite0 ${SSDLITE} --amp off bf16 --threads $threads --skip-torchvision")
     done
     commands+=("$py -m benchmarks.bench_train_step --device cpu --arch mobilenet_v3 ${SSDLITE} --amp off bf16 --channels-last")
     run train-step "${commands[@]}"

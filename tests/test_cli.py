@@ -70,6 +70,8 @@ BAD_INPUTS = [
     (export_onnx.main, ["--weights", "/nonexistent.pth"], "/nonexistent.pth: no such weights file"),
     (export_onnx.main, ["--weights", "{wcorrupt}"], "corrupt or truncated weights file"),
     (export_onnx.main, [], "--weights is required"),
+    (detect_script.main, ["--weights", "{w300}", "x.jpg", "--save-labels", "pascal", "out"],
+     "--save-labels pascal: the format is one of voc, yolo, coco"),
 ]
 
 
