@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from config import MODEL_KEYS, Config, ConfigError, check_model_flags, resolve
 from layers import PaddedDetections, greedy_nms, unpad_detections
+from layers.detection import class_candidates, rank_detections
 from utils.checkpoint import WeightsError, atomic_path
 from utils.distributed import usable_cores
 
@@ -77,24 +78,11 @@ class WholeDetector(nn.Module):
 
     def forward(self, images):
         loc, conf = self.model(images)
-        fg = conf.shape[2] - 1
-        boxes = self.model.box_coder.decode(loc).clamp(0, 1)  # [B, P, 4]
-        scores = F.softmax(conf, dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, P]
-        k = min(self.pre_nms_top_k, conf.shape[1])
-        cand_scores, cand_index = scores.topk(k, dim=2)  # [B, C-1, K]
-        cand_boxes = boxes.gather(1, cand_index.reshape(images.shape[0], -1, 1).expand(-1, -1, 4))
-        cand_boxes = cand_boxes.reshape(-1, k, 4)  # [B * (C-1), K, 4]
-        cand_scores = cand_scores.reshape(-1, k)
+        cand_boxes, cand_scores = class_candidates(loc, conf, self.model.box_coder, self.pre_nms_top_k)
         selected = _NonMaxSuppression.apply(cand_boxes, cand_scores[:, None], self.nms_thresh, self.score_thresh)
         keep = torch.zeros_like(cand_scores).index_put((selected[:, 0], selected[:, 2]),
                                                        torch.ones_like(selected[:, 0], dtype=cand_scores.dtype))
-        ranked = torch.where(keep > 0, cand_scores, -torch.ones_like(cand_scores)).reshape(images.shape[0], fg * k)
-        top_scores, order = ranked.topk(min(self.top_k, fg * k), dim=1)  # [B, T]
-        found = top_scores >= 0
-        top_boxes = cand_boxes.reshape(images.shape[0], -1, 4).gather(1, order[..., None].expand(-1, -1, 4))
-        top_boxes = top_boxes * found[..., None]
-        top_labels = torch.div(order, k, rounding_mode="floor") * found
-        return top_boxes, top_scores * found, top_labels, found.sum(dim=1)
+        return rank_detections(cand_boxes, cand_scores, keep > 0, images.shape[0], self.top_k)
 
 
 def export_onnx(model, cfg: Config, path: str, nms: bool = True, opset: int = OPSET):

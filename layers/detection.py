@@ -147,17 +147,11 @@ def postprocess_padded(loc: torch.Tensor, conf: torch.Tensor, box_coder: BoxCode
     """
     if nms not in ("hard", "soft"):
         raise ValueError(f"nms must be 'hard' or 'soft', got {nms!r}")
-    batch, num_priors, num_classes = conf.shape
-    fg = num_classes - 1
-    boxes = box_coder.decode(loc.float()).clamp_(0, 1)  # [B, P, 4]
-    scores = F.softmax(conf.float(), dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, P]
-    k = min(pre_nms_top_k, num_priors)
-    cand_scores, cand_index = scores.topk(k, dim=2)  # [B, C-1, K], sorted
+    batch = conf.shape[0]
+    cand_boxes, cand_scores = class_candidates(loc, conf, box_coder, pre_nms_top_k)
     if nms_rounds is None:  # eager: drop the columns no class fills above the threshold (one host sync)
-        k = max(1, int((cand_scores >= score_thresh).sum(dim=2).max()))
-        cand_scores, cand_index = cand_scores[..., :k], cand_index[..., :k]
-    cand_boxes = boxes.gather(1, cand_index.reshape(batch, -1, 1).expand(-1, -1, 4)).view(batch * fg, k, 4)
-    cand_scores = cand_scores.reshape(batch * fg, k)
+        k = max(1, int((cand_scores >= score_thresh).sum(dim=1).max()))
+        cand_boxes, cand_scores = cand_boxes[:, :k], cand_scores[:, :k]
 
     if nms == "soft":
         kept_scores, kept_index = soft_nms(cand_boxes, cand_scores, top_k, soft_nms_method, soft_nms_sigma,
@@ -173,13 +167,34 @@ def postprocess_padded(loc: torch.Tensor, conf: torch.Tensor, box_coder: BoxCode
         kept_scores = cand_scores
         keep, converged = greedy_nms(cand_boxes, cand_scores >= score_thresh, nms_thresh, nms_rounds)
 
-    per_image = keep.shape[1]
-    ranked = torch.where(keep, kept_scores, -1.0).view(batch, fg * per_image)
+    return PaddedDetections(*rank_detections(cand_boxes, kept_scores, keep, batch, top_k), converged)
+
+
+def class_candidates(loc: torch.Tensor, conf: torch.Tensor, box_coder: BoxCoder, pre_nms_top_k: int) -> tuple:
+    """loc [B, P, 4], conf [B, P, C] logits -> each image's and class's best K = min(pre_nms_top_k, P) priors as
+    candidates: boxes [B * (C-1), K, 4] (decoded, clipped to the image as Caffe SSD's detection output) and their
+    softmax scores [B * (C-1), K], sorted. Shared by the eager path and the exported graph (engine/deploy.py)."""
+    batch, num_priors, num_classes = conf.shape
+    boxes = box_coder.decode(loc.float()).clamp(0, 1)  # [B, P, 4]
+    scores = F.softmax(conf.float(), dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, P]
+    k = min(pre_nms_top_k, num_priors)
+    cand_scores, cand_index = scores.topk(k, dim=2)  # [B, C-1, K], sorted
+    cand_boxes = boxes.gather(1, cand_index.reshape(batch, -1, 1).expand(-1, -1, 4))
+    return cand_boxes.reshape(batch * (num_classes - 1), k, 4), cand_scores.reshape(batch * (num_classes - 1), k)
+
+
+def rank_detections(cand_boxes: torch.Tensor, scores: torch.Tensor, keep: torch.Tensor, batch: int,
+                    top_k: int) -> tuple:
+    """The candidates NMS kept (boxes [B * (C-1), K, 4], scores and keep [B * (C-1), K]) -> each image's best
+    `top_k` over all classes: boxes [B, T, 4], scores [B, T], labels [B, T] (the class a candidate's row is of),
+    counts [B]; the rows past an image's count are zeros."""
+    per_class = keep.shape[1]
+    ranked = torch.where(keep, scores, -torch.ones_like(scores)).reshape(batch, -1)
     top_scores, order = ranked.topk(min(top_k, ranked.shape[1]), dim=1)  # [B, T]
     found = top_scores >= 0
-    top_boxes = cand_boxes.view(batch, -1, 4).gather(1, order[..., None].expand(-1, -1, 4)) * found[..., None]
-    top_labels = torch.div(order, per_image, rounding_mode="floor") * found
-    return PaddedDetections(top_boxes, top_scores * found, top_labels, found.sum(dim=1), converged)
+    top_boxes = cand_boxes.reshape(batch, -1, 4).gather(1, order[..., None].expand(-1, -1, 4)) * found[..., None]
+    top_labels = torch.div(order, per_class, rounding_mode="floor") * found
+    return top_boxes, top_scores * found, top_labels, found.sum(dim=1)
 
 
 def postprocess(loc: torch.Tensor, conf: torch.Tensor, box_coder: BoxCoder, **settings) -> list:
