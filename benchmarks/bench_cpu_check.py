@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,11 +45,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--amp", nargs="+", default=["off", "auto"], choices=["auto", "off", "bf16"])
     parser.add_argument("--json", help="write the table as a record (benchmarks/record.py's format)")
+    parser.add_argument("--examples", help="keep the last run's picture of its detections (eval/examples.jpg) here")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="more train.py flags (the tests: a schedule of seconds instead of the check)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         results = {amp: run_check(amp, folder, args.extra) for amp in args.amp}
+        if args.examples:
+            shutil.copy(os.path.join(folder, f"run-{args.amp[-1]}", "eval", "examples.jpg"), args.examples)
     first = results[args.amp[0]]["seconds"]
     command = " ".join(["python train.py", *args.extra])
     lines = [f"The main command on a CPU (`{command}`), {os.cpu_count()} cores, one run per precision",

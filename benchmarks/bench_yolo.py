@@ -117,7 +117,8 @@ def main(argv=None):
     cfg = resolve({"dataset": "VOC", "dataset_root": args.dataset_root, "class_names": args.class_names,
                    "sets": args.sets, "test_sets": args.test_sets})
     python = yolo_venv(args.venv, args.ultralytics)
-    record = {"device": device_name(), "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
+    record = {"header": f"{device_name()}, {torch.get_num_threads()} thread(s) per process",
+              "device": device_name(), "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
               "command": "python -m benchmarks.bench_yolo " + " ".join(argv if argv is not None else sys.argv[1:]),
               "ultralytics": args.ultralytics, "rows": []}
     with tempfile.TemporaryDirectory() as root:
@@ -132,11 +133,17 @@ def main(argv=None):
                             os.path.join(root, "runs"), os.path.join(root, "test.txt"), out], check=True, env=env)
             found = json.load(open(out))
             metrics = score(found["detections"], truth, cfg.class_names)
-            record["rows"].append({"seed": seed, "epochs": epochs, "images": epochs * train_count,
-                                   "imgsz": args.imgsz, "mAP": metrics["mAP"], "AP": metrics["AP"],
-                                   "minutes": found["train_seconds"] / 60})
-            print(f"YOLOv8n seed {seed}: {epochs} epochs ({epochs * train_count} images) mAP07 {metrics['mAP']:.4f} "
-                  f"in {found['train_seconds'] / 60:.1f} min", flush=True)
+            seen, seconds = epochs * train_count, found["train_seconds"]
+            final = {"mAP": metrics["mAP"], "AP": metrics["AP"], "images_seen": seen}
+            record["rows"].append({"seed": seed, "images_seen": seen, "iterations": epochs, "batch_size": 16,
+                                   "setup": f"yolo {args.images}", "model": "Ultralytics YOLOv8n (from scratch)",
+                                   "recipe": f"yolo train model=yolov8n.yaml pretrained=False imgsz={args.imgsz} "
+                                             f"epochs={epochs} seed={seed} (Ultralytics {args.ultralytics} "
+                                             f"defaults otherwise)",
+                                   "curve": [final], "final": final, "train_s": seconds,
+                                   "train_img_s": seen / seconds})
+            print(f"YOLOv8n seed {seed}: {epochs} epochs ({seen} images) mAP07 {metrics['mAP']:.4f} in "
+                  f"{seconds / 60:.1f} min", flush=True)
             with open(args.out, "w") as f:
                 json.dump(record, f, indent=1)
 

@@ -12,7 +12,8 @@ import os
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 ORDERS = {"gpu": ["tests", "infer", "post", "train", "eval", "data", "shapes", "bccd", "accuracy"],
-          "cpu": ["train-step", "infer", "runtimes", "post", "eval", "backbones", "cpu-check", "data", "scale"]}
+          "cpu": ["train-step", "infer", "runtimes", "lite", "post", "eval", "backbones", "cpu-check", "data",
+                  "scale"]}
 EMPTY = {"gpu": "No GPU suite results recorded yet (`bash benchmarks/gpu_suite.sh STEP` on a GPU machine).",
          "cpu": "No CPU suite results recorded yet (`bash benchmarks/cpu_suite.sh all` on a quiet machine)."}
 
