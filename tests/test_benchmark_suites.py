@@ -38,6 +38,7 @@ def test_suite_step_runs_tiny_and_records_json(step, tmp_path):
 
 CPU_EXPECTED = {"train-step": "| ours SSDLite320 | bfloat16 autocast |", "infer": "| SSD300 | eager |",
                 "runtimes": "| SSDLite320 (ours) | onnxruntime fp32 |",
+                "lite": "| EfficientNet-Lite0 SSDLite320 (ours) | onnxruntime fp32 |",
                 "post": "| random |", "eval": "| devkit scoring s |",
                 "backbones": "| mobilenet_v3 SSD320 |", "cpu-check": "| off |", "data": "train augmentation",
                 "scale": "full COCO construction"}
