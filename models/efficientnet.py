@@ -44,10 +44,10 @@ class EfficientNetLiteSSD(SSDBase):
 
     backbone_parts = ("stage4", "stage5")
 
-    def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str = "inception",
+    def __init__(self, size: int, num_classes: int, prior_layout: dict, pixel_format: str = "inception",
                  backbone: str = "efficientnet_lite0"):
         self.backbone_name = backbone
-        super().__init__(size, num_classes, priors_cfg, pixel_format)
+        super().__init__(size, num_classes, prior_layout, pixel_format)
         network = timm_network(backbone)
         self.stage4 = nn.Sequential(network.conv_stem, network.bn1, *network.blocks[:STRIDE16_STAGES])
         self.stage5 = nn.Sequential(*network.blocks[STRIDE16_STAGES:], network.conv_head, network.bn2)

@@ -95,8 +95,8 @@ class MobileNetSSDLite(SSDBase):
     backbone_name = "mobilenet_v3"
     backbone_parts = ("stage4", "stage5")
 
-    def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str = "torchvision"):
-        super().__init__(size, num_classes, priors_cfg, pixel_format)
+    def __init__(self, size: int, num_classes: int, prior_layout: dict, pixel_format: str = "torchvision"):
+        super().__init__(size, num_classes, prior_layout, pixel_format)
         features = backbone_features()
         self.stage4, self.stage5, c4_channels, c5_channels = split_features(features)
         channels = [c4_channels, c5_channels, *EXTRA_CHANNELS]

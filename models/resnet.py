@@ -29,8 +29,8 @@ class ResNetSSD(SSDBase):
     backbone_name = "resnet50"
     backbone_parts = ("trunk",)
 
-    def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str = "torchvision"):
-        super().__init__(size, num_classes, priors_cfg, pixel_format)
+    def __init__(self, size: int, num_classes: int, prior_layout: dict, pixel_format: str = "torchvision"):
+        super().__init__(size, num_classes, prior_layout, pixel_format)
         self.trunk = resnet50_trunk()
         self.extras = nn.ModuleList(
             nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),

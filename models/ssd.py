@@ -105,7 +105,7 @@ def init_new_layers(modules):
 
 class SSDBase(nn.Module):
     """What every SSD shares, whatever its backbone: input normalisation, `features(images)` -> source feature maps
-    (the subclass's), a loc and a conf head per map, and the box coder over the priors of `priors_cfg`.
+    (the subclass's), a loc and a conf head per map, and the box coder over the priors of `prior_layout`.
     `loc, conf = model(images)`: images BGR 0..255 [B, 3, S, S] -> loc [B, P, 4], conf [B, P, C] (logits).
 
     `model.box_coder` (the priors [P, 4] (cx, cy, w, h) and the variances) belongs to the model and is handed to
@@ -116,28 +116,28 @@ class SSDBase(nn.Module):
     backbone_name = ""
     backbone_parts = ()  # the attributes holding the ImageNet network's layers (the rest is new)
 
-    def __init__(self, size: int, num_classes: int, priors_cfg: dict, pixel_format: str):
+    def __init__(self, size: int, num_classes: int, prior_layout: dict, pixel_format: str):
         super().__init__()
         sizes = BACKBONES[self.backbone_name].sizes
         if size not in sizes:
             raise ValueError(f"the {self.backbone_name} SSD is built for size {' or '.join(map(str, sizes))}, "
                              f"got {size}")
-        if priors_cfg["min_dim"] != size:
-            raise ValueError(f"prior config is for {priors_cfg['min_dim']}, the model for {size}")
-        self.size, self.num_classes, self.priors_cfg = size, num_classes, priors_cfg
+        if prior_layout["min_dim"] != size:
+            raise ValueError(f"prior config is for {prior_layout['min_dim']}, the model for {size}")
+        self.size, self.num_classes, self.prior_layout = size, num_classes, prior_layout
         self.normalize = InputNormalizer(pixel_format)
 
     def build_heads(self, source_channels: list, head=None):
         """A loc and a conf head per source map (3x3 convs unless `head(channels, outputs)` says otherwise), and
         the box coder."""
-        prior_box = PriorBox(self.priors_cfg)
+        prior_box = PriorBox(self.prior_layout)
         anchors = prior_box.boxes_per_location()
         if len(anchors) != len(source_channels):
             raise ValueError(f"prior config has {len(anchors)} feature maps, the network {len(source_channels)}")
         head = head or (lambda channels, outputs: nn.Conv2d(channels, outputs, 3, padding=1))
         self.loc = nn.ModuleList(head(c, a * 4) for c, a in zip(source_channels, anchors))
         self.conf = nn.ModuleList(head(c, a * self.num_classes) for c, a in zip(source_channels, anchors))
-        self.box_coder = BoxCoder(prior_box.forward(), self.priors_cfg["variance"])
+        self.box_coder = BoxCoder(prior_box.forward(), self.prior_layout["variance"])
 
     @classmethod
     def from_config(cls, cfg) -> "SSDBase":
@@ -190,9 +190,9 @@ class SSD(SSDBase):
     backbone_name = "vgg16"
     backbone_parts = ("vgg",)
 
-    def __init__(self, size: int, num_classes: int, batch_norm: bool = False, priors_cfg: dict = None,
+    def __init__(self, size: int, num_classes: int, batch_norm: bool = False, prior_layout: dict = None,
                  pixel_format: str = "caffe"):
-        super().__init__(size, num_classes, priors_cfg or PRIORS[("voc", size if size in EXTRAS_CFG else 300)],
+        super().__init__(size, num_classes, prior_layout or PRIORS[("voc", size if size in EXTRAS_CFG else 300)],
                          pixel_format)
         self.batch_norm = batch_norm
         self.vgg, self.conv4_3_end = vgg_reduced_fc(batch_norm)
