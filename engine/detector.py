@@ -27,7 +27,7 @@ def cpu_has_native_bf16() -> bool:
 
 def choose_precision(amp: str, device: torch.device, training: bool) -> tuple:
     """`--amp` -> (off, bf16 or fp16; why). auto: bfloat16 autocast for training on a GPU with bfloat16 and on a
-    CPU that computes it natively (about 2x per SSD300 step; weights, loss and post-processing stay float32),
+    CPU that computes it natively (docs/speed.md; weights, loss and post-processing stay float32),
     float32 elsewhere and for inference."""
     if amp != "auto":
         return amp, f"--amp {amp}"

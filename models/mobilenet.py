@@ -31,10 +31,10 @@ def normal_init(module: nn.Module, std: float = 0.03):
 
 class DepthwiseConv2d(nn.Conv2d):
     """A depthwise convolution that runs on a CPU in channels-last float32, under autocast too. oneDNN's NCHW
-    depthwise kernels are slow (forward + backward of the stride-2 3x3 at 160x160, batch 16: 650 ms NCHW, 80 ms
-    channels-last) and its bfloat16 ones run at 0.3-0.6x float32, while the 1x1 convolutions beside it gain from
-    bfloat16 (benchmarks/bench_train_step.py --arch mobilenet_v3). The channels-last output carries on through
-    the layers after it. Same parameters and state dict as nn.Conv2d."""
+    depthwise kernels are several times slower than its channels-last ones, and its bfloat16 ones slower than
+    float32, while the 1x1 convolutions beside it gain from bfloat16 (benchmarks/bench_train_step.py --arch
+    mobilenet_v3). The channels-last output carries on through the layers after it. Same parameters and state
+    dict as nn.Conv2d."""
 
     def forward(self, x):
         if x.device.type != "cpu":
