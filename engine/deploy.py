@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from config import MODEL_KEYS, Config, ConfigError, check_model_flags, resolve
 from layers import PaddedDetections, greedy_nms, unpad_detections
 from layers.detection import class_candidates, rank_detections
-from utils.checkpoint import WeightsError, atomic_path
+from utils.checkpoint import WeightsError, atomic_path, file_sha256
 from utils.distributed import usable_cores
 
 from .detector import Detector, load_model, preprocess
@@ -166,21 +166,13 @@ class OnnxDetector:
         return unpad_detections(boxes, scores, labels, counts)
 
 
-def file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached_export_path(weights: str, cfg: Config) -> str:
     """Where the whole-detector export of `weights` with cfg's network and post-processing settings lives: beside
     the weights (or in ~/.cache/ssd/onnx when that folder is not writable), named by the weights' SHA-256 and the
     export settings, so changed weights or settings never reuse an older file."""
     values = cfg.to_dict()
     settings = {k: values[k] for k in MODEL_KEYS + GRAPH_SETTINGS}  # the prior layout included
-    key = hashlib.sha256(json.dumps([file_digest(weights), settings, OPSET, EXPORT_VERSION, torch.__version__],
+    key = hashlib.sha256(json.dumps([file_sha256(weights), settings, OPSET, EXPORT_VERSION, torch.__version__],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     folder = os.path.dirname(os.path.abspath(weights))
     if not os.access(folder, os.W_OK):

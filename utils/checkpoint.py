@@ -3,6 +3,7 @@ written atomically (temp file + rename), read with weights_only=True."""
 import contextlib
 import errno
 import glob
+import hashlib
 import os
 import pickle
 import random
@@ -47,6 +48,14 @@ def read_state(path: str) -> dict:
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
     return state
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def damaged_member(path: str) -> str:
