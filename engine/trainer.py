@@ -149,6 +149,20 @@ def check_training_objects(cfg: Config, source):
             log.warning("%s: no training object of class(es) %s; the annotations name: %s", source.name, empty, names)
 
 
+def finish_config(cfg: Config, train_source, checkpoint: dict = None) -> Config:
+    """The config completed from the training data, before anything is built: its run folder, the classes of a
+    format that names them in its files (COCO, YOLO), and the priors of a new run (a resumed one decodes with the
+    priors its checkpoint carries). The pixel format follows from the weights `initial_model` loads."""
+    if not cfg.output:
+        cfg = cfg.replace(output=default_output(cfg))
+    if cfg.dataset in FILE_CLASSES:  # the classes are the annotation files' (COCO, COCO-format, YOLO)
+        cfg = cfg.replace(class_names=tuple(train_source.class_names))
+    elif train_source.class_names != list(cfg.class_names):
+        raise DatasetError(f"dataset classes {train_source.class_names} differ from --class-names {cfg.class_names}")
+    check_training_objects(cfg, train_source)
+    return choose_priors(cfg, train_source) if checkpoint is None else cfg
+
+
 class Trainer:
     """One training run of `cfg` into the folder cfg.output (default: a new runs/<dataset>-<size>-<date-time>).
     `train()` -> the final evaluation's metrics (None without cfg.final_eval)."""
@@ -157,30 +171,34 @@ class Trainer:
                  resume: str = None, checkpoint: dict = None):
         """`device`: default cuda when available, else the CPU. `checkpoint`: the state read from `resume` (a path)
         to continue from, or None. A checkpoint with weights only (final.pth, best.pth) continues from its weights
-        with a fresh optimizer and schedule."""
-        if device is None:
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if not cfg.output:
-            cfg = cfg.replace(output=default_output(cfg))
-        self.rank, self.world_size, self.device = rank, world_size, device
-        self.main = rank == 0
+        with a fresh optimizer and schedule. In order: the config finished from the data, the parts built from
+        it, a resume restored into them, the data and the run folder."""
+        self.rank, self.world_size, self.main = rank, world_size, rank == 0
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.train_source = build_source(cfg, train=True)
-        if cfg.dataset in FILE_CLASSES:  # the classes are the annotation files' (COCO, COCO-format, YOLO)
-            cfg = cfg.replace(class_names=tuple(self.train_source.class_names))
-        elif self.train_source.class_names != list(cfg.class_names):
-            raise DatasetError(f"dataset classes {self.train_source.class_names} differ from --class-names "
-                               f"{cfg.class_names}")
-        check_training_objects(cfg, self.train_source)
-        if checkpoint is None:  # a resumed run decodes with the priors its checkpoint carries
-            cfg = choose_priors(cfg, self.train_source)
-        self.model, cfg = initial_model(cfg, checkpoint)
-        self.cfg = cfg
+        self.model, self.cfg = initial_model(finish_config(cfg, self.train_source, checkpoint), checkpoint)
+        self.build_parts()
+        self.iteration, self.best_map = 0, -1.0
+        if checkpoint is not None:
+            self.restore(checkpoint, resume)
+        self.net = self.wrap_model()
+        self.dataset = build_dataset(self.cfg, train=True, source=self.train_source)
+        wanted = self.main and (self.cfg.eval_every > 0 or self.cfg.final_eval)
+        self.test_source = build_source(self.cfg, train=False) if wanted else None
+        self.logger = None
+        if self.main:
+            self.logger = MetricsLogger(self.cfg.output, self.cfg.tensorboard, self.cfg.visdom, self.iteration)
+            self.tidy_run_folder()
+
+    def build_parts(self):
+        """The model on its device, the optimizer, schedule, precision, loss scaler and loss of self.cfg."""
+        cfg, device = self.cfg, self.device
         self.model.to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        if world_size > 1 and cfg.batch_norm and device.type == "cuda":  # SyncBatchNorm runs on GPUs only
+        if self.world_size > 1 and cfg.batch_norm and device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        self.optimizer = build_optimizer(self.model, cfg, cfg.batch_size * world_size)
+        self.optimizer = build_optimizer(self.model, cfg, cfg.batch_size * self.world_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(cfg, it))
         self.amp, why = choose_precision(cfg.amp, device, training=True)  # cfg keeps what was asked (auto)
         if self.main:
@@ -188,21 +206,12 @@ class Trainer:
                      "; --amp off for float32" if cfg.amp == "auto" and self.amp != "off" else "")
         self.scaler = build_scaler(self.amp, device)
         self.criterion = MultiBoxLoss.from_config(cfg, self.model.box_coder)
-        self.iteration, self.best_map = 0, -1.0
-        if checkpoint is not None and is_full_checkpoint(checkpoint):
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
-            self.scheduler.load_state_dict(checkpoint["scheduler"])
-            self.scaler.load_state_dict(checkpoint["scaler"])
-            self.iteration, self.best_map = checkpoint["iteration"], checkpoint["best_map"]
-            if self.iteration >= cfg.max_iter and not final_eval_missing(cfg):
-                raise ConfigError(f"--resume {resume}: the run already reached iteration {self.iteration} of "
-                                  f"--max-iter {cfg.max_iter}; pass a larger --max-iter to train further")
-            if self.iteration >= cfg.max_iter:
-                log.info("the run reached iteration %d of %d but its final evaluation did not complete: running it",
-                         self.iteration, cfg.max_iter)
-            set_rng_state(checkpoint["rng"])
-            log.info("resumed from %s at iteration %d", resume, self.iteration)
-        elif checkpoint is not None:
+
+    def restore(self, checkpoint: dict, resume: str):
+        """A run's checkpoint into the built parts: exactly (optimizer, schedule, scaler, RNG), or from a
+        weights-only file with a fresh optimizer at its iteration."""
+        cfg = self.cfg
+        if not is_full_checkpoint(checkpoint):
             self.iteration = checkpoint.get("iteration", 0)
             if self.iteration >= cfg.max_iter:
                 raise ConfigError(f"--resume {resume}: its weights are at iteration {self.iteration}, the end of "
@@ -211,23 +220,34 @@ class Trainer:
             log.warning("%s holds weights only: continuing from its weights at iteration %d with a fresh optimizer "
                         "(momentum) and RNG state; an exact resume needs a ckpt_*.pth of the run", resume,
                         self.iteration)
-        self.net = self.model
-        if world_size > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        if cfg.compile:
-            self.net = torch.compile(self.net)
-        self.dataset = build_dataset(cfg, train=True, source=self.train_source)
-        self.test_source = None
-        if self.main and (cfg.eval_every > 0 or cfg.final_eval):
-            self.test_source = build_source(cfg, train=False)
-        self.logger = MetricsLogger(cfg.output, cfg.tensorboard, cfg.visdom, self.iteration) if self.main else None
-        if self.main:
-            removed = remove_dead_temp_files(cfg.output)
-            if removed:
-                log.info("removed %d temporary file(s) of a run killed while writing: %s", len(removed),
-                         " ".join(os.path.basename(p) for p in removed))
-            self.write_problems()
+            return
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.iteration, self.best_map = checkpoint["iteration"], checkpoint["best_map"]
+        if self.iteration >= cfg.max_iter and not final_eval_missing(cfg):
+            raise ConfigError(f"--resume {resume}: the run already reached iteration {self.iteration} of "
+                              f"--max-iter {cfg.max_iter}; pass a larger --max-iter to train further")
+        if self.iteration >= cfg.max_iter:
+            log.info("the run reached iteration %d of %d but its final evaluation did not complete: running it",
+                     self.iteration, cfg.max_iter)
+        set_rng_state(checkpoint["rng"])
+        log.info("resumed from %s at iteration %d", resume, self.iteration)
+
+    def wrap_model(self):
+        """The model as the training step calls it: under DistributedDataParallel and torch.compile when asked."""
+        net = self.model
+        if self.world_size > 1:
+            net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return torch.compile(net) if self.cfg.compile else net
+
+    def tidy_run_folder(self):
+        removed = remove_dead_temp_files(self.cfg.output)
+        if removed:
+            log.info("removed %d temporary file(s) of a run killed while writing: %s", len(removed),
+                     " ".join(os.path.basename(p) for p in removed))
+        self.write_problems()
 
     def write_problems(self):
         """Every per-file dataset problem, in the run folder (the log has one line per kind)."""
