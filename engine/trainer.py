@@ -346,18 +346,17 @@ class Trainer:
             self.evaluate_test_set()
         self.net.train()
         with tqdm(total=cfg.max_iter, initial=self.iteration, disable=not self.main, dynamic_ncols=True) as bar:
-            window_start, window_images = time.perf_counter(), 0
+            window = {"start": time.perf_counter(), "images": 0}  # the training rate since the last log line
             while self.iteration < cfg.max_iter:
                 # a signal in here is raised when the step and its log line are done (utils/interrupts.py)
                 with INTERRUPTS.step():
                     batch = next(batches)
                     images = as_model_input(batch.images, self.device, cfg.channels_last)
-                    targets = batch.targets.to(self.device, non_blocking=True)
-                    terms, finite = self.step(images, targets)
+                    terms, finite = self.step(images, batch.targets.to(self.device, non_blocking=True))
                     bad["count"] += ~finite
                     bad["run"] = torch.where(finite, 0, bad["run"] + 1)
                     bad["longest"] = torch.maximum(bad["longest"], bad["run"])
-                    window_images += images.shape[0] * self.world_size
+                    window["images"] += images.shape[0] * self.world_size
                     bar.update(1)
                     if on_step is not None:
                         on_step(self, batch)
@@ -368,19 +367,23 @@ class Trainer:
                     if logging_now or checkpoint_now or eval_now:
                         self.check_bad_steps(bad)
                     if self.main and logging_now:
-                        elapsed = time.perf_counter() - window_start
-                        losses = {name: term.item() for name, term in terms.items()}
-                        values = {"loss": sum(losses.values()), **losses, "lr": self.optimizer.param_groups[0]["lr"],
-                                  "img_s": window_images / max(elapsed, 1e-9)}
-                        bar.set_postfix(**{name: f"{v:.3f}" for name, v in losses.items()}, lr=f"{values['lr']:.2e}",
-                                        img_s=f"{values['img_s']:.1f}")
-                        self.logger.log(self.iteration, values)
-                        window_start, window_images = time.perf_counter(), 0
+                        self.log_progress(bar, terms, window)
                 if checkpoint_now:
                     self.save()
                 if eval_now:
                     self.evaluate_test_set()
         return self.finish()
+
+    def log_progress(self, bar, terms: dict, window: dict):
+        """The losses, learning rate and training rate since the last line: on the progress bar and in the log."""
+        elapsed = time.perf_counter() - window["start"]
+        losses = {name: term.item() for name, term in terms.items()}
+        values = {"loss": sum(losses.values()), **losses, "lr": self.optimizer.param_groups[0]["lr"],
+                  "img_s": window["images"] / max(elapsed, 1e-9)}
+        bar.set_postfix(**{name: f"{v:.3f}" for name, v in losses.items()}, lr=f"{values['lr']:.2e}",
+                        img_s=f"{values['img_s']:.1f}")
+        self.logger.log(self.iteration, values)
+        window.update(start=time.perf_counter(), images=0)
 
     def finish(self):
         if self.world_size > 1:
