@@ -32,9 +32,10 @@ def expand(pattern: str) -> list:
 
 
 def derived_numbers(paths: list) -> set:
-    """Every number the records support, as text at 1-4 decimals."""
+    """Every number the records support, as text at 1-4 decimals: an accuracy record's final mAPs and training
+    minutes, each as the mean and range over the seeds of one set-up and model."""
     values = []
-    groups = defaultdict(list)
+    groups, minutes = defaultdict(list), defaultdict(list)
     for path in paths:
         record = json.load(open(path)) if path.endswith(".json") else None
         if record is not None and "tables" in record:  # a suite step's record: every number of its tables
@@ -43,9 +44,11 @@ def derived_numbers(paths: list) -> set:
         elif record is not None:
             for row in record["rows"]:
                 groups[(row["setup"], row["model"])].append(row["curve"][-1]["mAP"])
+                if "train_s" in row:
+                    minutes[(row["setup"], row["model"])].append(row["train_s"] / 60)
         else:
             values += [float(v) for v in re.findall(r"\d+\.\d+", open(path).read())]
-    for maps in groups.values():
+    for maps in [*groups.values(), *minutes.values()]:
         values += [sum(maps) / len(maps), min(maps), max(maps)]
     return {f"{v:.{d}f}" for v in values for d in range(1, 5)}
 
