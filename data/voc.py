@@ -151,19 +151,19 @@ class VocLayout(NamedTuple):
 
     def describe(self, root: str) -> str:
         if self.kind == "devkit":
-            return f"{root}: a VOCdevkit (VOC2007/, VOC2012/ ...)"
+            return "a VOCdevkit (VOC2007/, VOC2012/ ...)"
         if self.kind == "lists":
-            return f"{root}: a VOC-style folder (Annotations/, JPEGImages/, ImageSets/Main lists)"
+            return "a VOC-style folder (Annotations/, JPEGImages/, ImageSets/Main lists)"
         if self.kind == "splits":
             xmls, images = next(iter(self.folders.values()))
             where = "images and XMLs side by side" if xmls == images else \
                 f"{os.path.basename(images)}/ + {os.path.basename(xmls)}/"
-            return f"{root}: split folders {', '.join(f'{n}/' for n in self.folders)} ({where})"
+            return f"split folders {', '.join(f'{n}/' for n in self.folders)} ({where})"
         xmls, images = self.folders["all"]
         where = "XMLs beside the images" if xmls == images else \
             f"{os.path.relpath(images, root)}/ + {os.path.relpath(xmls, root)}/"
-        return f"{root}: one folder ({where}) without lists or splits: split by a hash of each name into train " \
-               f"and test (1 in {TEST_SHARE}), the same split for train.py and eval.py"
+        return f"one folder ({where}) without lists or splits: split by a hash of each name into train and test " \
+               f"(1 in {TEST_SHARE}), the same split for train.py and eval.py"
 
     def entries(self, set_name: str) -> tuple:
         """-> (image ids, xml folder, image folder) of one split ("splits"), or of the hash split's "train"/"test"
@@ -223,7 +223,7 @@ def layout_sets(root: str, layout: VocLayout, image_sets, flag: str) -> list:
         name = image_set.split(":", 1)[1] if ":" in image_set else image_set
         chosen = [by_lower[name.lower()]] if name.lower() in by_lower else aliases.get(name.lower(), [None])
         if None in chosen or not chosen:
-            raise DatasetError(f"{root}: no set '{name}' in {layout.describe(root)}; pass {flag} with one of: "
+            raise DatasetError(f"{root}: no set '{name}' in this {layout.describe(root)}; pass {flag} with one of: "
                                f"{' '.join(available)}")
         out += [c for c in chosen if c not in out]
     return out
@@ -301,7 +301,7 @@ class VOCSource(RecordSource):
             raise no_layout_error(self.root)
         if self.layout.kind in ("splits", "pairs") and self.root not in LAYOUTS_TOLD:
             LAYOUTS_TOLD.add(self.root)
-            log.info("layout: %s", self.layout.describe(self.root))
+            log.info("layout: %s: %s", self.root, self.layout.describe(self.root))
         class_to_index = {c: i for i, c in enumerate(self.class_names)}
         self.problems, self.names_found = Problems(), Counter()
         builder, listings, seen = TableBuilder(), {}, set()
