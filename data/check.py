@@ -57,7 +57,8 @@ def check(source, decode: bool = True, use_difficult: bool = True):
         objects.update(used.tolist())
         hard.update(labels[difficult].tolist())
     layout = getattr(source, "layout", None)
-    lines = [f"dataset: {source.name}"] + ([f"layout: {source.root}: {layout.describe(source.root)}"] if layout else []) + [
+    told = [f"layout: {source.root}: {layout.describe(source.root)}"] if layout else []
+    lines = [f"dataset: {source.name}", *told,
              f"images: {len(source) - len(unreadable)} readable ({empty} without objects)"
              + (f", {len(unreadable)} unreadable (their objects not counted below)" if unreadable else ""),
              f"objects used: {sum(objects.values())}" + ("" if use_difficult else " (difficult ones excluded)")]
