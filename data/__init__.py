@@ -39,7 +39,8 @@ def build_source(cfg, train: bool):
     raise DatasetError(f"unknown dataset {cfg.dataset!r}: use VOC, COCO, YOLO or shapes")
 
 
-def build_dataset(cfg, train: bool, source=None):
+def build_dataset(cfg, train: bool, source=None, problems_path: str = None):
+    """`problems_path` (training): where an image that cannot be decoded is named, besides the log."""
     source = build_source(cfg, train) if source is None else source
     if train and cfg.augment:
         spec = PIXEL_FORMATS[cfg.pixel_format]
@@ -47,7 +48,8 @@ def build_dataset(cfg, train: bool, source=None):
         transform = SSDAugmentation(cfg.size, mean_bgr, cfg.expand_max_ratio, cfg.photometric)
     else:
         transform = ResizeTransform(cfg.size)
-    return SSDDataset(source, transform, use_difficult=cfg.train_difficult if train else True, substitute=train)
+    return SSDDataset(source, transform, use_difficult=cfg.train_difficult if train else True, substitute=train,
+                      problems_path=problems_path)
 
 
 def normalised_boxes(source, use_difficult: bool, shapes_images: int = 200, unreadable=()) -> tuple:

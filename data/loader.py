@@ -39,10 +39,11 @@ class SSDDataset(Dataset):
     listed image is scored exactly once."""
 
     def __init__(self, source, transform, use_difficult: bool = True, substitute: bool = True,
-                 max_substitutions: int = 20):
+                 max_substitutions: int = 20, problems_path: str = None):
+        """`problems_path`: a run's dataset_problems.txt, where an unreadable training image is also named."""
         self.source, self.transform, self.use_difficult = source, transform, use_difficult
         self.substitute, self.max_substitutions = substitute, max_substitutions
-        self.warned = set()
+        self.problems_path, self.warned = problems_path, set()
 
     def __len__(self):
         return len(self.source)
@@ -63,6 +64,9 @@ class SSDDataset(Dataset):
                     self.warned.add(str(exc))
                     log.warning("%s; another image takes its place each time it is drawn (python -m data.check "
                                 "lists every such file)", exc)
+                    if self.problems_path:
+                        with open(self.problems_path, "a") as f:  # one short append: whole lines per process
+                            f.write(f"training set: {exc}; another image takes its place each time it is drawn\n")
                 index = (index + 1) % len(self.source)
         else:
             raise RuntimeError(f"{self.max_substitutions} unreadable images in a row in {self.source.name}; "

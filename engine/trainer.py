@@ -46,6 +46,7 @@ log = logging.getLogger("ssd")
 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
 
 RUNS_ROOT = "runs"
+PROBLEMS_FILE = "dataset_problems.txt"  # every per-file problem of a run's data
 PRECISION_NAMES = {"off": "float32", "bf16": "bfloat16 autocast, weights in float32",
                    "fp16": "float16 autocast with a dynamic loss scale, weights in float32"}
 
@@ -182,7 +183,8 @@ class Trainer:
         if checkpoint is not None:
             self.restore(checkpoint, resume)
         self.net = self.wrap_model()
-        self.dataset = build_dataset(self.cfg, train=True, source=self.train_source)
+        self.dataset = build_dataset(self.cfg, train=True, source=self.train_source,
+                                     problems_path=os.path.join(self.cfg.output, PROBLEMS_FILE) if self.main else None)
         wanted = self.main and (self.cfg.eval_every > 0 or self.cfg.final_eval)
         self.test_source = build_source(self.cfg, train=False) if wanted else None
         self.logger = None
@@ -251,7 +253,7 @@ class Trainer:
 
     def write_problems(self):
         """Every per-file dataset problem, in the run folder (the log has one line per kind)."""
-        path = os.path.join(self.cfg.output, "dataset_problems.txt")
+        path = os.path.join(self.cfg.output, PROBLEMS_FILE)
         sources = [("training set", self.train_source), ("test set", self.test_source)]
         found = [(title, source.problems) for title, source in sources if source is not None and source.problems]
         if os.path.exists(path):

@@ -295,7 +295,7 @@ def test_the_checker_counts_agree_when_images_cannot_be_decoded(tmp_path, capfd)
     assert "objects used: 6" in out and "of 6 boxes" in out and "transparent images" not in out
     assert "Premature end of JPEG" not in out + err
     cfg = config_for("VOC", dataset_root=str(root), sets=["trainval"], class_names=["cell", "dot"])
-    dataset = build_dataset(cfg, train=True)
+    dataset = build_dataset(cfg, train=True, problems_path=str(tmp_path / "dataset_problems.txt"))
     records = []
     handler = logging.Handler()
     handler.emit = records.append
@@ -306,3 +306,5 @@ def test_the_checker_counts_agree_when_images_cannot_be_decoded(tmp_path, capfd)
     finally:
         logging.getLogger("ssd.data").removeHandler(handler)
     assert len([r for r in records if "c0.jpg" in r.getMessage()]) == 1
+    lines = (tmp_path / "dataset_problems.txt").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("training set: ") and "c0.jpg" in lines[0]
