@@ -79,6 +79,7 @@ def test_train_checkpoint_eval_and_onnx(tmp_path, backbone):
                        "--checkpoint-every", "0", "--log-every", "1", "--output", str(run)]) == 0
     saved = read_state(str(run / "final.pth"))
     assert saved["config"]["backbone"] == backbone and (run / "eval" / "metrics.json").exists()
+    assert (run / "eval" / "pr_curves.png").exists() and (run / "eval" / "ap_table.png").exists()  # as eval.py
     model, cfg = load_model(str(run / "final.pth"))
     assert cfg.backbone == backbone and cfg.pixel_format == "torchvision"
     reference = build_model(cfg).eval()

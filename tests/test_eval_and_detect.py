@@ -36,6 +36,15 @@ def test_standalone_eval_scores_the_whole_set_unless_limited_on_its_command_line
     assert "3 of the 4 images scored" in capsys.readouterr().out
 
 
+def test_eval_caps_its_workers_to_the_cores(voc_run, caplog):
+    import logging
+    root, run = voc_run
+    with caplog.at_level(logging.INFO):
+        assert eval_script.main(["--weights", str(run / "final.pth"), "--workers", "64", "--eval-limit", "1",
+                                 "--output", str(run / "e3")]) == 0
+    assert any("--workers 64 capped to" in r.getMessage() for r in caplog.records)
+
+
 def test_evaluation_scores_every_image_once(tmp_path, capsys):
     images = {f"t{i}": ([("cat", 5, 5, 40, 40)], 64, 48) for i in range(4)}
     make_voc_folder(tmp_path, images, sets={"test": list(images)})
