@@ -399,7 +399,9 @@ def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset:
     if saved:
         values.update(saved if resumed else {k: saved[k] for k in MODEL_KEYS})
     values.update(flags)
-    if not saved and "backbone" not in values and own_data(values):
+    own = BACKBONES[OWN_DATA_BACKBONE]
+    vgg_only = flags.get("size", own.sizes[0]) not in own.sizes or flags.get("batch_norm")  # SSD300/512 asked for
+    if not saved and "backbone" not in values and own_data(values) and not vgg_only:
         values["backbone"] = OWN_DATA_BACKBONE
     spec = BACKBONES.get(values.get("backbone", Config.backbone))
     if spec and not saved:  # a new run: the backbone's own size, ImageNet weights, matching and recipe

@@ -77,7 +77,7 @@ def test_fit_keeps_a_layout_that_is_already_best():
 
 def old_checkpoint(path, **config):
     """A checkpoint as written before the prior layout was stored: no `prior_layout`, no `priors`."""
-    cfg = config_for("VOC", class_names=("a", "b"), **config)
+    cfg = config_for("VOC", class_names=("a", "b"), **{"backbone": "vgg16", **config})  # before other backbones
     model_cfg = cfg.to_dict()
     del model_cfg["prior_layout"], model_cfg["priors"]
     from models import build_model

@@ -161,7 +161,8 @@ BCCD = os.path.join(ROOT, "..", "shared", "data", "bccd")
 def test_one_step_on_real_voc_folder_with_its_own_class_names(tmp_path):
     folder = str(tmp_path / "bccd")
     assert train.main(["--dataset", "VOC", "--dataset-root", BCCD, "--sets", "train", "--test-sets", "test",
-                       "--class-names", "RBC", "WBC", "Platelets", "--basenet", "none", "--batch-size", "1",
+                       "--class-names", "RBC", "WBC", "Platelets", "--backbone", "vgg16", "--basenet", "none",
+                       "--batch-size", "1",
                        "--workers", "0", "--no-batch-norm", "--max-iter", "1", "--eval-every", "0",
                        "--no-final-eval", "--no-tensorboard", "--checkpoint-every", "0",
                        "--output", folder]) == 0
