@@ -15,6 +15,7 @@ each OMP_NUM_THREADS=1 (the record says how many threads each used).
 import json
 import os
 import shlex
+import sys
 import tempfile
 import time
 
@@ -73,7 +74,7 @@ def main(argv=None):
     record = {"header": f"{device_name()}, {torch.get_num_threads()} thread(s) per process; torch {torch.__version__}",
               "device": device_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d"), "command": "python -m benchmarks.bench_finetune " +
-              " ".join(map(shlex.quote, argv if argv is not None else os.sys.argv[1:])), "rows": []}
+              " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:])), "rows": []}
     for name, extra in variants:
         extra_flags = parse_variant(extra)
         for images in args.budgets:

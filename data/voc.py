@@ -173,8 +173,8 @@ class VocLayout(NamedTuple):
             return xml_ids(xmls), xmls, images
         xmls, images = self.folders["all"]
         ids = xml_ids(xmls)
-        test = [i for i in ids if zlib.crc32(i.encode()) % TEST_SHARE == 0]
-        return (test if set_name == "test" else [i for i in ids if i not in set(test)]), xmls, images
+        is_test = [zlib.crc32(i.encode()) % TEST_SHARE == 0 for i in ids]
+        return [i for i, test in zip(ids, is_test) if test == (set_name == "test")], xmls, images
 
 
 def xml_ids(folder: str) -> list:
