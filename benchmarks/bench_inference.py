@@ -25,7 +25,7 @@ import torch
 import torchvision
 
 from benchmarks.common import device_name, seconds_per_call, step_parser
-from config import config_for
+from config_resolve import config_for
 from data import image_files, read_image
 from engine import Detector, OnnxDetector, autocast, export_onnx, load_model, preprocess
 from engine.deploy import onnxruntime_version, quantize_int8
@@ -100,14 +100,14 @@ def runtime_rows(backbone: str, args, scratch: str) -> list:
     """-> table rows (name, runtime, img/s at the batch size, img/s at batch 1) for one backbone."""
     if args.weights:
         model, cfg = load_model(args.weights, "cpu")
-        if cfg.backbone != backbone:
+        if cfg.model.backbone != backbone:
             return []
     else:
         cfg = config_for("VOC", backbone=backbone, basenet="none")
         torch.manual_seed(0)
         model = build_model(cfg).eval()
-    images = benchmark_images(args.images, args.batch_size, cfg.size)
-    name = {"vgg16": f"VGG16 SSD{cfg.size}", "resnet50": "ResNet-50 SSD300", "mobilenet_v3": "SSDLite320",
+    images = benchmark_images(args.images, args.batch_size, cfg.model.size)
+    name = {"vgg16": f"VGG16 SSD{cfg.model.size}", "resnet50": "ResNet-50 SSD300", "mobilenet_v3": "SSDLite320",
             "efficientnet_lite0": "EfficientNet-Lite0 SSDLite320"}[backbone]
 
     def rates(run):
@@ -120,7 +120,7 @@ def runtime_rows(backbone: str, args, scratch: str) -> list:
         rows.append((f"{name} (ours)", "PyTorch eager", *rates(Detector.from_config(model, cfg))))
         if backbone in TORCHVISION_MODELS and not args.skip_torchvision:
             theirs = getattr(torchvision.models.detection, TORCHVISION_MODELS[backbone])(
-                weights=None, weights_backbone=None, num_classes=cfg.num_classes).eval()
+                weights=None, weights_backbone=None, num_classes=cfg.model.num_classes).eval()
 
             @torch.no_grad()
             def run_torchvision(batch):
@@ -132,8 +132,9 @@ def runtime_rows(backbone: str, args, scratch: str) -> list:
         rows.append((f"{name} (ours)", "onnxruntime fp32", *rates(OnnxDetector(fp32, args.threads))))
         if args.int8:
             int8 = os.path.join(scratch, f"{backbone}.int8.onnx")
-            calibration = [image.permute(1, 2, 0).numpy() for image in benchmark_images(args.images, 16, cfg.size)]
-            quantize_int8(fp32, int8, calibration, cfg.size)
+            calibration = [image.permute(1, 2, 0).numpy()
+                           for image in benchmark_images(args.images, 16, cfg.model.size)]
+            quantize_int8(fp32, int8, calibration, cfg.model.size)
             rows.append((f"{name} (ours)", "onnxruntime INT8", *rates(OnnxDetector(int8, args.threads))))
     return rows
 

@@ -12,7 +12,7 @@ import torchvision
 from torchvision.models.detection import ssd300_vgg16
 
 from benchmarks.common import device_name, seconds_per_call, step_parser
-from config import config_for
+from config_resolve import config_for
 from layers import PostProcessor, cxcywh_to_xyxy
 from models import SSD
 from utils.distributed import resolve_device

@@ -19,7 +19,8 @@ from torchvision.ops import box_iou
 
 from benchmarks.bench_scale import write_coco
 from benchmarks.common import device_name
-from config import resolve, table_layout
+from config import prior_table, table_layout
+from config_resolve import resolve
 from data import build_source, normalised_boxes
 from layers import PriorBox, cxcywh_to_xyxy
 from layers.prior_fit import coverage_of, fit_layout
@@ -33,16 +34,9 @@ def reference_best_iou(boxes: torch.Tensor, layout: dict) -> torch.Tensor:
     return torch.cat([box_iou(chunk, priors).amax(1) for chunk in boxes.split(1024)])
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--coco-images", type=int, default=118287)
-    p.add_argument("--coco-boxes", type=int, default=860001)
-    p.add_argument("--dataset", choices=["COCO", "VOC", "YOLO"], help="your own set instead of the synthetic one")
-    p.add_argument("--dataset-root")
-    p.add_argument("--class-names", nargs="+")
-    p.add_argument("--sets", nargs="+")
-    p.add_argument("--json")
-    args = p.parse_args(argv)
+def read_boxes(args) -> tuple:
+    """-> (the config, the training boxes normalised to [0, 1], what they are, seconds to read them): the set named
+    by the flags, else a synthetic COCO-format set of COCO's size."""
     with tempfile.TemporaryDirectory() as scratch:
         if args.dataset:
             flags = dict(dataset=args.dataset, dataset_root=args.dataset_root, class_names=args.class_names,
@@ -54,25 +48,41 @@ def main(argv=None):
             what = f"synthetic COCO-format set ({args.coco_images:,} images, {args.coco_boxes:,} boxes)"
         cfg = resolve({k: v for k, v in flags.items() if v is not None})
         start = time.perf_counter()
-        source = build_source(cfg, train=True)
-        boxes, _, _ = normalised_boxes(source, True)
-        read_s = time.perf_counter() - start
-    rows = []
-    for backbone, size in LAYOUTS:
-        layout = table_layout(cfg.prior_family, size)
-        start = time.perf_counter()
-        coverage, best = coverage_of(boxes, layout, cfg.overlap_thresh)
-        coverage_s = time.perf_counter() - start
-        sample = boxes[:REFERENCE_BOXES]
-        start = time.perf_counter()
-        reference = reference_best_iou(sample, layout)
-        reference_s = (time.perf_counter() - start) * len(boxes) / len(sample)
-        fit = fit_layout(boxes, layout, cfg.overlap_thresh)
-        fitted = coverage_of(boxes, fit.layout, cfg.overlap_thresh)[0]
-        rows.append(dict(layout=f"{backbone} {size}", boxes=len(boxes), priors=len(PriorBox(layout).forward()),
-                         coverage=coverage.covered, fitted=fitted.covered, coverage_s=coverage_s,
-                         reference_s=reference_s, max_difference=float((best[:len(sample)] - reference).abs().max()),
-                         fit_s=fit.seconds, fit_kind=fit.kind))
+        boxes, _, _ = normalised_boxes(build_source(cfg, train=True), True)
+        return cfg, boxes, what, time.perf_counter() - start
+
+
+def layout_row(backbone: str, size: int, boxes, cfg) -> dict:
+    """Coverage of one built-in layout (ours, and every prior by torchvision's box_iou on a sample) and its fit."""
+    layout = table_layout(prior_table(backbone, cfg.data.dataset, size))
+    threshold = cfg.solver.overlap_thresh
+    start = time.perf_counter()
+    coverage, best = coverage_of(boxes, layout, threshold)
+    coverage_s = time.perf_counter() - start
+    sample = boxes[:REFERENCE_BOXES]
+    start = time.perf_counter()
+    reference = reference_best_iou(sample, layout)
+    reference_s = (time.perf_counter() - start) * len(boxes) / len(sample)
+    fit = fit_layout(boxes, layout, threshold)
+    return dict(layout=f"{backbone} {size}", boxes=len(boxes), priors=len(PriorBox(layout).forward()),
+                coverage=coverage.covered, fitted=coverage_of(boxes, fit.layout, threshold)[0].covered,
+                coverage_s=coverage_s, reference_s=reference_s,
+                max_difference=float((best[:len(sample)] - reference).abs().max()), fit_s=fit.seconds,
+                fit_kind=fit.kind)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--coco-images", type=int, default=118287)
+    p.add_argument("--coco-boxes", type=int, default=860001)
+    p.add_argument("--dataset", choices=["COCO", "VOC", "YOLO"], help="your own set instead of the synthetic one")
+    p.add_argument("--dataset-root")
+    p.add_argument("--class-names", nargs="+")
+    p.add_argument("--sets", nargs="+")
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    cfg, boxes, what, read_s = read_boxes(args)
+    rows = [layout_row(backbone, size, boxes, cfg) for backbone, size in LAYOUTS]
     header = (f"{what}; read in {read_s:.1f} s; {device_name(torch.device('cpu'))}, {torch.get_num_threads()} "
               f"thread(s); torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
     lines = ["| layout | boxes | priors | coverage | fitted | coverage s | every prior (torchvision box_iou) s | "

@@ -17,7 +17,8 @@ import torch
 
 from benchmarks.bench_train_step import bench_torchvision, random_targets
 from benchmarks.common import device_name, step_parser, write_random_voc_folder
-from config import VOC_CLASSES, config_for
+from config import VOC_CLASSES
+from config_resolve import config_for
 from engine import Trainer
 from utils.distributed import resolve_device
 from utils.logger import last_training_rate
@@ -43,7 +44,7 @@ def main():
                          output=os.path.join(folder, "run"), tensorboard=False, final_eval=False)
         trainer = Trainer(cfg, 0, 1, device)
         trainer.train()
-        rate = last_training_rate(cfg.output)
+        rate = last_training_rate(cfg.run.output)
     print(f"\nSSD{args.size} training end to end, batch {args.batch_size}, amp {args.amp}, channels-last "
           f"{args.channels_last}, compile {args.compile}, {args.workers} workers, {device_name(device)}")
     print("| model | img/s | ms/iteration |\n|---|---|---|")

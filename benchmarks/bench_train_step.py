@@ -19,7 +19,7 @@ import torchvision
 
 from benchmarks.common import device_name, step_parser, sync
 from benchmarks.record import write_record
-from config import config_for
+from config_resolve import config_for
 from engine.detector import autocast
 from engine.trainer import PRECISION_NAMES
 from layers import MultiBoxLoss
@@ -111,7 +111,7 @@ def measure(args, arch: str, amp: str, device) -> dict:
     """Ours and torchvision's steps alternated, step by step, so that a machine's drift (clock, other load) hits
     both alike -> medians: {"ours": (network s, loss s), "torchvision": s or None}."""
     generator = torch.Generator().manual_seed(0)
-    size = config_for("VOC", **ARCHS[arch]["ours"]).size
+    size = config_for("VOC", **ARCHS[arch]["ours"]).model.size
     images = torch.randint(0, 255, (args.batch_size, 3, size, size), dtype=torch.uint8, generator=generator)
     images = images.to(device)
     targets = random_targets(args.batch_size, device, generator)

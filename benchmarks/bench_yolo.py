@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from benchmarks.record import device_name
-from config import resolve
+from config_resolve import resolve
 from data import build_source
 from data.label_files import LabelWriter
 from utils.voc_eval import evaluate_detections, to_devkit
@@ -84,7 +84,8 @@ def write_yolo_folder(cfg, root: str) -> tuple:
             train_count = len(source)
     data_yaml = os.path.join(root, "data.yaml")
     with open(data_yaml, "w") as f:
-        f.write(f"path: {root}\ntrain: images/train\nval: images/test\nnames: {json.dumps(list(cfg.class_names))}\n")
+        names = json.dumps(list(cfg.model.class_names))
+        f.write(f"path: {root}\ntrain: images/train\nval: images/test\nnames: {names}\n")
     return data_yaml, truth, train_count
 
 
@@ -132,7 +133,7 @@ def main(argv=None):
             subprocess.run([python, "-c", TRAIN_AND_PREDICT, data_yaml, str(epochs), str(args.imgsz), str(seed),
                             os.path.join(root, "runs"), os.path.join(root, "test.txt"), out], check=True, env=env)
             found = json.load(open(out))
-            metrics = score(found["detections"], truth, cfg.class_names)
+            metrics = score(found["detections"], truth, cfg.model.class_names)
             seen, seconds = epochs * train_count, found["train_seconds"]
             final = {"mAP": metrics["mAP"], "AP": metrics["AP"], "images_seen": seen}
             record["rows"].append({"seed": seed, "images_seen": seen, "iterations": epochs, "batch_size": 16,

@@ -17,38 +17,38 @@ from .yolo import YOLOSource
 
 
 def build_source(cfg, train: bool):
-    """The dataset source (images + annotations) for cfg.sets (train) or cfg.test_sets (evaluation)."""
-    sets = cfg.sets if train else cfg.test_sets
-    if cfg.dataset == "shapes":
+    """The dataset source (images + annotations) for cfg.data.sets (train) or cfg.data.test_sets (evaluation)."""
+    sets = cfg.data.sets if train else cfg.data.test_sets
+    if cfg.data.dataset == "shapes":
         split = sets[0] if sets else ("train" if train else "test")
-        count = cfg.shapes_train_images if split == "train" else cfg.shapes_test_images
-        return ShapesDataset(split, count, seed=cfg.seed if split == "train" else 0)
-    if cfg.dataset == "VOC":
-        root = os.path.expanduser(cfg.dataset_root)
+        count = cfg.data.shapes_train_images if split == "train" else cfg.data.shapes_test_images
+        return ShapesDataset(split, count, seed=cfg.run.seed if split == "train" else 0)
+    if cfg.data.dataset == "VOC":
+        root = os.path.expanduser(cfg.data.dataset_root)
         layout = voc_layout(root) if os.path.isdir(root) else None
         flag = "--sets" if train else "--test-sets"
         if layout is not None and layout.kind == "lists":
             sets = single_folder_sets(root, sets, flag)
         elif layout is not None and layout.kind != "devkit":
             sets = layout_sets(root, layout, sets, flag)
-        return VOCSource(root, sets, cfg.class_names, skip_empty=train, layout=layout)
-    if cfg.dataset == "COCO":
-        return COCOSource(cfg.dataset_root, sets, cfg.class_names, skip_empty=train)
-    if cfg.dataset == "YOLO":
-        return YOLOSource(cfg.dataset_root, sets, cfg.class_names, skip_empty=train)
-    raise DatasetError(f"unknown dataset {cfg.dataset!r}: use VOC, COCO, YOLO or shapes")
+        return VOCSource(root, sets, cfg.model.class_names, skip_empty=train, layout=layout)
+    if cfg.data.dataset == "COCO":
+        return COCOSource(cfg.data.dataset_root, sets, cfg.model.class_names, skip_empty=train)
+    if cfg.data.dataset == "YOLO":
+        return YOLOSource(cfg.data.dataset_root, sets, cfg.model.class_names, skip_empty=train)
+    raise DatasetError(f"unknown dataset {cfg.data.dataset!r}: use VOC, COCO, YOLO or shapes")
 
 
 def build_dataset(cfg, train: bool, source=None, problems_path: str = None):
     """`problems_path` (training): where an image that cannot be decoded is named, besides the log."""
     source = build_source(cfg, train) if source is None else source
-    if train and cfg.augment:
-        spec = PIXEL_FORMATS[cfg.pixel_format]
+    if train and cfg.data.augment:
+        spec = PIXEL_FORMATS[cfg.model.pixel_format]
         mean_bgr = spec["mean"][::-1] if spec["rgb"] else spec["mean"]
-        transform = SSDAugmentation(cfg.size, mean_bgr, cfg.expand_max_ratio, cfg.photometric)
+        transform = SSDAugmentation(cfg.model.size, mean_bgr, cfg.data.expand_max_ratio, cfg.data.photometric)
     else:
-        transform = ResizeTransform(cfg.size)
-    return SSDDataset(source, transform, use_difficult=cfg.train_difficult if train else True, substitute=train,
+        transform = ResizeTransform(cfg.model.size)
+    return SSDDataset(source, transform, use_difficult=cfg.data.train_difficult if train else True, substitute=train,
                       problems_path=problems_path)
 
 

@@ -18,6 +18,7 @@ import gc
 import json
 import os
 from collections import Counter
+from typing import NamedTuple
 
 import numpy as np
 
@@ -96,6 +97,20 @@ def select_categories(categories: list, counts: Counter, wanted, ann_file: str, 
     return [by_name[n] for n in names], names, label_of
 
 
+class CocoColumns(NamedTuple):
+    """One COCO annotation file as arrays: its images, then its (usable) annotations, and its categories."""
+    image_ids: np.ndarray
+    files: list
+    widths: np.ndarray
+    heights: np.ndarray
+    image_of: np.ndarray  # each annotation's image_id
+    category: np.ndarray  # each annotation's category_id
+    crowd: np.ndarray
+    xywh: np.ndarray
+    area: np.ndarray
+    categories: list
+
+
 class COCOSource(RecordSource):
     def __init__(self, root: str, image_sets, class_names=None, skip_empty: bool = True, name: str = "COCO"):
         """`class_names`: category names to keep, in label order (None or empty: every category with annotations)."""
@@ -124,44 +139,75 @@ class COCOSource(RecordSource):
 
     def _read_set(self, ann_file: str, folder: str, wanted, skip_empty: bool) -> tuple:
         """One annotation file -> columns (ids, paths, sizes, object counts, boxes, labels, difficult, coco ids)."""
-        try:
-            doc = load_json(ann_file)
-            images, annotations, categories = doc["images"], doc.get("annotations", []), doc["categories"]
-            annotations = self._usable_annotations(annotations, ann_file)
-            image_ids = np.array([im["id"] for im in images], np.int64)
-            files = [im["file_name"] for im in images]
-            widths = np.array([im.get("width", 0) for im in images], np.int64)
-            heights = np.array([im.get("height", 0) for im in images], np.int64)
-            ann_image = np.array([a["image_id"] for a in annotations], np.int64)
-            ann_cat = np.array([a["category_id"] for a in annotations], np.int64)
-            crowd = np.array([a.get("iscrowd", 0) for a in annotations], bool)
-            xywh = np.array([a["bbox"] for a in annotations], np.float32).reshape(-1, 4)
-            area = np.array([a.get("area") or 0.0 for a in annotations], np.float64)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DatasetError(f"{ann_file}: cannot be read as COCO instances ({type(exc).__name__}: {exc})") from None
-        del doc, images, annotations
-        id_to_name = {c["id"]: c["name"] for c in categories}
-        self.names_found.update({id_to_name.get(c, str(c)): n for c, n in Counter(ann_cat[~crowd].tolist()).items()})
-        cat_ids, class_names, label_of = select_categories(categories, Counter(ann_cat.tolist()),
+        file = self._read_columns(ann_file)
+        id_to_name = {c["id"]: c["name"] for c in file.categories}
+        self.names_found.update({id_to_name.get(c, str(c)): n
+                                 for c, n in Counter(file.category[~file.crowd].tolist()).items()})
+        cat_ids, class_names, label_of = select_categories(file.categories, Counter(file.category.tolist()),
                                                            wanted or self.class_names, ann_file, self.notices)
         if self.category_ids is None:
             self.category_ids, self.class_names = cat_ids, class_names
         elif cat_ids != self.category_ids:
             raise DatasetError(f"{ann_file}: categories differ from the first set's")
+        order, image_of = self._image_of_each_object(file, ann_file)
+        labels = np.array([label_of.get(c, -1) for c in file.category.tolist()], np.int64)
+        self._count_unknown_categories(file, labels, image_of >= 0, id_to_name, ann_file)
+        keep = ~file.crowd & (labels >= 0) & (image_of >= 0)
+        boxes = np.concatenate([file.xywh[:, :2], file.xywh[:, :2] + file.xywh[:, 2:]], 1)[keep]
+        boxes, usable = self._clipped(boxes, image_of[keep], file, ann_file)
+        image_index, labels_kept = image_of[keep][usable], labels[keep][usable]
+        area_kept = file.area[keep][usable]
+        counts = np.bincount(image_index, minlength=len(file.image_ids))
+        chosen = self._chosen_images(file, counts, order, folder, ann_file, skip_empty)
+        rank = np.full(len(file.image_ids), -1, np.int64)  # images in id order, their objects grouped behind them
+        rank[chosen] = np.arange(len(chosen))
+        object_rank = rank[image_index]
+        kept_objects = object_rank >= 0
+        sort = np.argsort(object_rank[kept_objects], kind="stable")
+        crowd_kept = file.crowd & (labels >= 0) & (image_of >= 0) & (rank[np.maximum(image_of, 0)] >= 0)
+        self.crowd[ann_file] = (file.image_ids[image_of[crowd_kept]], file.xywh[crowd_kept], file.area[crowd_kept],
+                                np.array(cat_ids, np.int64)[labels[crowd_kept]])
+        self.object_areas[ann_file] = area_kept[kept_objects][sort]
+        paths = np.array([os.path.join(folder, file.files[i]) for i in chosen], dtype=str)
+        return (file.image_ids[chosen].astype(str), paths, np.stack([file.heights[chosen], file.widths[chosen]], 1),
+                counts[chosen], boxes[kept_objects][sort], labels_kept[kept_objects][sort],
+                np.zeros(int(kept_objects.sum()), bool), file.image_ids[chosen])
 
-        # objects: not crowd, of a kept category, on a listed image
-        order = np.argsort(image_ids, kind="stable")
-        sorted_ids = image_ids[order]
-        position = np.minimum(np.searchsorted(sorted_ids, ann_image), max(len(image_ids) - 1, 0))
-        listed = (sorted_ids[position] == ann_image) if len(image_ids) else np.zeros(len(ann_image), bool)
-        image_index = np.where(listed, order[position] if len(image_ids) else -1, -1)
-        image_index_all = image_index
-        if (~listed).any():
+    def _read_columns(self, ann_file: str) -> CocoColumns:
+        try:
+            doc = load_json(ann_file)
+            images, annotations, categories = doc["images"], doc.get("annotations", []), doc["categories"]
+            annotations = self._usable_annotations(annotations, ann_file)
+            return CocoColumns(
+                image_ids=np.array([im["id"] for im in images], np.int64), files=[im["file_name"] for im in images],
+                widths=np.array([im.get("width", 0) for im in images], np.int64),
+                heights=np.array([im.get("height", 0) for im in images], np.int64),
+                image_of=np.array([a["image_id"] for a in annotations], np.int64),
+                category=np.array([a["category_id"] for a in annotations], np.int64),
+                crowd=np.array([a.get("iscrowd", 0) for a in annotations], bool),
+                xywh=np.array([a["bbox"] for a in annotations], np.float32).reshape(-1, 4),
+                area=np.array([a.get("area") or 0.0 for a in annotations], np.float64), categories=categories)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{ann_file}: cannot be read as COCO instances ({type(exc).__name__}: {exc})") from None
+
+    def _image_of_each_object(self, file: CocoColumns, ann_file: str) -> tuple:
+        """(the images' order by id, each annotation's image index or -1 when its image_id is not listed)."""
+        order = np.argsort(file.image_ids, kind="stable")
+        if not len(file.image_ids):
+            image_of = np.full(len(file.image_of), -1, np.int64)
+        else:
+            sorted_ids = file.image_ids[order]
+            position = np.minimum(np.searchsorted(sorted_ids, file.image_of), len(file.image_ids) - 1)
+            image_of = np.where(sorted_ids[position] == file.image_of, order[position], -1)
+        unlisted = image_of < 0
+        if unlisted.any():
             self.problems.add_many("objects on an image_id the file does not list, dropped",
-                                   [f"{ann_file}: {int((~listed).sum())} annotation(s) on image ids not in its "
-                                    f"images, first: {int(ann_image[~listed][0])}"], int((~listed).sum()))
-        labels_all = np.array([label_of.get(c, -1) for c in ann_cat.tolist()], np.int64)
-        for cat, count in Counter(ann_cat[~crowd & (labels_all < 0) & listed].tolist()).items():
+                                   [f"{ann_file}: {int(unlisted.sum())} annotation(s) on image ids not in its "
+                                    f"images, first: {int(file.image_of[unlisted][0])}"], int(unlisted.sum()))
+        return order, image_of
+
+    def _count_unknown_categories(self, file: CocoColumns, labels, listed, id_to_name: dict, ann_file: str):
+        for cat, count in Counter(file.category[~file.crowd & (labels < 0) & listed].tolist()).items():
             if cat not in id_to_name:
                 self.problems.add_many("objects of a category_id the file does not define, dropped",
                                        [f"{ann_file}: {count} object(s) of category_id {cat}, which is not in its "
@@ -169,62 +215,46 @@ class COCOSource(RecordSource):
                 continue
             kind = f"objects of category '{id_to_name[cat]}' not in --class-names, dropped"
             self.problems.add_many(kind, [f"{ann_file}: {count} object(s) of '{id_to_name[cat]}' dropped"], count)
-        keep = ~crowd & (labels_all >= 0) & listed
-        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)[keep]
-        image_index, labels_kept, area_kept = image_index[keep], labels_all[keep], area[keep]
-        scored_crowd = crowd & (labels_all >= 0) & listed
 
-        # clip to the image, drop zero-area boxes (vectorised clean_boxes)
-        width, height = widths[image_index], heights[image_index]
+    def _clipped(self, boxes, image_index, file: CocoColumns, ann_file: str) -> tuple:
+        """Boxes clipped to their image (a vectorised clean_boxes) -> (boxes, which of them are kept): the
+        zero-area and the wholly outside ones dropped, each kind counted."""
+        width, height = file.widths[image_index], file.heights[image_index]
         sized = (width > 0) & (height > 0)
         excess = np.max(np.stack([-boxes[:, 0], -boxes[:, 1], boxes[:, 2] - width, boxes[:, 3] - height]), axis=0)
         wholly = sized & ((boxes[:, 0] >= width) | (boxes[:, 1] >= height) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0))
-        outside = sized & (excess > 0.5) & ~wholly
         rounding = int((sized & (excess > 0) & (excess <= 0.5)).sum())
         if rounding:
             self.problems.note("boxes past the image edge by half a pixel or less (rounding), clamped", rounding)
-        self._per_image(outside, image_index, image_ids, ann_file, "boxes past the image edge, clipped",
-                        "box(es) outside the image, clipped")
-        self._per_image(wholly, image_index, image_ids, ann_file, "boxes wholly outside the image, dropped",
+        self._per_image(sized & (excess > 0.5) & ~wholly, image_index, file.image_ids, ann_file,
+                        "boxes past the image edge, clipped", "box(es) outside the image, clipped")
+        self._per_image(wholly, image_index, file.image_ids, ann_file, "boxes wholly outside the image, dropped",
                         "box(es) wholly outside the image, dropped")
         boxes[:, [0, 2]] = np.where(sized[:, None], boxes[:, [0, 2]].clip(0, width[:, None].clip(min=0)),
                                     boxes[:, [0, 2]])
         boxes[:, [1, 3]] = np.where(sized[:, None], boxes[:, [1, 3]].clip(0, height[:, None].clip(min=0)),
                                     boxes[:, [1, 3]])
         degenerate = ~((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
-        self._per_image(degenerate & ~wholly, image_index, image_ids, ann_file, "zero-area or inverted boxes, "
+        self._per_image(degenerate & ~wholly, image_index, file.image_ids, ann_file, "zero-area or inverted boxes, "
                         "dropped", "zero-area or inverted box(es) dropped")
-        degenerate |= wholly
-        boxes, image_index, labels_kept = boxes[~degenerate], image_index[~degenerate], labels_kept[~degenerate]
-        area_kept = area_kept[~degenerate]
+        usable = ~(degenerate | wholly)
+        return boxes[usable], usable
 
-        counts = np.bincount(image_index, minlength=len(image_ids))
-        use = counts > 0 if skip_empty else np.ones(len(image_ids), bool)
+    def _chosen_images(self, file: CocoColumns, counts, order, folder: str, ann_file: str, skip_empty: bool):
+        """The indices of the images read, in id order: those with objects (all of them with `skip_empty` off)
+        whose file exists; the others counted."""
+        use = counts > 0 if skip_empty else np.ones(len(file.image_ids), bool)
         if not use.all():
             self.problems.note("images without any object of --class-names, skipped for training", int((~use).sum()))
         existing = set(os.listdir(folder)) if os.path.isdir(folder) else set()
-        present = np.array([f in existing for f in files], bool)
+        present = np.array([f in existing for f in file.files], bool)
         missing = use & ~present
         if missing.any():
             self.problems.add_many("listed images not found, skipped",
-                                   [f"{os.path.join(folder, files[i])}: image listed in {ann_file} does not exist, "
-                                    f"skipped" for i in np.flatnonzero(missing)], int(missing.sum()))
+                                   [f"{os.path.join(folder, file.files[i])}: image listed in {ann_file} does not "
+                                    f"exist, skipped" for i in np.flatnonzero(missing)], int(missing.sum()))
         use &= present
-        # images in id order, their objects grouped behind them
-        chosen = order[use[order]]
-        rank = np.full(len(image_ids), -1, np.int64)
-        rank[chosen] = np.arange(len(chosen))
-        object_rank = rank[image_index]
-        kept_objects = object_rank >= 0
-        sort = np.argsort(object_rank[kept_objects], kind="stable")
-        paths = np.array([os.path.join(folder, files[i]) for i in chosen], dtype=str)
-        crowd_kept = scored_crowd & (rank[np.maximum(image_index_all, 0)] >= 0)
-        self.crowd[ann_file] = (image_ids[image_index_all[crowd_kept]], xywh[crowd_kept], area[crowd_kept],
-                                np.array(cat_ids, np.int64)[labels_all[crowd_kept]])
-        self.object_areas[ann_file] = area_kept[kept_objects][sort]
-        return (image_ids[chosen].astype(str), paths, np.stack([heights[chosen], widths[chosen]], 1), counts[chosen],
-                boxes[kept_objects][sort], labels_kept[kept_objects][sort], np.zeros(int(kept_objects.sum()), bool),
-                image_ids[chosen])
+        return order[use[order]]
 
     def _usable_annotations(self, annotations: list, ann_file: str) -> list:
         """Annotations with an image_id, a category_id and a 4-number bbox; the others dropped with a count."""

@@ -62,7 +62,7 @@ class SSDDataset(Dataset):
                     return Sample(torch.from_numpy(blank).permute(2, 0, 1), torch.from_numpy(target), index, (0, 0))
                 if str(exc) not in self.warned:  # once per file (and loader process), not each time it is drawn
                     self.warned.add(str(exc))
-                    log.warning("%s; another image takes its place each time it is drawn (python -m data.check "
+                    log.warning("%s; another image takes its place each time it is drawn (python -m scripts.check_data "
                                 "lists every such file)", exc)
                     if self.problems_path:
                         with open(self.problems_path, "a") as f:  # one short append: whole lines per process
@@ -70,7 +70,7 @@ class SSDDataset(Dataset):
                 index = (index + 1) % len(self.source)
         else:
             raise RuntimeError(f"{self.max_substitutions} unreadable images in a row in {self.source.name}; "
-                               f"run `python -m data.check` on the dataset")
+                               f"run `python -m scripts.check_data` on the dataset")
         original_size = image.shape[:2]
         if not self.use_difficult and len(labels):
             boxes, labels = boxes[~difficult], labels[~difficult]

@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from config import UserError
+from utils.errors import UserError
 
 log = logging.getLogger("ssd.data")
 # the file names a YOLO-format folder's description goes by, in the order they are looked for
@@ -46,7 +46,7 @@ def clean_boxes(boxes: np.ndarray, width: int, height: int, where: str, problems
 
 
 class Problems:
-    """What a dataset dropped or changed while being read: per-file lines (for `python -m data.check`) and a
+    """What a dataset dropped or changed while being read: per-file lines (for `python -m scripts.check_data`) and a
     count per kind (for the one-line summaries every run prints)."""
 
     def __init__(self):
@@ -87,7 +87,7 @@ class Problems:
         if self.lines:
             log.warning("%s: first problem(s): %s%s", name, " | ".join(self.lines[:shown]),
                         "" if len(self.lines) <= shown else f" (+{len(self.lines) - shown} more: the run folder's "
-                        f"dataset_problems.txt, or `python -m data.check` with the same dataset flags)")
+                        f"dataset_problems.txt, or `python -m scripts.check_data` with the same dataset flags)")
 
     def write(self, path: str, title: str):
         """Append every per-file line under `title` to `path`."""

@@ -95,7 +95,7 @@ class RecordSource:
         boxes, labels, difficult = self.annotation(index)
         height, width = image.shape[:2]
         if self.image_size(index) != (height, width) and len(boxes):
-            # the annotation's <size> was wrong or missing: clip to the real image (data.check reports it)
+            # the annotation's <size> was wrong or missing: clip to the real image (scripts.check_data reports it)
             boxes = boxes.copy()
             keep = clean_boxes(boxes, width, height, path)
             return image, boxes[keep], labels[keep], difficult[keep]

@@ -1,6 +1,6 @@
 """PASCAL VOC 2007/2012 and VOC-style folders with your own classes.
 
-The layouts of `root` (`voc_layout` finds which; data.check and the log say it):
+The layouts of `root` (`voc_layout` finds which; scripts.check_data and the log say it):
 - a VOCdevkit folder holding VOC2007/, VOC2012/ ...; sets are named "2007:trainval", "2012:trainval", "2007:test";
 - one VOC-style folder holding Annotations/, JPEGImages/, ImageSets/Main/<set>.txt; sets are named "trainval", ...;
 - split folders as Roboflow's "Pascal VOC" export writes them: train/, valid/ (or val/), test/, each holding its
@@ -302,9 +302,9 @@ class VOCSource(RecordSource):
         if self.layout.kind in ("splits", "pairs") and self.root not in LAYOUTS_TOLD:
             LAYOUTS_TOLD.add(self.root)
             log.info("layout: %s: %s", self.root, self.layout.describe(self.root))
-        class_to_index = {c: i for i, c in enumerate(self.class_names)}
         self.problems, self.names_found = Problems(), Counter()
-        builder, listings, seen = TableBuilder(), {}, set()
+        builder, seen, listings = TableBuilder(), set(), {}  # listings: image folder -> its ImageFolder, read once
+        class_to_index = {c: i for i, c in enumerate(self.class_names)}
         for image_set in ([image_sets] if isinstance(image_sets, str) else image_sets):
             list_file, ids, xml_folder, image_folder = self._set_entries(image_set)
             for image_id in ids:
@@ -313,38 +313,12 @@ class VOCSource(RecordSource):
                                       f"{list_file}: lists '{image_id}' again, read once")
                     continue
                 seen.add((xml_folder, image_id))
-                xml_path = os.path.join(xml_folder, f"{image_id}.xml")
-                if not exists(xml_path):
-                    self.problems.add("listed ids without an annotation file, skipped",
-                                      f"{list_file}: lists '{image_id}' but {xml_path} does not exist, skipped")
-                    continue
-                parsed = parse_voc_xml(xml_path, class_to_index, self.problems)
-                if parsed is None:
-                    continue
                 if image_folder not in listings:
                     listings[image_folder] = ImageFolder(image_folder)
-                listing = listings[image_folder]
-                image_path, other = listing.find(image_id, parsed.filename)
-                if image_path is None:
-                    self.problems.add("annotated images not found, skipped", f"{xml_path}: no image "
-                                      f"{image_id}.jpg/.png in {image_folder}, skipped")
-                    continue
-                if other:
-                    self.problems.add("XMLs whose <filename> names another image, read as JPEGImages/<id>",
-                                      f"{xml_path}: <filename> {parsed.filename} is another image of the folder; "
-                                      f"read {os.path.basename(image_path)} (the devkit's rule: the image is "
-                                      f"named after the XML)")
-                boxes, labels, difficult, width, height = parsed[:5]
-                if width <= 0 or height <= 0:  # no <size>: the real one, so train, eval and check clip alike
-                    self.problems.note("XMLs without <size> (or 0): size read from the image")
-                    height, width = image_header_size(image_path)
-                    keep = clean_boxes(boxes, width, height, xml_path, self.problems)
-                    boxes, labels, difficult = boxes[keep], labels[keep], difficult[keep]
-                self.names_found.update(parsed.names)
-                if skip_empty and len(labels) == 0:
-                    self.problems.note("images without any object of --class-names, skipped for training")
-                    continue
-                builder.add(image_id, image_path, boxes, labels, difficult, height, width)
+                record = self._read_image(image_id, list_file, xml_folder, listings[image_folder], class_to_index,
+                                          skip_empty)
+                if record is not None:
+                    builder.add(image_id, *record)
         self.table = builder.build()
         self.problems.report(name)
         if not len(self.table) and skip_empty and self.names_found.total():
@@ -355,6 +329,39 @@ class VOCSource(RecordSource):
             raise DatasetError(f"{self.root}: image set(s) {list(image_sets)} hold no usable image"
                                + (f" ({self.problems.dominant()})" if self.problems else ""))
         log.info("%s %s: %d images, %d objects", name, list(image_sets), len(self.table), len(self.table.labels))
+
+    def _read_image(self, image_id: str, list_file: str, xml_folder: str, images: ImageFolder, class_to_index: dict,
+                    skip_empty: bool):
+        """One listed id -> (image path, boxes, labels, difficult, height, width), or None (skipped, counted)."""
+        xml_path = os.path.join(xml_folder, f"{image_id}.xml")
+        if not exists(xml_path):
+            self.problems.add("listed ids without an annotation file, skipped",
+                              f"{list_file}: lists '{image_id}' but {xml_path} does not exist, skipped")
+            return None
+        parsed = parse_voc_xml(xml_path, class_to_index, self.problems)
+        if parsed is None:
+            return None
+        image_path, other = images.find(image_id, parsed.filename)
+        if image_path is None:
+            self.problems.add("annotated images not found, skipped", f"{xml_path}: no image "
+                              f"{image_id}.jpg/.png in {images.folder}, skipped")
+            return None
+        if other:
+            self.problems.add("XMLs whose <filename> names another image, read as JPEGImages/<id>",
+                              f"{xml_path}: <filename> {parsed.filename} is another image of the folder; "
+                              f"read {os.path.basename(image_path)} (the devkit's rule: the image is "
+                              f"named after the XML)")
+        boxes, labels, difficult, width, height = parsed[:5]
+        if width <= 0 or height <= 0:  # no <size>: the real one, so train, eval and check clip alike
+            self.problems.note("XMLs without <size> (or 0): size read from the image")
+            height, width = image_header_size(image_path)
+            keep = clean_boxes(boxes, width, height, xml_path, self.problems)
+            boxes, labels, difficult = boxes[keep], labels[keep], difficult[keep]
+        self.names_found.update(parsed.names)
+        if skip_empty and len(labels) == 0:
+            self.problems.note("images without any object of --class-names, skipped for training")
+            return None
+        return image_path, boxes, labels, difficult, height, width
 
     def _set_entries(self, image_set: str) -> tuple:
         """-> (where the ids come from, image ids, xml folder, image folder) of one set of the layout."""

@@ -12,8 +12,10 @@ from .evaluate import (
     write_evaluation,
     write_metrics,
 )
-from .trainer import RUNS_ROOT, Trainer, default_output
+from .runs import RUNS_ROOT, check_fresh_folder, default_output, find_resume, read_resume, run_checkpoint, run_finished
+from .trainer import Trainer
 
 __all__ = ["AMP_DTYPES", "Detector", "autocast", "load_model", "preprocess", "LoadedDetector", "OnnxDetector",
            "export_onnx", "load_detector", "evaluate", "evenly_spaced", "format_ap_table", "json_safe", "score_voc",
-           "write_evaluation", "not_written_line", "write_metrics", "RUNS_ROOT", "Trainer", "default_output"]
+           "write_evaluation", "not_written_line", "write_metrics", "RUNS_ROOT", "check_fresh_folder", "default_output",
+           "find_resume", "read_resume", "run_checkpoint", "run_finished", "Trainer"]

@@ -20,11 +20,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from config import MODEL_KEYS, Config, ConfigError, check_model_flags, resolve
+from config import MODEL_KEYS, Config
+from config_checks import check_model_flags
+from config_resolve import resolve
 from layers import PaddedDetections, greedy_nms, unpad_detections
 from layers.detection import class_candidates, rank_detections
 from utils.checkpoint import WeightsError, atomic_path, file_sha256
 from utils.distributed import usable_cores
+from utils.errors import ConfigError
 
 from .detector import Detector, load_model, preprocess
 
@@ -91,7 +94,7 @@ def export_onnx(model, cfg: Config, path: str, nms: bool = True, opset: int = OP
     [B, 3, S, S] BGR, batch size dynamic. The resolved config is stored in the file's metadata."""
     model = model.eval()
     if nms:
-        wrapped = WholeDetector(model, **{k: getattr(cfg, k) for k in GRAPH_SETTINGS}).eval()
+        wrapped = WholeDetector(model, **{k: cfg.setting(k) for k in GRAPH_SETTINGS}).eval()
         outputs = ["boxes", "scores", "labels", "counts"]
     else:
         wrapped, outputs = DecodedSSD(model).eval(), ["boxes", "scores"]
@@ -199,10 +202,10 @@ def choose_runtime(requested: str, device: torch.device, cfg: Config) -> tuple:
     blockers = []
     if device.type != "cpu":
         blockers.append(f"--device {device.type}: ONNX Runtime runs here on the CPU")
-    if cfg.nms != "hard":
+    if cfg.test.nms != "hard":
         blockers.append("--nms soft runs in PyTorch only")
     for key in ("amp", "compile", "cuda_graph"):
-        if getattr(cfg, key) not in ("auto", "off", False):
+        if cfg.setting(key) not in ("auto", "off", False):
             blockers.append(f"--{key.replace('_', '-')} is a PyTorch setting")
     if onnxruntime_version() is None:
         blockers.append("onnxruntime (or onnx) is not installed: pip install onnx onnxruntime")
@@ -281,7 +284,7 @@ def load_detector(weights: str, device: torch.device, flags: dict, timing: bool 
     if weights.lower().endswith(".onnx"):
         return _load_onnx_file(weights, flags, timing)
     model, cfg = load_model(weights, device, flags, state)
-    requested = cfg.runtime
+    requested = cfg.test.runtime
     runtime, why = choose_runtime(requested, device, cfg)
     if runtime == "onnxruntime":
         path = cached_export_path(weights, cfg)
@@ -289,7 +292,7 @@ def load_detector(weights: str, device: torch.device, flags: dict, timing: bool 
         try:
             if reused:
                 try:
-                    detector = OnnxDetector(path, cfg.threads, timing)
+                    detector = OnnxDetector(path, cfg.test.threads, timing)
                 except Exception as exc:  # truncated, 0 bytes, overwritten: export it again
                     (say or print)(f"the cached ONNX export {path} does not load ({brief(exc)}): exporting it again")
                     os.remove(path)
@@ -299,7 +302,7 @@ def load_detector(weights: str, device: torch.device, flags: dict, timing: bool 
                     say(f"exporting the detector to ONNX once (seconds; reused while the weights and settings "
                         f"stay the same): {path}")
                 export_onnx(model, cfg, path)
-                detector = OnnxDetector(path, cfg.threads, timing)
+                detector = OnnxDetector(path, cfg.test.threads, timing)
         except Exception as exc:  # any exporter or runtime failure: the model still runs in PyTorch
             reason = brief(exc)
             if requested == "onnxruntime":
@@ -311,8 +314,8 @@ def load_detector(weights: str, device: torch.device, flags: dict, timing: bool 
                                   f"runtime: onnxruntime {onnxruntime_version()} on the CPU, {detector.threads} "
                                   f"thread(s) ({why}; --runtime torch for PyTorch); graph "
                                   f"{'reused' if reused else 'exported to'} {path}")
-    if device.type == "cpu" and cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu" and cfg.test.threads:
+        torch.set_num_threads(cfg.test.threads)
     detector = Detector.from_config(model, cfg, timing=timing)
     where = f"the CPU, {torch.get_num_threads()} thread(s)" if device.type == "cpu" else str(device)
     return LoadedDetector(detector, cfg, model, f"runtime: PyTorch {torch.__version__} on {where} ({why})")
@@ -338,7 +341,7 @@ def _load_onnx_file(path: str, flags: dict, timing: bool) -> LoadedDetector:
             raise ConfigError(f"--{key.replace('_', '-')}: {path} is an ONNX graph with hard NMS in fp32 (a PyTorch "
                               f"setting; give the .pth weights with --runtime torch)")
     cfg = resolve(flags, {k: v for k, v in saved.items() if k not in ("graph_nms", "int8")})
-    detector = OnnxDetector(path, cfg.threads, timing)
+    detector = OnnxDetector(path, cfg.test.threads, timing)
     kind = "INT8" if saved.get("int8") else "fp32"
     return LoadedDetector(detector, cfg, None,
                           f"runtime: onnxruntime {onnxruntime_version()} on the CPU, {detector.threads} thread(s); "

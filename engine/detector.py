@@ -9,12 +9,15 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from config import Config, ConfigError, check_model_flags, resolve
+from config import Config, TestConfig
+from config_checks import check_model_flags
+from config_resolve import resolve
 from data import ResizeTransform, as_model_input
 from layers import PaddedDetections, PostProcessor, unpad_detections
 from models import build_model, load_ssd_weights
 from models.weights import weights_format
 from utils.checkpoint import read_state
+from utils.errors import ConfigError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -112,7 +115,7 @@ class Detector:
             raise ConfigError("--cuda-graph: CUDA graphs support hard NMS only (Soft-NMS runs eagerly); drop "
                               "--nms soft")
         self.cuda_graph = cuda_graph
-        self.nms_rounds = nms_rounds if nms_rounds is not None or not cuda_graph else Config.graph_nms_rounds
+        self.nms_rounds = nms_rounds if nms_rounds is not None or not cuda_graph else TestConfig.graph_nms_rounds
         self.graphs = {}  # batch shape -> (graph, static input, static outputs)
         self.timing = timing
         self.seconds = defaultdict(float)
@@ -121,9 +124,10 @@ class Detector:
     @classmethod
     def from_config(cls, model, cfg: Config, amp: str = None, timing: bool = False, **overrides):
         device = next(model.parameters()).device
-        amp = choose_precision(cfg.amp if amp is None else amp, device, training=False)[0]
-        return cls(model, PostProcessor.from_config(cfg, model.box_coder, **overrides), amp, cfg.channels_last,
-                   cfg.compile, cfg.cuda_graph, cfg.graph_nms_rounds if cfg.cuda_graph else None, timing)
+        amp = choose_precision(cfg.run.amp if amp is None else amp, device, training=False)[0]
+        return cls(model, PostProcessor.from_config(cfg, model.box_coder, **overrides), amp, cfg.run.channels_last,
+                   cfg.run.compile, cfg.test.cuda_graph,
+                   cfg.test.graph_nms_rounds if cfg.test.cuda_graph else None, timing)
 
     def _network(self, images):
         with autocast(self.device, self.amp):

@@ -84,54 +84,27 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
     """Run the model over `source` and score it, with cfg's batch size, workers, precision and `eval_limit` (> 0:
     that many evenly spaced images). `detector`: a `Detector` of `model` with its settings (default: from `cfg`),
     or an `OnnxDetector` (then `model` may be None).
-    An image that cannot be decoded stops with a DatasetError naming it (cfg.unreadable == "stop") or is scored
+    An image that cannot be decoded stops with a DatasetError naming it (cfg.data.unreadable == "stop") or is scored
     as an image without detections ("miss", one summary line). Writes results files, metrics.json and
     examples.jpg to `output` when given; `progress` wraps the batches (e.g. a tqdm bar)."""
     was_training = model is not None and model.training
     if model is not None:
         model.eval()
     detector = detector or Detector.from_config(model, cfg, timing=True)
-    dataset = build_dataset(cfg, train=False, source=source)
-    indices = evenly_spaced(len(source), cfg.eval_limit)
-    loader = eval_loader(dataset, cfg.batch_size, cfg.workers, pin_memory=device.type == "cuda", indices=indices)
-    results, unreadable = {}, []
-    start = time.perf_counter()
-    for batch in (progress(loader) if progress else loader):
-        detections = detector(batch.images, batch.sizes, to="cpu")
-        for index, det, size in zip(batch.indices.tolist(), detections, batch.sizes.tolist()):
-            if size == [0, 0]:  # the loader's mark of an image it could not decode
-                path = source.image_path(index)
-                if cfg.unreadable == "stop":
-                    if model is not None:
-                        model.train(was_training)
-                    raise DatasetError(f"{path}: cannot be decoded; fix or remove it, or pass --unreadable miss "
-                                       f"to score it as an image without detections")
-                unreadable.append(path)
-                det = {k: v[:0] for k, v in det.items()}
-            results[index] = {k: v.numpy() for k, v in det.items()}
-    total = time.perf_counter() - start
-    if model is not None:
-        model.train(was_training)
+    indices = evenly_spaced(len(source), cfg.test.eval_limit)
+    try:
+        start = time.perf_counter()
+        results, unreadable = detect_all(detector, cfg, source, device, indices, progress)
+        total = time.perf_counter() - start
+    finally:
+        if model is not None:
+            model.train(was_training)
     if unreadable:
         log.warning("%d image(s) could not be decoded and were scored as images without detections (their "
                     "objects count as misses), first: %s", len(unreadable), unreadable[0])
-    if cfg.metric == "coco":
-        if not any(len(source.annotation(i)[1]) for i in results):
-            raise DatasetError(f"{source.name}: the {len(results)} evaluated image(s) hold no object of the "
-                               f"classes {list(source.class_names)}: nothing to score; check --class-names and "
-                               f"--test-sets")
-        by_coco_id = {source.coco_id(i): det for i, det in results.items()}
-        metrics = score_coco(source.api, by_coco_id, source.category_ids, class_names=source.class_names)
-        writers = {"detections_coco.json": functools.partial(write_json, coco_detections(by_coco_id,
-                                                                                         source.category_ids))}
-    else:
-        metrics, by_class = score_voc(source, results, cfg.metric, columns=True)
-        writers = results_writers(by_class, source.class_names)
+    metrics, writers = score(cfg.test.metric, source, results)
     count = len(indices)
-    metrics["runtime"] = detector.runtime
-    metrics["unreadable"] = len(unreadable)
-    metrics["images"] = count
-    metrics["images_in_set"] = len(source)
+    metrics.update(runtime=detector.runtime, unreadable=len(unreadable), images=count, images_in_set=len(source))
     metrics["speed"] = {"images": count, "images_in_set": len(source), "total_s": total,
                         "end_to_end_img_s": count / max(total, 1e-9),
                         **{f"{part}_img_s": count / max(seconds, 1e-9)
@@ -142,6 +115,40 @@ def evaluate(model, cfg, source, device, output: str = None, detector: Detector 
         writers["examples.jpg"] = functools.partial(write_examples, source, readable)
         write_evaluation(metrics, output, writers)
     return metrics
+
+
+def detect_all(detector, cfg, source, device, indices, progress) -> tuple:
+    """The detections of the images `indices` of `source` -> ({index: detections as numpy}, unreadable paths)."""
+    loader = eval_loader(build_dataset(cfg, train=False, source=source), cfg.solver.batch_size, cfg.data.workers,
+                         pin_memory=device.type == "cuda", indices=indices)
+    results, unreadable = {}, []
+    for batch in (progress(loader) if progress else loader):
+        detections = detector(batch.images, batch.sizes, to="cpu")
+        for index, det, size in zip(batch.indices.tolist(), detections, batch.sizes.tolist()):
+            if size == [0, 0]:  # the loader's mark of an image it could not decode
+                path = source.image_path(index)
+                if cfg.data.unreadable == "stop":
+                    raise DatasetError(f"{path}: cannot be decoded; fix or remove it, or pass --unreadable miss "
+                                       f"to score it as an image without detections")
+                unreadable.append(path)
+                det = {k: v[:0] for k, v in det.items()}
+            results[index] = {k: v.numpy() for k, v in det.items()}
+    return results, unreadable
+
+
+def score(metric: str, source, results: dict) -> tuple:
+    """-> (metrics, {file name: writer of it}): COCOeval's for --metric coco, else the devkit's."""
+    if metric != "coco":
+        metrics, by_class = score_voc(source, results, metric, columns=True)
+        return metrics, results_writers(by_class, source.class_names)
+    if not any(len(source.annotation(i)[1]) for i in results):
+        raise DatasetError(f"{source.name}: the {len(results)} evaluated image(s) hold no object of the "
+                           f"classes {list(source.class_names)}: nothing to score; check --class-names and "
+                           f"--test-sets")
+    by_coco_id = {source.coco_id(i): det for i, det in results.items()}
+    metrics = score_coco(source.api, by_coco_id, source.category_ids, class_names=source.class_names)
+    return metrics, {"detections_coco.json": functools.partial(write_json, coco_detections(by_coco_id,
+                                                                                         source.category_ids))}
 
 
 def write_json(value, path: str):

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import torch
 
-from config import BACKBONES, COCO_CLASSES, SHAPES_CLASSES, VOC_CLASSES, Config, table_layout
+from config import BACKBONES, COCO_CLASSES, SHAPES_CLASSES, VOC_CLASSES, Config, prior_table, table_layout
 from data import normalised_boxes
 from layers.prior_fit import Coverage, PriorFit, breakdown, coverage_of, fit_layout
 
@@ -33,13 +33,13 @@ class PriorReport(NamedTuple):
 
 def fit_wanted(cfg: Config) -> tuple:
     """-> (whether a new run of cfg trains with fitted priors, why: a phrase for the log)."""
-    if cfg.min_sizes:
+    if cfg.model.min_sizes:
         return False, "--min-sizes given"
-    if cfg.priors == "layout":
+    if cfg.model.priors == "layout":
         return False, "--priors layout"
-    if cfg.priors == "fit":
+    if cfg.model.priors == "fit":
         return True, "--priors fit"
-    benchmark = BENCHMARK_CLASSES.get(tuple(cfg.class_names))
+    benchmark = BENCHMARK_CLASSES.get(tuple(cfg.model.class_names))
     if benchmark:
         return False, f"--priors auto keeps the paper's layout for {benchmark} classes; --priors fit to fit them"
     return True, "--priors auto, your own classes"
@@ -49,9 +49,9 @@ def prior_report(cfg: Config, source, use_difficult: bool = True, unreadable=())
     """Coverage of cfg's prior layout over the source's boxes (those of the images at `unreadable` left out), and
     the layout fitted to them."""
     boxes, labels, images = normalised_boxes(source, use_difficult, unreadable=unreadable)
-    layout_coverage, layout_best = coverage_of(boxes, cfg.prior_layout, cfg.overlap_thresh)
-    fit = fit_layout(boxes, cfg.prior_layout, cfg.overlap_thresh, seed=0)
-    fitted, fitted_best = coverage_of(boxes, fit.layout, cfg.overlap_thresh)
+    layout_coverage, layout_best = coverage_of(boxes, cfg.model.prior_layout, cfg.solver.overlap_thresh)
+    fit = fit_layout(boxes, cfg.model.prior_layout, cfg.solver.overlap_thresh, seed=0)
+    fitted, fitted_best = coverage_of(boxes, fit.layout, cfg.solver.overlap_thresh)
     return PriorReport(boxes, labels, layout_coverage, fit, fitted, fitted_best, layout_best, images, len(source))
 
 
@@ -60,12 +60,12 @@ def percent(share: float) -> str:
 
 
 def coverage_line(cfg: Config, report: PriorReport) -> str:
-    what = f"{cfg.backbone} {cfg.size} layout" + (" with --min-sizes" if cfg.min_sizes else "")
+    what = f"{cfg.model.backbone} {cfg.model.size} layout" + (" with --min-sizes" if cfg.model.min_sizes else "")
     fitted = percent(report.fitted.covered) if report.fit.kind != "layout" else \
         f"{percent(report.fitted.covered)} (the layout is already the best fit)"
     sample = f" (of the first {report.images:,} of {report.images_in_set:,} images)" \
         if report.images < report.images_in_set else ""
-    return (f"prior coverage (IoU >= {cfg.overlap_thresh:g}): {percent(report.layout.covered)} of "
+    return (f"prior coverage (IoU >= {cfg.solver.overlap_thresh:g}): {percent(report.layout.covered)} of "
             f"{report.layout.boxes:,} boxes{sample} with the {what}; fitted: {fitted}")
 
 
@@ -77,10 +77,10 @@ def describe_layout(layout: dict) -> str:
 
 def coverage_table(cfg: Config, report: PriorReport, class_names) -> list:
     """Lines: per class and per size bucket, the boxes, the layout's and the fit's coverage and median best IoU."""
-    layout_rows = breakdown(report.layout_best_iou, report.labels, report.boxes, cfg.size, class_names,
-                            cfg.overlap_thresh)
-    fitted_rows = breakdown(report.fitted_best_iou, report.labels, report.boxes, cfg.size, class_names,
-                            cfg.overlap_thresh)
+    layout_rows = breakdown(report.layout_best_iou, report.labels, report.boxes, cfg.model.size, class_names,
+                            cfg.solver.overlap_thresh)
+    fitted_rows = breakdown(report.fitted_best_iou, report.labels, report.boxes, cfg.model.size, class_names,
+                            cfg.solver.overlap_thresh)
     width = max(len(name) for name, _ in layout_rows)
     lines = [f"  {'':<{width}}   boxes  layout (median IoU)  fitted (median IoU)"]
     for (name, layout), (_, fitted) in zip(layout_rows, fitted_rows):
@@ -94,9 +94,11 @@ def finer_layouts(cfg: Config, report: PriorReport, class_names, alternatives: b
     """Where the fit leaves many boxes (or most of a class) unmatched, the architecture rather than the sizes is the
     limit: one line that says so and, with `alternatives`, what a fit of each layout with a finer first feature map
     would reach. -> lines."""
+    threshold = cfg.solver.overlap_thresh
+
     def covered(best, label=None):
         best = best if label is None else best[report.labels == label]
-        return float((best >= cfg.overlap_thresh).float().mean()) if len(best) else 1.0
+        return float((best >= threshold).float().mean()) if len(best) else 1.0
 
     short = [label for label in range(len(class_names)) if covered(report.fitted_best_iou, label) < ARCHITECTURE_LIMIT]
     if report.fitted.covered >= ARCHITECTURE_LIMIT and not short:
@@ -109,28 +111,28 @@ def finer_layouts(cfg: Config, report: PriorReport, class_names, alternatives: b
     def shares(best) -> str:
         return percent(covered(best)) + per_class(best)
     lines = []
-    own = cfg.prior_layout["steps"][0] / cfg.size
+    own = cfg.model.prior_layout["steps"][0] / cfg.model.size
     for backbone, sizes in ((name, spec.sizes) for name, spec in BACKBONES.items()) if alternatives else ():
         for size in sizes:
-            layout = table_layout(cfg.prior_family, size)
+            layout = table_layout(prior_table(backbone, cfg.data.dataset, size))
             if layout["steps"][0] / size < own:
-                fit = fit_layout(report.boxes, layout, cfg.overlap_thresh, seed=0)
+                fit = fit_layout(report.boxes, layout, threshold, seed=0)
                 lines.append(f"  --backbone {backbone} --size {size} (first map's cells {layout['steps'][0]:g} px "
-                             f"apart): fitted {shares(coverage_of(report.boxes, fit.layout, cfg.overlap_thresh)[1])}")
-    step = cfg.prior_layout["steps"][0]
+                             f"apart): fitted {shares(coverage_of(report.boxes, fit.layout, threshold)[1])}")
+    step = cfg.model.prior_layout["steps"][0]
     lines.insert(0, f"with fitted priors {percent(covered(report.fitted_best_iou))} of the boxes reach IoU "
-                    f"{cfg.overlap_thresh:g}{per_class(report.fitted_best_iou)}: the first feature map's cells are "
-                    f"{step:g} px apart at --size {cfg.size}, too coarse for the smallest objects"
+                    f"{threshold:g}{per_class(report.fitted_best_iou)}: the first feature map's cells are "
+                    f"{step:g} px apart at --size {cfg.model.size}, too coarse for the smallest objects"
                  + ("; fitted layouts with a finer first map:" if lines else
                     "" if not alternatives else " (no layout here has a finer first map)"))
     return lines
 
 
 def choose_priors(cfg: Config, source) -> Config:
-    """A new run's prior layout, logged: the coverage line, then fitted priors (cfg.prior_layout replaced) or why
+    """A new run's prior layout, logged: the coverage line, then fitted priors (cfg.model.prior_layout replaced) or why
     the layout stays."""
     wanted, why = fit_wanted(cfg)
-    report = prior_report(cfg, source, cfg.train_difficult)
+    report = prior_report(cfg, source, cfg.data.train_difficult)
     log.info("%s", coverage_line(cfg, report))
     if wanted and report.fit.kind != "layout":
         log.info("priors: fitted to the %s training boxes in %.1f s (%s): %s; the checkpoint carries them",
@@ -139,6 +141,6 @@ def choose_priors(cfg: Config, source) -> Config:
     else:
         log.info("priors: the layout's (%s)", why if not wanted else "the fit matches no more boxes")
         cfg_used = cfg
-    for line in finer_layouts(cfg, report, cfg.class_names, alternatives=False) if wanted else []:
-        log.info("%s (python -m data.check with the same flags: what other layouts reach)", line)
+    for line in finer_layouts(cfg, report, cfg.model.class_names, alternatives=False) if wanted else []:
+        log.info("%s (python -m scripts.check_data with the same flags: what other layouts reach)", line)
     return cfg_used

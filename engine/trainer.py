@@ -1,7 +1,7 @@
 """The training loop beside inference: `Trainer` builds the model, optimizer, schedule, loss and loader from one
 Config, trains with exact resume, validates, and writes checkpoints and metrics into the run folder.
 
-    from config import resolve
+    from config_resolve import resolve
     from engine import Trainer
     cfg = resolve({"dataset": "VOC", "dataset_root": "~/data/bccd", "class_names": ["RBC", "WBC", "Platelets"],
                    "backbone": "mobilenet_v3", "basenet": "none", "max_iter": 1000})
@@ -14,14 +14,13 @@ import math
 import os
 import time
 import warnings
-from datetime import datetime
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from config import FILE_CLASSES, Config, ConfigError
+from config import FILE_CLASSES, Config, SolverConfig
 from data import DatasetError, as_model_input, build_dataset, build_source, objects_for_training, train_loader
 from layers import MultiBoxLoss
 from models import build_model, load_backbone
@@ -33,37 +32,28 @@ from utils.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from utils.errors import ConfigError
 from utils.interrupts import INTERRUPTS
 from utils.logger import MetricsLogger
 
 from .detector import AMP_DTYPES, choose_precision
 from .evaluate import evaluate, format_ap_table, not_written_line
 from .priors import choose_priors
+from .runs import default_output, final_eval_missing
 
 log = logging.getLogger("ssd")
 # A skipped (non-finite) step still advances the LR schedule on purpose, so the schedule stays a function of the
 # iteration; torch warns when that happens before the first optimizer step.
 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
 
-RUNS_ROOT = "runs"
 PROBLEMS_FILE = "dataset_problems.txt"  # every per-file problem of a run's data
 PRECISION_NAMES = {"off": "float32", "bf16": "bfloat16 autocast, weights in float32",
                    "fp16": "float16 autocast with a dynamic loss scale, weights in float32"}
 
 
-def default_output(cfg: Config) -> str:
-    return os.path.join(RUNS_ROOT, f"{cfg.dataset.lower()}-{cfg.size}-{datetime.now():%Y%m%d-%H%M%S}")
-
-
-def final_eval_missing(cfg: Config) -> bool:
-    """Whether the run in cfg.output should end with an evaluation that did not complete (eval/metrics.json is
-    written last)."""
-    return cfg.final_eval and not os.path.isfile(os.path.join(cfg.output, "eval", "metrics.json"))
-
-
 def lr_factor(cfg: Config, iteration: int) -> float:
-    warmup = min(1.0, (iteration + 1) / cfg.warmup_iters) if cfg.warmup_iters > 0 else 1.0
-    return warmup * cfg.gamma ** sum(iteration >= step for step in cfg.lr_steps)
+    warmup = min(1.0, (iteration + 1) / cfg.solver.warmup_iters) if cfg.solver.warmup_iters > 0 else 1.0
+    return warmup * cfg.solver.gamma ** sum(iteration >= step for step in cfg.solver.lr_steps)
 
 
 def parameters_checksum(model) -> torch.Tensor:
@@ -72,43 +62,44 @@ def parameters_checksum(model) -> torch.Tensor:
 
 def initial_model(cfg: Config, checkpoint: dict = None):
     """-> (model, cfg with the pixel format of the weights used). From a checkpoint: its weights (and format);
-    else the backbone weights of cfg.basenet, or from scratch with standardised input (what the initialisation
+    else the backbone weights of cfg.solver.basenet, or from scratch with standardised input (what the initialisation
     assumes) instead of caffe's unscaled 0..255."""
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.run.seed)
     model = build_model(cfg)
-    if cfg.freeze_bn:
+    if cfg.solver.freeze_bn:
         model.freeze_backbone_bn()
     if checkpoint is None:
-        pixel_format = "torchvision" if cfg.basenet.lower() == "none" else load_backbone(model, cfg.basenet)
+        basenet = cfg.solver.basenet
+        pixel_format = "torchvision" if basenet.lower() == "none" else load_backbone(model, basenet)
         cfg = cfg.replace(pixel_format=pixel_format)
         model.set_pixel_format(pixel_format)
-        log.info("network: %s SSD%d; backbone weights: %s (%s input format)", cfg.backbone, cfg.size, cfg.basenet,
-                 cfg.pixel_format)
+        log.info("network: %s SSD%d; backbone weights: %s (%s input format)", cfg.model.backbone, cfg.model.size,
+                 basenet, cfg.model.pixel_format)
         return model, cfg
     model.load_state_dict(checkpoint["model"])
     return model, cfg
 
 
-def build_optimizer(model, cfg: Config, total_batch: int):
-    """SGD (cfg.optimizer sgd) or AdamW at the learning rate scaled to `total_batch`; with cfg.caffe_biases, biases
+def build_optimizer(model, solver: SolverConfig, total_batch: int):
+    """SGD (`solver.optimizer` sgd) or AdamW at the learning rate scaled to `total_batch`; with `caffe_biases`, biases
     at 2x and without decay. Fused, so that GradScaler can skip a non-finite step on the device (`guarded_step`)."""
-    lr = cfg.lr_for(total_batch)
+    lr = solver.lr_for(total_batch)
     backbone = {id(p) for module in model.backbone_modules() for p in module.parameters()}
     groups = {}
     for name, p in model.named_parameters():
-        bias = cfg.caffe_biases and name.endswith(".bias")
-        factor = (cfg.backbone_lr if id(p) in backbone else 1.0) * (2.0 if bias else 1.0)
+        bias = solver.caffe_biases and name.endswith(".bias")
+        factor = (solver.backbone_lr if id(p) in backbone else 1.0) * (2.0 if bias else 1.0)
         group = groups.setdefault((factor, bias), dict(params=[], lr=lr * factor))
         if bias:
             group["weight_decay"] = 0.0
         group["params"].append(p)
     groups = list(groups.values())
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay, fused=True)
-    optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True)
+    if solver.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=solver.weight_decay, fused=True)
+    optimizer = torch.optim.SGD(groups, lr=lr, momentum=solver.momentum, weight_decay=solver.weight_decay, fused=True)
     # With momentum buffers still unset, a skipped first step would leave them uninitialised (torch allocates
     # them before it reads `found_inf`); zeros make the first real step the same as with unset buffers.
-    for p in model.parameters() if cfg.momentum else ():
+    for p in model.parameters() if solver.momentum else ():
         optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     return optimizer
 
@@ -137,15 +128,15 @@ def check_training_objects(cfg: Config, source):
     """Training on a set without any object of the label list is refused, naming what the annotations hold; a
     class without any object (a typo in one of several --class-names) is one warning."""
     names = ", ".join(f"{name} ({count})" for name, count in source.names_found.most_common()) or "no objects at all"
-    if objects_for_training(source, cfg.train_difficult) == 0:
+    if objects_for_training(source, cfg.data.train_difficult) == 0:
         raise DatasetError(f"{source.name}: the training set holds no object of --class-names "
-                           f"{' '.join(cfg.class_names)}"
-                           + ("" if cfg.train_difficult else " (difficult ones excluded)")
+                           f"{' '.join(cfg.model.class_names)}"
+                           + ("" if cfg.data.train_difficult else " (difficult ones excluded)")
                            + f"; its annotations name: {names}")
     table = getattr(source, "table", None)  # file-backed sources; shapes always has every class
     if table is not None:
-        counts = np.bincount(table.labels, minlength=len(cfg.class_names))
-        empty = [name for name, count in zip(cfg.class_names, counts) if count == 0]
+        counts = np.bincount(table.labels, minlength=len(cfg.model.class_names))
+        empty = [name for name, count in zip(cfg.model.class_names, counts) if count == 0]
         if empty:
             log.warning("%s: no training object of class(es) %s; the annotations name: %s", source.name, empty, names)
 
@@ -154,19 +145,20 @@ def finish_config(cfg: Config, train_source, checkpoint: dict = None) -> Config:
     """The config completed from the training data, before anything is built: its run folder, the classes of a
     format that names them in its files (COCO, YOLO), and the priors of a new run (a resumed one decodes with the
     priors its checkpoint carries). The pixel format follows from the weights `initial_model` loads."""
-    if not cfg.output:
+    if not cfg.run.output:
         cfg = cfg.replace(output=default_output(cfg))
-    if cfg.dataset in FILE_CLASSES:  # the classes are the annotation files' (COCO, COCO-format, YOLO)
+    if cfg.data.dataset in FILE_CLASSES:  # the classes are the annotation files' (COCO, COCO-format, YOLO)
         cfg = cfg.replace(class_names=tuple(train_source.class_names))
-    elif train_source.class_names != list(cfg.class_names):
-        raise DatasetError(f"dataset classes {train_source.class_names} differ from --class-names {cfg.class_names}")
+    elif train_source.class_names != list(cfg.model.class_names):
+        raise DatasetError(f"dataset classes {train_source.class_names} differ from --class-names "
+                           f"{cfg.model.class_names}")
     check_training_objects(cfg, train_source)
     return choose_priors(cfg, train_source) if checkpoint is None else cfg
 
 
 class Trainer:
-    """One training run of `cfg` into the folder cfg.output (default: a new runs/<dataset>-<size>-<date-time>).
-    `train()` -> the final evaluation's metrics (None without cfg.final_eval)."""
+    """One training run of `cfg` into the folder cfg.run.output (default: a new runs/<dataset>-<size>-<date-time>).
+    `train()` -> the final evaluation's metrics (None without cfg.run.final_eval)."""
 
     def __init__(self, cfg: Config, rank: int = 0, world_size: int = 1, device: torch.device = None,
                  resume: str = None, checkpoint: dict = None):
@@ -183,29 +175,30 @@ class Trainer:
         if checkpoint is not None:
             self.restore(checkpoint, resume)
         self.net = self.wrap_model()
-        self.dataset = build_dataset(self.cfg, train=True, source=self.train_source,
-                                     problems_path=os.path.join(self.cfg.output, PROBLEMS_FILE) if self.main else None)
-        wanted = self.main and (self.cfg.eval_every > 0 or self.cfg.final_eval)
+        problems_path = os.path.join(self.cfg.run.output, PROBLEMS_FILE) if self.main else None
+        self.dataset = build_dataset(self.cfg, train=True, source=self.train_source, problems_path=problems_path)
+        wanted = self.main and (self.cfg.run.eval_every > 0 or self.cfg.run.final_eval)
         self.test_source = build_source(self.cfg, train=False) if wanted else None
         self.logger = None
         if self.main:
-            self.logger = MetricsLogger(self.cfg.output, self.cfg.tensorboard, self.cfg.visdom, self.iteration)
+            run = self.cfg.run
+            self.logger = MetricsLogger(run.output, run.tensorboard, run.visdom, self.iteration)
             self.tidy_run_folder()
 
     def build_parts(self):
         """The model on its device, the optimizer, schedule, precision, loss scaler and loss of self.cfg."""
         cfg, device = self.cfg, self.device
         self.model.to(device)
-        if cfg.channels_last:
+        if cfg.run.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        if self.world_size > 1 and cfg.batch_norm and device.type == "cuda":  # SyncBatchNorm runs on GPUs only
+        if self.world_size > 1 and cfg.model.batch_norm and device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        self.optimizer = build_optimizer(self.model, cfg, cfg.batch_size * self.world_size)
+        self.optimizer = build_optimizer(self.model, cfg.solver, cfg.solver.batch_size * self.world_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(cfg, it))
-        self.amp, why = choose_precision(cfg.amp, device, training=True)  # cfg keeps what was asked (auto)
+        self.amp, why = choose_precision(cfg.run.amp, device, training=True)  # cfg keeps what was asked (auto)
         if self.main:
             log.info("precision: %s (%s)%s", PRECISION_NAMES[self.amp], why,
-                     "; --amp off for float32" if cfg.amp == "auto" and self.amp != "off" else "")
+                     "; --amp off for float32" if cfg.run.amp == "auto" and self.amp != "off" else "")
         self.scaler = build_scaler(self.amp, device)
         self.criterion = MultiBoxLoss.from_config(cfg, self.model.box_coder)
 
@@ -215,9 +208,9 @@ class Trainer:
         cfg = self.cfg
         if not is_full_checkpoint(checkpoint):
             self.iteration = checkpoint.get("iteration", 0)
-            if self.iteration >= cfg.max_iter:
+            if self.iteration >= cfg.solver.max_iter:
                 raise ConfigError(f"--resume {resume}: its weights are at iteration {self.iteration}, the end of "
-                                  f"the schedule (--max-iter {cfg.max_iter}); pass a larger --max-iter")
+                                  f"the schedule (--max-iter {cfg.solver.max_iter}); pass a larger --max-iter")
             self.scheduler.last_epoch = self.iteration
             log.warning("%s holds weights only: continuing from its weights at iteration %d with a fresh optimizer "
                         "(momentum) and RNG state; an exact resume needs a ckpt_*.pth of the run", resume,
@@ -227,12 +220,12 @@ class Trainer:
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.iteration, self.best_map = checkpoint["iteration"], checkpoint["best_map"]
-        if self.iteration >= cfg.max_iter and not final_eval_missing(cfg):
+        if self.iteration >= cfg.solver.max_iter and not final_eval_missing(cfg):
             raise ConfigError(f"--resume {resume}: the run already reached iteration {self.iteration} of "
-                              f"--max-iter {cfg.max_iter}; pass a larger --max-iter to train further")
-        if self.iteration >= cfg.max_iter:
+                              f"--max-iter {cfg.solver.max_iter}; pass a larger --max-iter to train further")
+        if self.iteration >= cfg.solver.max_iter:
             log.info("the run reached iteration %d of %d but its final evaluation did not complete: running it",
-                     self.iteration, cfg.max_iter)
+                     self.iteration, cfg.solver.max_iter)
         set_rng_state(checkpoint["rng"])
         log.info("resumed from %s at iteration %d", resume, self.iteration)
 
@@ -242,10 +235,10 @@ class Trainer:
         if self.world_size > 1:
             net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        return torch.compile(net) if self.cfg.compile else net
+        return torch.compile(net) if self.cfg.run.compile else net
 
     def tidy_run_folder(self):
-        removed = remove_dead_temp_files(self.cfg.output)
+        removed = remove_dead_temp_files(self.cfg.run.output)
         if removed:
             log.info("removed %d temporary file(s) of a run killed while writing: %s", len(removed),
                      " ".join(os.path.basename(p) for p in removed))
@@ -253,7 +246,7 @@ class Trainer:
 
     def write_problems(self):
         """Every per-file dataset problem, in the run folder (the log has one line per kind)."""
-        path = os.path.join(self.cfg.output, PROBLEMS_FILE)
+        path = os.path.join(self.cfg.run.output, PROBLEMS_FILE)
         sources = [("training set", self.train_source), ("test set", self.test_source)]
         found = [(title, source.problems) for title, source in sources if source is not None and source.problems]
         if os.path.exists(path):
@@ -271,22 +264,22 @@ class Trainer:
 
     def save(self):
         if self.main:
-            path = save_checkpoint(self.cfg.output, self.state(), self.cfg.keep_checkpoints)
+            path = save_checkpoint(self.cfg.run.output, self.state(), self.cfg.run.keep_checkpoints)
             log.info("checkpoint: %s", path)
 
     def save_weights(self, name: str) -> str:
         """Weights + config only (what eval.py, detect.py and the notebook need), in the checkpoint format."""
-        path = os.path.join(self.cfg.output, name)
+        path = os.path.join(self.cfg.run.output, name)
         atomic_save({"config": self.cfg.to_dict(), "model": self.model.state_dict(), "iteration": self.iteration,
                      "best_map": self.best_map}, path)
         return path
 
     def evaluate_test_set(self, output: str = None):
-        """Score the model on the test set (cfg.test_sets, cfg.eval_limit images), log it as validation, keep
+        """Score the model on the test set (cfg.data.test_sets, cfg.test.eval_limit images), log it as validation, keep
         best.pth; the final evaluation of the run too (`output`: its eval/ folder)."""
         bar = lambda batches: tqdm(batches, desc=f"evaluating (iteration {self.iteration})", leave=False,
                                    dynamic_ncols=True)
-        metrics = evaluate(self.model, self.cfg.replace(workers=min(self.cfg.workers, 4)), self.test_source,
+        metrics = evaluate(self.model, self.cfg.replace(workers=min(self.cfg.data.workers, 4)), self.test_source,
                            self.device, output, progress=bar)
         self.logger.log(self.iteration, {"mAP": metrics["mAP"]}, kind="eval")
         log.info("iteration %d: validation %s mAP %.4f", self.iteration, metrics["metric"], metrics["mAP"])
@@ -319,26 +312,27 @@ class Trainer:
         count, longest = int(bad["count"]), int(bad["longest"])
         if count:
             log.warning("iterations up to %d: %d non-finite losses, steps skipped", self.iteration, count)
-        if longest >= self.cfg.max_bad_steps:
+        if longest >= self.cfg.run.max_bad_steps:
             raise FloatingPointError(
                 f"{longest} non-finite losses in a row before iteration {self.iteration}: lower --lr "
-                f"(now {self.cfg.lr:g}), use more --warmup-iters (now {self.cfg.warmup_iters}), try --amp off or "
-                f"bf16, and check the data with `python -m data.check`")
+                f"(now {self.cfg.solver.lr:g}), use more --warmup-iters (now {self.cfg.solver.warmup_iters}), try "
+                f"--amp off or bf16, and check the data with `python -m scripts.check_data`")
         bad["count"].zero_()
         bad["longest"].copy_(bad["run"])
 
     def evaluation_interrupted(self) -> bool:
         """A run resumed at a validation point whose validation never logged (a signal stopped it)."""
         cfg = self.cfg
-        return 0 < self.iteration < cfg.max_iter and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0 \
+        every = cfg.run.eval_every
+        return 0 < self.iteration < cfg.solver.max_iter and every > 0 and self.iteration % every == 0 \
             and not self.logger.logged(self.iteration, "eval")
 
     def train(self, on_step=None):
-        """Train to cfg.max_iter, then save and evaluate (`finish`). `on_step(trainer, batch)`, when given, is
+        """Train to cfg.solver.max_iter, then save and evaluate (`finish`). `on_step(trainer, batch)`, when given, is
         called after every step with the batch just trained on (the benchmarks train a second model on it)."""
         cfg = self.cfg
-        loader = train_loader(self.dataset, cfg.batch_size, cfg.workers, cfg.seed, self.rank, self.world_size,
-                              self.iteration, pin_memory=self.device.type == "cuda")
+        loader = train_loader(self.dataset, cfg.solver.batch_size, cfg.data.workers, cfg.run.seed, self.rank,
+                              self.world_size, self.iteration, pin_memory=self.device.type == "cuda")
         batches = iter(loader)
         # skipped-step bookkeeping stays on the device and is read at log, checkpoint and eval points only
         bad = {k: torch.zeros((), dtype=torch.long, device=self.device) for k in ("count", "run", "longest")}
@@ -347,13 +341,13 @@ class Trainer:
                      self.iteration)
             self.evaluate_test_set()
         self.net.train()
-        with tqdm(total=cfg.max_iter, initial=self.iteration, disable=not self.main, dynamic_ncols=True) as bar:
+        with tqdm(total=cfg.solver.max_iter, initial=self.iteration, disable=not self.main, dynamic_ncols=True) as bar:
             window = {"start": time.perf_counter(), "images": 0}  # the training rate since the last log line
-            while self.iteration < cfg.max_iter:
+            while self.iteration < cfg.solver.max_iter:
                 # a signal in here is raised when the step and its log line are done (utils/interrupts.py)
                 with INTERRUPTS.step():
                     batch = next(batches)
-                    images = as_model_input(batch.images, self.device, cfg.channels_last)
+                    images = as_model_input(batch.images, self.device, cfg.run.channels_last)
                     terms, finite = self.step(images, batch.targets.to(self.device, non_blocking=True))
                     bad["count"] += ~finite
                     bad["run"] = torch.where(finite, 0, bad["run"] + 1)
@@ -362,10 +356,10 @@ class Trainer:
                     bar.update(1)
                     if on_step is not None:
                         on_step(self, batch)
-                    logging_now = self.iteration % cfg.log_every == 0 or self.iteration in (1, cfg.max_iter)
-                    checkpoint_now = cfg.checkpoint_every > 0 and self.iteration % cfg.checkpoint_every == 0
-                    eval_now = self.main and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0 \
-                        and self.iteration < cfg.max_iter
+                    logging_now = self.iteration % cfg.run.log_every == 0 or self.iteration in (1, cfg.solver.max_iter)
+                    checkpoint_now = cfg.run.checkpoint_every > 0 and self.iteration % cfg.run.checkpoint_every == 0
+                    eval_now = self.main and cfg.run.eval_every > 0 and self.iteration % cfg.run.eval_every == 0 \
+                        and self.iteration < cfg.solver.max_iter
                     if logging_now or checkpoint_now or eval_now:
                         self.check_bad_steps(bad)
                     if self.main and logging_now:
@@ -400,19 +394,19 @@ class Trainer:
         if self.main:
             self.save()
             log.info("final weights: %s", self.save_weights("final.pth"))
-            stale = os.path.join(self.cfg.output, "eval", "metrics.json")
-            if not self.cfg.final_eval and os.path.isfile(stale):  # it scored earlier weights of the run
+            stale = os.path.join(self.cfg.run.output, "eval", "metrics.json")
+            if not self.cfg.run.final_eval and os.path.isfile(stale):  # it scored earlier weights of the run
                 os.remove(stale)
                 log.info("removed %s: it scored the run's weights of an earlier iteration, not this final.pth "
                          "(--no-final-eval)", stale)
-            if self.cfg.final_eval:
-                metrics = self.evaluate_test_set(os.path.join(self.cfg.output, "eval"))
+            if self.cfg.run.final_eval:
+                metrics = self.evaluate_test_set(os.path.join(self.cfg.run.output, "eval"))
                 print(format_ap_table(metrics))
-                unwritten = not_written_line(metrics, os.path.join(self.cfg.output, "eval"))
+                unwritten = not_written_line(metrics, os.path.join(self.cfg.run.output, "eval"))
                 if unwritten:
                     log.error("%s", unwritten)
                 print(f"evaluation of final.pth on {metrics['speed']['images']} test images: results, metrics.json "
-                      f"and detections drawn in {os.path.join(self.cfg.output, 'eval', 'examples.jpg')}")
+                      f"and detections drawn in {os.path.join(self.cfg.run.output, 'eval', 'examples.jpg')}")
             self.logger.plot_losses()
             self.logger.close()
         return metrics

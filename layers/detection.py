@@ -221,7 +221,8 @@ class PostProcessor(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, box_coder: BoxCoder, **overrides) -> "PostProcessor":
-        settings = {key: getattr(cfg, key) for key in ("score_thresh", "nms_thresh", "top_k", "pre_nms_top_k", "nms",
+        settings = {key: getattr(cfg.test, key) for key in ("score_thresh", "nms_thresh", "top_k", "pre_nms_top_k",
+                                                             "nms",
                                                         "soft_nms_method", "soft_nms_sigma")}
         return cls(box_coder, **dict(settings, **overrides))
 

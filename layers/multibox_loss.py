@@ -32,7 +32,7 @@ class MultiBoxLoss(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, box_coder: BoxCoder) -> "MultiBoxLoss":
-        return cls(cfg.num_classes, box_coder, cfg.overlap_thresh, cfg.neg_pos, cfg.matching)
+        return cls(cfg.model.num_classes, box_coder, cfg.solver.overlap_thresh, cfg.solver.neg_pos, cfg.solver.matching)
 
     def forward(self, predictions, targets):
         """predictions: (loc [B, P, 4], conf [B, P, C]), or ssd.pytorch's (loc, conf, priors), whose priors must be

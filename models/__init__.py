@@ -11,7 +11,7 @@ BACKBONES = {"vgg16": SSD, "resnet50": ResNetSSD, "mobilenet_v3": MobileNetSSDLi
 
 def build_model(cfg) -> SSDBase:
     """The network a config describes (backbone, size, classes, variant, priors, pixel format)."""
-    return BACKBONES[cfg.backbone].from_config(cfg)
+    return BACKBONES[cfg.model.backbone].from_config(cfg)
 
 
 __all__ = ["SSD", "SSDBase", "ResNetSSD", "MobileNetSSDLite", "EfficientNetLiteSSD", "BACKBONES", "build_model",

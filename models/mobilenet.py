@@ -96,7 +96,10 @@ class SSDLite(SSDBase):
     backbone_parts = ("stage4", "stage5")
 
     def features(self, images):
-        c4 = self.stage4(self.normalize(images))
+        return self.later_features(self.stage4(self.normalize(images)))
+
+    def later_features(self, c4) -> list:
+        """The stride-16 features -> the source maps from there on: c4, stage5's output, each extra block's."""
         x = self.stage5(c4)
         sources = [c4, x]
         for block in self.extras:

@@ -141,7 +141,7 @@ class SSDBase(nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> "SSDBase":
-        return cls(cfg.size, cfg.num_classes, cfg.prior_layout, cfg.pixel_format)
+        return cls(cfg.model.size, cfg.model.num_classes, cfg.model.prior_layout, cfg.model.pixel_format)
 
     @property
     def priors(self) -> torch.Tensor:
@@ -203,7 +203,8 @@ class SSD(SSDBase):
 
     @classmethod
     def from_config(cls, cfg) -> "SSD":
-        return cls(cfg.size, cfg.num_classes, cfg.batch_norm, cfg.prior_layout, cfg.pixel_format)
+        m = cfg.model
+        return cls(m.size, m.num_classes, m.batch_norm, m.prior_layout, m.pixel_format)
 
     def reset_parameters(self):
         for m in self.modules():

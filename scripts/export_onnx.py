@@ -15,12 +15,14 @@ eval.py and detect.py run a whole-detector file given as --weights.
 import os
 import sys
 
-from config import Config, ConfigError, UserError
+from config import Config
+from config_flags import add_flags, flags_given
 from data import PHOTO_EXTENSIONS, image_files, read_image
 from engine import export_onnx, load_model
 from engine.deploy import onnxruntime_version, quantize_int8
 from engine.evaluate import evenly_spaced
-from utils.cli import Parser, add_flags, entry_point, flags_given
+from utils.cli import Parser, entry_point
+from utils.errors import ConfigError, UserError
 from utils.output import check_output_file
 
 
@@ -80,7 +82,7 @@ def main(argv=None):
     if args.output:
         check_output_file(args.output, "--output")
     model, cfg = load_model(args.weights, "cpu", flags_given(args))
-    name = f"ssd{cfg.size}" + (".detector" if args.graph_nms else "") + (".int8" if args.int8 else "") + ".onnx"
+    name = f"ssd{cfg.model.size}" + (".detector" if args.graph_nms else "") + (".int8" if args.int8 else "") + ".onnx"
     output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), name)
     check_output_file(output, "--output")
     images = calibration_images(args.calibration_images, args.calibration_count) if args.int8 else None
@@ -88,7 +90,7 @@ def main(argv=None):
         fp32 = output + ".fp32.tmp"
         try:
             export_onnx(model, cfg, fp32, nms=True)
-            quantize_int8(fp32, output, images, cfg.size)
+            quantize_int8(fp32, output, images, cfg.model.size)
         finally:
             if os.path.exists(fp32):
                 os.remove(fp32)
@@ -96,10 +98,11 @@ def main(argv=None):
         export_onnx(model, cfg, output, nms=args.graph_nms)
     if args.graph_nms:
         print(f"wrote {output} ({'INT8, calibrated on ' + str(len(images)) + ' images' if args.int8 else 'fp32'}; "
-              f"input uint8 [B, 3, {cfg.size}, {cfg.size}] BGR; outputs boxes, scores, labels, counts); run it: "
+              f"input uint8 [B, 3, {cfg.model.size}, {cfg.model.size}] BGR; outputs boxes, scores, labels, counts); "
+              f"run it: "
               f"python eval.py --weights {output}")
     else:
-        print(f"wrote {output} (input uint8 [B, 3, {cfg.size}, {cfg.size}] BGR; outputs boxes, scores)")
+        print(f"wrote {output} (input uint8 [B, 3, {cfg.model.size}, {cfg.model.size}] BGR; outputs boxes, scores)")
     return 0
 
 

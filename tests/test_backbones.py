@@ -8,35 +8,38 @@ import torch
 import torchvision
 
 import train
-from config import PRIORS, ConfigError, config_for
+from config import PRIORS, table_layout
+from config_resolve import config_for
 from engine import export_onnx, load_model, preprocess
 from layers import PriorBox
 from models import WeightsError, build_model, load_backbone
 from utils.checkpoint import read_state
+from utils.errors import ConfigError
 
 
-@pytest.mark.parametrize("backbone, size, maps, channels, per_location", [
-    ("resnet50", 300, [38, 19, 10, 5, 3, 1], [1024, 512, 512, 256, 256, 256], [4, 6, 6, 6, 4, 4]),
-    ("mobilenet_v3", 320, [20, 10, 5, 3, 2, 1], [672, 960, 512, 256, 256, 128], [6] * 6),
-    ("efficientnet_lite0", 320, [20, 10, 5, 3, 2, 1], [112, 1280, 512, 256, 256, 128], [6] * 6),
+@pytest.mark.parametrize("backbone, size, maps, channels, per_location, total", [
+    ("resnet50", 300, [38, 19, 10, 5, 3, 1], [1024, 512, 512, 256, 256, 256], [4, 6, 6, 6, 4, 4], 8732),
+    ("mobilenet_v3", 320, [20, 10, 5, 3, 2, 1], [672, 960, 512, 256, 256, 128], [6] * 6, 3234),
+    # SSDLite320's 3234 and 40 x 40 x 6 on the stride-8 map
+    ("efficientnet_lite0", 320, [40, 20, 10, 5, 3, 2, 1], [40, 112, 1280, 512, 256, 256, 128], [6] * 7, 12834),
 ])
-def test_feature_maps_and_prior_counts(backbone, size, maps, channels, per_location):
+def test_feature_maps_and_prior_counts(backbone, size, maps, channels, per_location, total):
     cfg = config_for("VOC", backbone=backbone, basenet="none")
-    assert cfg.size == size
+    assert cfg.model.size == size
     model = build_model(cfg).eval()
     with torch.no_grad():
         sources = model.features(torch.zeros(1, 3, size, size, dtype=torch.uint8))
         loc, conf = model(torch.zeros(2, 3, size, size, dtype=torch.uint8))
     assert [s.shape[2] for s in sources] == maps and [s.shape[1] for s in sources] == channels
-    expected = sum(m * m * a for m, a in zip(maps, per_location))  # 8732 for SSD300, 3234 for SSDLite320
-    assert expected == {300: 8732, 320: 3234}[size]
+    expected = sum(m * m * a for m, a in zip(maps, per_location))
+    assert expected == total
     assert loc.shape == (2, expected, 4) and conf.shape == (2, expected, 21) and len(model.priors) == expected
 
 
 def test_ssdlite_priors_by_hand():
     """Scales 0.2 .. 0.95 over six maps: s_k = 0.2 + 0.15 k; per location s_k, sqrt(s_k s_k+1), then for a in
     (2, 3): (s_k sqrt(a), s_k / sqrt(a)) and its transpose; centres (j + 0.5) / f."""
-    priors = PriorBox(PRIORS[("voc", 320)]).forward()
+    priors = PriorBox(PRIORS[("ssdlite", 320)]).forward()
     s0, s1 = 0.2, 0.35
     expected = [[0.025, 0.025, s0, s0], [0.025, 0.025, (s0 * s1) ** 0.5, (s0 * s1) ** 0.5],
                 [0.025, 0.025, s0 * 2 ** 0.5, s0 / 2 ** 0.5], [0.025, 0.025, s0 / 2 ** 0.5, s0 * 2 ** 0.5],
@@ -50,7 +53,7 @@ def test_ssdlite_priors_by_hand():
 def test_size_and_weights_errors():
     with pytest.raises(ConfigError, match="--size 512: the resnet50 backbone is built for --size 300"):
         config_for("VOC", backbone="resnet50", size=512)
-    assert config_for("VOC", backbone="mobilenet_v3").basenet == "MobileNet_V3_Large_Weights.IMAGENET1K_V1"
+    assert config_for("VOC", backbone="mobilenet_v3").solver.basenet == "MobileNet_V3_Large_Weights.IMAGENET1K_V1"
     model = build_model(config_for("VOC", backbone="resnet50", basenet="none"))
     with pytest.raises(WeightsError, match="neither a file nor a torchvision weights name"):
         load_backbone(model, "ResNet51_Weights.FOO")
@@ -81,11 +84,11 @@ def test_train_checkpoint_eval_and_onnx(tmp_path, backbone):
     assert saved["config"]["backbone"] == backbone and (run / "eval" / "metrics.json").exists()
     assert (run / "eval" / "pr_curves.png").exists() and (run / "eval" / "ap_table.png").exists()  # as eval.py
     model, cfg = load_model(str(run / "final.pth"))
-    assert cfg.backbone == backbone and cfg.pixel_format == "torchvision"
+    assert cfg.model.backbone == backbone and cfg.model.pixel_format == "torchvision"
     reference = build_model(cfg).eval()
     reference.load_state_dict(saved["model"])
     image = np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)
-    batch, _ = preprocess([image], cfg.size)
+    batch, _ = preprocess([image], cfg.model.size)
     with torch.no_grad():
         loc, conf = model(batch)
         assert all(torch.equal(a, b) for a, b in zip((loc, conf), reference(batch)))
@@ -95,3 +98,17 @@ def test_train_checkpoint_eval_and_onnx(tmp_path, backbone):
     assert np.allclose(boxes, model.box_coder.decode(loc).numpy(), atol=1e-4)
     assert np.allclose(scores, torch.softmax(conf, -1).numpy(), atol=1e-4)
     assert os.path.getsize(tmp_path / "m.onnx") > 1e6
+
+
+def test_an_efficientnet_checkpoint_with_ssdlite320s_six_maps_builds_without_the_stride8_map():
+    """The detector before its stride-8 map carried SSDLite320's layout: a config with that layout (as its
+    checkpoints store it) builds the six-map network, with the same parameter names."""
+    seven = config_for("VOC", backbone="efficientnet_lite0", basenet="none")
+    six = seven.replace(prior_layout=table_layout(("ssdlite", 320)))
+    model = build_model(six).eval()
+    with torch.no_grad():
+        assert [s.shape[2] for s in model.features(torch.zeros(1, 3, 320, 320, dtype=torch.uint8))] == \
+            [20, 10, 5, 3, 2, 1]
+    assert len(model.priors) == 3234
+    assert set(build_model(seven).state_dict()) - set(model.state_dict()) == \
+        {k for k in build_model(seven).state_dict() if k.startswith(("loc.6", "conf.6"))}

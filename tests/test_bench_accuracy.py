@@ -150,7 +150,7 @@ def test_combine_merges_ours_of_separate_setups(tmp_path, capsys):
 def test_settings_ablation_goes_into_ours_config_and_recipe(tmp_path):
     args = bench_accuracy.parse_args(["--ablation", "small-priors", "--budget", "16000"])
     cfg = bench_accuracy.ours_config(args, 0, str(tmp_path))
-    assert cfg.prior_layout["min_sizes"][0] == 32 and cfg.max_iter == 1000
+    assert cfg.model.prior_layout["min_sizes"][0] == 32 and cfg.solver.max_iter == 1000
     assert bench_accuracy.train_py_command(cfg) == (
         "python train.py --backbone mobilenet_v3 --basenet none --min-sizes 32 86.4 140.8 195.2 249.6 304 "
         "--batch-size 16 --lr 0.025 --warmup-iters 100 --max-iter 1000 --lr-steps 760 900")

@@ -3,8 +3,10 @@ import math
 import pytest
 import torch
 
-from config import PRIORS, ConfigError, config_for
+from config import PRIORS
+from config_resolve import config_for
 from layers import BoxCoder, PriorBox, cxcywh_to_xyxy, decode, encode, pairwise_box_iou, xyxy_to_cxcywh
+from utils.errors import ConfigError
 
 
 def test_prior_counts():
@@ -43,8 +45,8 @@ def test_min_sizes_flag_replaces_the_layouts_sizes():
     layout's largest size (320 for SSDLite320); the count of priors is the layout's."""
     sizes = (32, 86.4, 140.8, 195.2, 249.6, 304)
     cfg = config_for("VOC", backbone="mobilenet_v3", min_sizes=sizes)
-    p = PriorBox(cfg.prior_layout).forward()
-    assert p.shape == PriorBox(PRIORS[("voc", 320)]).forward().shape == (3234, 4)
+    p = PriorBox(cfg.model.prior_layout).forward()
+    assert p.shape == PriorBox(PRIORS[("ssdlite", 320)]).forward().shape == (3234, 4)
     c0 = 0.5 / 20  # first cell of the 20x20 map (step 16)
     r3 = math.sqrt(3)
     assert torch.allclose(p[:6], torch.tensor([

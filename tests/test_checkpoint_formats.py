@@ -11,11 +11,11 @@ import detect as detect_script
 import eval as eval_script
 import train
 from config import MODEL_KEYS, Config
+from config_flags import flags_given
 from engine import Detector, load_model, preprocess
 from models import SSD
 from scripts import export_onnx
 from utils.checkpoint import read_state
-from utils.cli import flags_given
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,8 +40,9 @@ def test_every_entry_point_rebuilds_the_trained_config_and_outputs(trained, tmp_
     folder, weights = trained
     saved = read_state(weights)
     cfg = Config.from_dict(saved["config"])
-    assert (cfg.size, cfg.batch_norm, cfg.class_names, cfg.pixel_format) == (512, True, ("dog", "cat"), "torchvision")
-    assert cfg.min_sizes == (20, 50, 130, 210, 290, 370, 450)
+    m = cfg.model
+    assert (m.size, m.batch_norm, m.class_names, m.pixel_format) == (512, True, ("dog", "cat"), "torchvision")
+    assert cfg.model.min_sizes == (20, 50, 130, 210, 290, 370, 450)
     reference = SSD.from_config(cfg).eval()
     reference.load_state_dict(saved["model"])
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
@@ -81,7 +82,8 @@ def test_a_checkpoint_of_the_earlier_format_loads_with_the_same_outputs(tmp_path
     torch.save({"config": old_config, "model": model.state_dict(), "iteration": 10, "best_map": -1.0},
                tmp_path / "final.pth")
     loaded, cfg = load_model(str(tmp_path / "final.pth"))
-    assert cfg.score_thresh == 0.05 and cfg.output == "weights/run" and cfg.class_names == tuple(old_config["labels"])
+    assert cfg.test.score_thresh == 0.05 and cfg.run.output == "weights/run"
+    assert cfg.model.class_names == tuple(old_config["labels"])
     images = torch.randint(0, 255, (1, 3, 300, 300), dtype=torch.uint8)
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(loaded(images), model(images)))

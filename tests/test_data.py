@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import make_voc_folder, voc_xml
 
-from config import config_for
+from config_resolve import config_for
 from data import (
     COCOSource,
     DatasetError,
@@ -20,9 +20,9 @@ from data import (
     build_dataset,
     collate,
 )
-from data.check import check
 from data.loader import TrainSampler
 from data.shapes import generate
+from scripts.check_data import check
 
 BCCD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "bccd")
 
@@ -260,8 +260,8 @@ def test_voc_folders_as_annotation_tools_write_them(tmp_path, capsys):
     from helpers import cells_folder
 
     from data import DatasetError, build_source
-    from data.check import main as check_main
     from data.voc import VOCSource, voc_layout
+    from scripts.check_data import main as check_main
     ids = [f"c{i}" for i in range(12)]
     voc = cells_folder(tmp_path / "voc", count=12, sets={"all": ids})
     names = ["cell", "dot"]

@@ -12,10 +12,10 @@ import pytest
 from helpers import FAST, cells_folder, make_voc_folder, raccoon_folder, write_coco
 
 import train
-from config import config_for
+from config_resolve import config_for
 from data import COCOSource, DatasetError, VOCSource, build_dataset, build_source, decode_image
-from data.check import main as check_main
 from engine import evenly_spaced, score_voc
+from scripts.check_data import main as check_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

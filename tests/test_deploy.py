@@ -11,13 +11,14 @@ import torch
 
 import detect as detect_script
 import eval as eval_script
-from config import ConfigError, config_for
+from config_resolve import config_for
 from data import read_image
 from data.shapes import generate
 from engine import Detector, OnnxDetector, deploy, export_onnx, load_detector, preprocess
 from models import build_model
 from scripts import export_onnx as export_script
 from tests.helpers import assert_same_detections, lively_model
+from utils.errors import ConfigError
 
 ort = pytest.importorskip("onnxruntime")
 BCCD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "bccd")
@@ -75,7 +76,7 @@ def lively_checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lively")
     cfg = config_for("shapes", backbone="mobilenet_v3", basenet="none", shapes_test_images=12, batch_size=4,
                      workers=0)
-    model = lively_model(build_model(cfg), cfg.size)
+    model = lively_model(build_model(cfg), cfg.model.size)
     path = str(folder / "final.pth")
     torch.save({"config": cfg.to_dict(), "model": model.state_dict()}, path)
     return path

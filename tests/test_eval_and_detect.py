@@ -13,7 +13,7 @@ from helpers import FAST, cells_folder, make_voc_folder, raccoon_folder, write_c
 import detect
 import eval as eval_script
 import train
-from config import config_for
+from config_resolve import config_for
 from data import DatasetError, SSDDataset, VOCSource, build_source
 from data.transforms import ResizeTransform
 from engine import evaluate, write_metrics

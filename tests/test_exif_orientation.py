@@ -7,7 +7,7 @@ from helpers import make_voc_folder
 from PIL import Image, ImageOps
 
 from data import VOCSource, decode_image, image_header_size
-from data.check import check
+from scripts.check_data import check
 
 
 def photo(size=(90, 60)):

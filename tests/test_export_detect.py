@@ -14,11 +14,11 @@ from models import SSD
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """Untrained weights saved in train.py's checkpoint format (config + model)."""
-    from config import config_for
+    from config_resolve import config_for
     folder = tmp_path_factory.mktemp("ckpt")
     cfg = config_for("shapes", batch_norm=False)
     torch.manual_seed(0)
-    model = SSD(300, cfg.num_classes)
+    model = SSD(300, cfg.model.num_classes)
     path = str(folder / "final.pth")
     torch.save({"config": cfg.to_dict(), "model": model.state_dict()}, path)
     return path
@@ -33,7 +33,7 @@ def test_onnx_export_matches_pytorch(tmp_path, checkpoint):
     boxes, scores = session.run(None, {"images": images.numpy()})
     with torch.no_grad():
         loc, conf = model(images)
-    assert boxes.shape == (2, 8732, 4) and scores.shape == (2, 8732, cfg.num_classes)
+    assert boxes.shape == (2, 8732, 4) and scores.shape == (2, 8732, cfg.model.num_classes)
     assert np.allclose(boxes, model.box_coder.decode(loc).numpy(), atol=1e-4)
     assert np.allclose(scores, torch.softmax(conf, -1).numpy(), atol=1e-4)
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 from helpers import assert_same_detections
 
-from config import ConfigError
 from engine import Detector
 from layers import MultiBoxLoss, PostProcessor
 from models import SSD
+from utils.errors import ConfigError
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -67,15 +67,16 @@ def test_bipartite_and_best_prior_differ_where_two_objects_share_a_best_prior():
 
 
 def test_matching_default_follows_the_backbone_and_resume_keeps_the_runs():
-    from config import ConfigError, config_for, resolve
-    assert config_for("VOC").matching == "bipartite"  # the paper's VGG16, Caffe's step
-    assert config_for("VOC", backbone="mobilenet_v3").matching == "best-prior"
-    assert config_for("VOC", backbone="resnet50").matching == "best-prior"
-    assert config_for("VOC", backbone="mobilenet_v3", matching="bipartite").matching == "bipartite"
+    from config_resolve import config_for, resolve
+    from utils.errors import ConfigError
+    assert config_for("VOC").solver.matching == "bipartite"  # the paper's VGG16, Caffe's step
+    assert config_for("VOC", backbone="mobilenet_v3").solver.matching == "best-prior"
+    assert config_for("VOC", backbone="resnet50").solver.matching == "best-prior"
+    assert config_for("VOC", backbone="mobilenet_v3", matching="bipartite").solver.matching == "bipartite"
     ssdlite = {"backbone": "mobilenet_v3", "size": 320, "dataset": "VOC"}
-    assert resolve({}, checkpoint_config=ssdlite).matching == "bipartite"  # a run from before the setting
-    assert resolve({}, checkpoint_config=dict(ssdlite, matching="best-prior")).matching == "best-prior"
-    assert resolve({"dataset": "shapes"}, checkpoint_config=ssdlite).matching == "best-prior"  # a new run
+    assert resolve({}, checkpoint_config=ssdlite).solver.matching == "bipartite"  # a run from before the setting
+    assert resolve({}, checkpoint_config=dict(ssdlite, matching="best-prior")).solver.matching == "best-prior"
+    assert resolve({"dataset": "shapes"}, checkpoint_config=ssdlite).solver.matching == "best-prior"  # a new run
     with pytest.raises(ConfigError, match="--matching must be one of bipartite, best-prior"):
         config_for("VOC", matching="best_prior")
 

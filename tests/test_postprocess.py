@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.ops import nms
 
-from config import config_for
+from config_resolve import config_for
 from layers import (
     BoxCoder,
     PostProcessor,
@@ -143,7 +143,7 @@ def reference_postprocess(loc, conf, priors, score_thresh=0.01, nms_thresh=0.45,
 
 def test_postprocess_matches_per_class_torchvision_nms_at_ssd300_shapes():
     generator = torch.Generator().manual_seed(1)
-    priors = PriorBox(config_for("VOC").prior_layout)()
+    priors = PriorBox(config_for("VOC").model.prior_layout)()
     loc = torch.randn(2, len(priors), 4, generator=generator) * 0.5
     conf = torch.randn(2, len(priors), 21, generator=generator) * 2
     detections = postprocess(loc, conf, BoxCoder(priors, VARIANCES))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import train
-from config import config_for
+from config_resolve import config_for
 from engine import detector
 from engine.deploy import choose_runtime
 from engine.detector import Detector, choose_precision
@@ -68,7 +68,8 @@ def test_depthwise_convolutions_run_channels_last_float32_on_cpu():
                                                                   conv.stride, conv.padding, conv.dilation,
                                                                   conv.groups))
     torch.testing.assert_close(conv(x), reference)  # without autocast: nn.Conv2d's result
-    assert set(model.state_dict()) == set(type(model)(cfg.size, cfg.num_classes, cfg.prior_layout).state_dict())
+    m = cfg.model
+    assert set(model.state_dict()) == set(type(model)(m.size, m.num_classes, m.prior_layout).state_dict())
 
 
 def test_the_start_up_line_says_the_precision_and_off_keeps_float32(tmp_path, monkeypatch, caplog):
@@ -95,7 +96,7 @@ def test_the_start_up_line_says_the_precision_and_off_keeps_float32(tmp_path, mo
         seen.clear()
         trainer.step(images, targets)
         assert seen[0] == expected
-        assert trainer.cfg.amp in ("auto", "off")  # the config (and so the checkpoint) keeps what was asked
+        assert trainer.cfg.run.amp in ("auto", "off")  # the config (and so the checkpoint) keeps what was asked
     assert all(p.dtype == torch.float32 for p in auto.model.parameters())
 
 

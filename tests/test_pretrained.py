@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from config import BACKBONES, config_for, resolve
+from config import BACKBONES
+from config_resolve import config_for, resolve
 from models import WeightsError, build_model, load_backbone
 from models.weights import package_weights
 
@@ -53,9 +54,10 @@ def test_the_detector_loads_the_imagenet_network_of_the_package():
     reference.load_state_dict({lukemelas_names_to_timm(k, depths): v for k, v in state.items()})
 
     cfg = config_for("VOC", class_names=["a", "b"])
-    assert cfg.backbone == "efficientnet_lite0" and cfg.basenet == PACKAGE  # your own classes: pretrained default
+    # your own classes: pretrained by default
+    assert cfg.model.backbone == "efficientnet_lite0" and cfg.solver.basenet == PACKAGE
     model = build_model(cfg).eval()
-    assert load_backbone(model, cfg.basenet) == "inception"
+    assert load_backbone(model, cfg.solver.basenet) == "inception"
     model.set_pixel_format("inception")
 
     rng = np.random.default_rng(0)
@@ -100,12 +102,15 @@ def test_a_state_dict_of_another_network_is_refused(tmp_path):
 def test_a_pretrained_backbone_brings_its_finetuning_recipe_and_scratch_keeps_the_papers():
     recipe = BACKBONES["efficientnet_lite0"].finetune
     own = config_for("VOC", class_names=["RBC", "WBC"])
-    assert (own.optimizer, own.lr, own.max_iter) == (recipe["optimizer"], recipe["lr"], recipe["max_iter"])
+    solver = own.solver
+    assert (solver.optimizer, solver.lr, solver.max_iter) == (recipe["optimizer"], recipe["lr"], recipe["max_iter"])
     flagged = resolve({"dataset": "VOC", "class_names": ["a"], "lr": 0.001, "max_iter": 10})
-    assert flagged.lr == 0.001 and flagged.max_iter == 10 and flagged.optimizer == "adamw"  # flags win
+    solver = flagged.solver
+    assert solver.lr == 0.001 and solver.max_iter == 10 and solver.optimizer == "adamw"  # flags win
     scratch = config_for("VOC", class_names=["a"], basenet="none")
-    assert scratch.optimizer == "sgd" and scratch.backbone == "efficientnet_lite0"
-    assert config_for("VOC").backbone == "vgg16" and config_for("COCO").backbone == "vgg16"  # the benchmarks' own
-    assert config_for("YOLO").backbone == "efficientnet_lite0"
-    assert config_for("COCO", sets=["train"], test_sets=["valid"]).backbone == "efficientnet_lite0"
-    assert os.path.basename(config_for("VOC", backbone="mobilenet_v3").basenet).startswith("MobileNet_V3")
+    assert scratch.solver.optimizer == "sgd" and scratch.model.backbone == "efficientnet_lite0"
+    # PASCAL VOC and COCO themselves keep the paper's SSD300
+    assert config_for("VOC").model.backbone == "vgg16" and config_for("COCO").model.backbone == "vgg16"
+    assert config_for("YOLO").model.backbone == "efficientnet_lite0"
+    assert config_for("COCO", sets=["train"], test_sets=["valid"]).model.backbone == "efficientnet_lite0"
+    assert os.path.basename(config_for("VOC", backbone="mobilenet_v3").solver.basenet).startswith("MobileNet_V3")

@@ -7,15 +7,18 @@ import torch
 from helpers import make_voc_folder
 
 import train
-from config import PRIORS, ConfigError, check_model_flags, config_for, resolve, table_layout
+from config import PRIORS, table_layout
+from config_checks import check_model_flags
+from config_resolve import config_for, resolve
 from engine import load_model
 from engine.deploy import cached_export_path
 from layers import PriorBox, cxcywh_to_xyxy, pairwise_box_iou
 from layers.prior_fit import coverage_of, fit_layout
 from models.weights import read_state
 from utils.checkpoint import atomic_save
+from utils.errors import ConfigError
 
-SSDLITE = table_layout("voc", 320)
+SSDLITE = table_layout(("ssdlite", 320))
 
 
 def box(cx, cy, w, h):
@@ -88,7 +91,7 @@ def old_checkpoint(path, **config):
 def test_old_checkpoint_loads_its_own_priors_whatever_the_flags(tmp_path):
     path = str(tmp_path / "old.pth")
     old_checkpoint(path, backbone="mobilenet_v3", basenet="none", min_sizes=(32, 86.4, 140.8, 195.2, 249.6, 304))
-    expected = PriorBox(table_layout("voc", 320, (32, 86.4, 140.8, 195.2, 249.6, 304))).forward()
+    expected = PriorBox(table_layout(("ssdlite", 320), (32, 86.4, 140.8, 195.2, 249.6, 304))).forward()
     model, cfg = load_model(path)
     assert torch.equal(model.priors, expected)
     # another dataset on the command line (another table of priors for SSD300) does not change them
@@ -104,11 +107,11 @@ def test_voc_checkpoint_evaluated_with_coco_flag_keeps_voc_priors(tmp_path):
     old_checkpoint(path)
     model, cfg = load_model(path, flags={"dataset": "COCO"})
     assert torch.equal(model.priors, PriorBox(PRIORS[("voc", 300)]).forward())
-    assert cfg.prior_layout["min_sizes"] == PRIORS[("voc", 300)]["min_sizes"]
+    assert cfg.model.prior_layout["min_sizes"] == PRIORS[("voc", 300)]["min_sizes"]
 
 
 def test_priors_flag_on_a_checkpoint(tmp_path):
-    fitted = dict(table_layout("voc", 320), min_sizes=[20.0, 90, 140, 190, 240, 300],
+    fitted = dict(table_layout(("ssdlite", 320)), min_sizes=[20.0, 90, 140, 190, 240, 300],
                   max_sizes=[90, 140, 190, 240, 300, 320.0])
     saved = resolve({"dataset": "VOC", "class_names": ["a"], "backbone": "mobilenet_v3"}).replace(prior_layout=fitted)
     with pytest.raises(ConfigError, match="^--priors: x.pth was trained with the prior layout it carries "
@@ -125,7 +128,7 @@ def test_onnx_cache_key_covers_the_priors(tmp_path):
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"same weights")
     cfg = config_for("VOC")
-    other = cfg.replace(prior_layout=table_layout("coco", 300))
+    other = cfg.replace(prior_layout=table_layout(("coco", 300)))
     assert cached_export_path(str(weights), cfg) != cached_export_path(str(weights), other)
 
 
@@ -179,7 +182,7 @@ def test_onnx_export_carries_fitted_priors_and_decodes_the_same(tmp_path):
     from models import build_model
     from tests.helpers import assert_same_detections, lively_model
     from tests.test_deploy import sample_images
-    fitted = table_layout("voc", 320, (20, 70, 120, 170, 220, 290))
+    fitted = table_layout(("ssdlite", 320), (20, 70, 120, 170, 220, 290))
     cfg = config_for("VOC", class_names=("a", "b"), backbone="mobilenet_v3", basenet="none")
     cfg = cfg.replace(prior_layout=fitted)
     model = lively_model(build_model(cfg), 320)
@@ -191,7 +194,7 @@ def test_onnx_export_carries_fitted_priors_and_decodes_the_same(tmp_path):
     batch, _ = preprocess(sample_images(2), 320)
     assert_same_detections(Detector.from_config(model, cfg).padded(batch), loaded.detector.padded(batch))
     onnx_file = load_detector(export, torch.device("cpu"), {})  # the .onnx file alone
-    assert onnx_file.cfg.prior_layout == fitted
+    assert onnx_file.cfg.model.prior_layout == fitted
 
 
 def test_threads_beyond_the_cores_are_capped(tmp_path, capsys):
@@ -200,5 +203,5 @@ def test_threads_beyond_the_cores_are_capped(tmp_path, capsys):
     old_checkpoint(path, backbone="mobilenet_v3", basenet="none")
     from engine import load_detector
     loaded = load_detector(path, torch.device("cpu"), {"threads": 1000, "runtime": "torch"})
-    assert loaded.cfg.threads == usable_cores() and torch.get_num_threads() == usable_cores()
+    assert loaded.cfg.test.threads == usable_cores() and torch.get_num_threads() == usable_cores()
     assert f"note: --threads 1000 capped to {usable_cores()}" in capsys.readouterr().out

@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import make_voc_folder
 
-from config import config_for
+from config_resolve import config_for
 from models import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from helpers import write_coco_copy, write_yolo_copy
 
-import data.check
-from config import resolve
+import scripts.check_data
+from config_resolve import resolve
 from data import DatasetError, VOCSource, build_source
 from engine.priors import prior_report
 
@@ -133,11 +133,11 @@ def test_bccd_as_voc_coco_yolo_reads_the_same(tmp_path, capsys):
             if reference is None or reference[0] != train:
                 reference = (train, found)
             assert found == reference[1], (name, train)
-    # data.check prints the coverage line for each format
+    # scripts.check_data prints the coverage line for each format
     for flags in (["--dataset", "VOC", "--dataset-root", BCCD, "--class-names", *NAMES],
                   ["--dataset", "YOLO", "--dataset-root", str(tmp_path / "yolo")],
                   ["--dataset", "COCO", "--dataset-root", str(tmp_path / "roboflow")]):
-        data.check.main(flags + ["--sets", "train", "--backbone", "mobilenet_v3", "--no-decode"])
+        scripts.check_data.main(flags + ["--sets", "train", "--backbone", "mobilenet_v3", "--no-decode"])
         out = capsys.readouterr().out
         assert "prior coverage (IoU >= 0.5): 91.1% of 2,804 boxes with the mobilenet_v3 320 layout; fitted: " \
             "95.2%" in out

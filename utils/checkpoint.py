@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import torch
 
-from config import UserError
+from utils.errors import UserError
 
 from .output import OutputError
 

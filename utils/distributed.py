@@ -5,7 +5,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from config import ConfigError
+from utils.errors import ConfigError
 
 
 def init_distributed(device_arg: str):

@@ -3,7 +3,7 @@ Each problem is one OutputError naming the flag, the path and the reason."""
 import os
 import tempfile
 
-from config import UserError
+from utils.errors import UserError
 
 
 class OutputError(UserError):

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from config import UserError
+from utils.errors import UserError
 
 
 def to_devkit(boxes) -> np.ndarray:

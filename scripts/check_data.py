@@ -1,7 +1,7 @@
 """Scan a dataset before spending GPU hours on it, through the very code train.py and eval.py use:
 
-    python -m data.check --dataset VOC --dataset-root DIR --sets trainval --class-names A B C
-    python -m data.check --dataset VOC --dataset-root DIR --test-sets test --split test --class-names A B C
+    python -m scripts.check_data --dataset VOC --dataset-root DIR --sets trainval --class-names A B C
+    python -m scripts.check_data --dataset VOC --dataset-root DIR --test-sets test --split test --class-names A B C
 
 `--split train` (default) reads --sets as train.py does (images without any object of --class-names skipped, counted;
 --no-train-difficult honoured); `--split test` reads --test-sets as eval.py does (every listed image kept). Prints
@@ -14,52 +14,77 @@ train.py --priors auto trains with), per class and per size. Exit status 1 when 
 import logging
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from config import FILE_CLASSES, config_for, resolve
-from utils.cli import Parser, add_flags, chosen_dataset, entry_point, flags_given
+from config import FILE_CLASSES
+from config_flags import add_flags, chosen_dataset, flags_given
+from config_resolve import config_for, resolve
+from data import build_source
+from data.images import decode_image, jpeg_truncated
+from utils.cli import Parser, entry_point
 
-from . import build_source
-from .images import decode_image, jpeg_truncated
+
+@dataclass
+class Scan:
+    """What reading every image and annotation of a source found."""
+    problems: list
+    notices: list
+    objects: Counter = field(default_factory=Counter)  # label -> objects the run would learn from
+    hard: Counter = field(default_factory=Counter)  # label -> difficult objects
+    sizes: Counter = field(default_factory=Counter)  # (width, height) -> images
+    empty: int = 0
+    alpha: int = 0
+    turned: int = 0
+    unreadable: list = field(default_factory=list)
+
+
+def scan(source, decode: bool, use_difficult: bool) -> Scan:
+    found = Scan(list(source.problems), list(getattr(source, "notices", [])))
+    for i in tqdm(range(len(source)), desc=f"checking {source.name}", disable=not sys.stderr.isatty()):
+        boxes, labels, difficult = source.annotation(i)
+        if decode and hasattr(source, "table") and not decoded(source, i, found):
+            found.unreadable.append(i)
+            continue
+        found.empty += len(labels) == 0
+        found.objects.update((labels if use_difficult else labels[~difficult]).tolist())
+        found.hard.update(labels[difficult].tolist())
+    return found
+
+
+def decoded(source, i: int, found: Scan) -> bool:
+    """Decode image i as training does, noting what it finds; False when it cannot be decoded."""
+    path = source.image_path(i)
+    try:
+        image, had_alpha, orientation = decode_image(path)
+    except ValueError as exc:
+        found.problems.append(f"{exc} (training replaces it with another image; eval.py stops on it, or scores "
+                              f"it as a miss with --unreadable miss)")
+        return False
+    found.alpha += had_alpha
+    found.turned += orientation != 1
+    if jpeg_truncated(path):
+        found.problems.append(f"{path}: truncated JPEG (no end marker): training and evaluation read it as far as "
+                              f"it decodes; re-export or remove it")
+    h, w = image.shape[:2]
+    found.sizes[(w, h)] += 1
+    annotated = source.image_size(i)  # (height, width)
+    if annotated[0] and annotated != (h, w):
+        found.notices.append(f"{path}: image is {w}x{h} but its annotation says {annotated[1]}x{annotated[0]}; "
+                             f"boxes are clipped to the image")
+    return True
 
 
 def check(source, decode: bool = True, use_difficult: bool = True):
     """-> (report lines, number of problems, indices of the unreadable images). `use_difficult`: whether the run
     would learn from difficult objects."""
-    problems, notices = list(source.problems), list(getattr(source, "notices", []))
-    objects, hard, empty, alpha, turned, unreadable = Counter(), Counter(), 0, 0, 0, []
-    sizes = Counter()
-    for i in tqdm(range(len(source)), desc=f"checking {source.name}", disable=not sys.stderr.isatty()):
-        boxes, labels, difficult = source.annotation(i)
-        if decode and hasattr(source, "table"):
-            try:
-                image, had_alpha, orientation = decode_image(source.image_path(i))
-            except ValueError as exc:
-                problems.append(f"{exc} (training replaces it with another image; eval.py stops on it, or scores "
-                                f"it as a miss with --unreadable miss)")
-                unreadable.append(i)
-                continue
-            alpha += had_alpha
-            turned += orientation != 1
-            if jpeg_truncated(source.image_path(i)):
-                problems.append(f"{source.image_path(i)}: truncated JPEG (no end marker): training and evaluation "
-                                f"read it as far as it decodes; re-export or remove it")
-            h, w = image.shape[:2]
-            sizes[(w, h)] += 1
-            annotated = source.image_size(i)  # (height, width)
-            if annotated[0] and annotated != (h, w):
-                notices.append(f"{source.image_path(i)}: image is {w}x{h} but its annotation says "
-                               f"{annotated[1]}x{annotated[0]}; boxes are clipped to the image")
-        if len(labels) == 0:
-            empty += 1
-        used = labels if use_difficult else labels[~difficult]
-        objects.update(used.tolist())
-        hard.update(labels[difficult].tolist())
+    found = scan(source, decode, use_difficult)
+    objects, hard, problems, unreadable = found.objects, found.hard, found.problems, found.unreadable
     layout = getattr(source, "layout", None)
     told = [f"layout: {source.root}: {layout.describe(source.root)}"] if layout else []
     lines = [f"dataset: {source.name}", *told,
-             f"images: {len(source) - len(unreadable)} readable ({empty} without objects)"
+             f"images: {len(source) - len(unreadable)} readable ({found.empty} without objects)"
              + (f", {len(unreadable)} unreadable (their objects not counted below)" if unreadable else ""),
              f"objects used: {sum(objects.values())}" + ("" if use_difficult else " (difficult ones excluded)")]
     width = max(len(n) for n in source.class_names) if source.class_names else 5
@@ -67,25 +92,21 @@ def check(source, decode: bool = True, use_difficult: bool = True):
         lines.append(f"  {name:<{width}} {objects[label]:>7}" + (f"  ({hard[label]} difficult)" if hard[label] else ""))
     missing = [n for label, n in enumerate(source.class_names) if objects[label] == 0]
     if missing:
-        found = getattr(source, "names_found", Counter())
+        names = getattr(source, "names_found", Counter())
         problems.append(f"{source.name}: no object at all of class(es) {missing}; the annotations name: "
-                        + (", ".join(f"{n} ({c})" for n, c in found.most_common()) or "nothing"))
-    if sizes:
-        common = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(3))
-        lines.append(f"image sizes: {common}")
-    if alpha:
-        lines.append(f"transparent images: {alpha} (composited on white, as a viewer shows them)")
-    if turned:
-        lines.append(f"photos with an EXIF orientation: {turned} (turned the way up viewers and annotation tools show "
-                     f"them, for training, evaluation and detect.py alike)")
+                        + (", ".join(f"{n} ({c})" for n, c in names.most_common()) or "nothing"))
+    if found.sizes:
+        lines.append("image sizes: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in found.sizes.most_common(3)))
+    if found.alpha:
+        lines.append(f"transparent images: {found.alpha} (composited on white, as a viewer shows them)")
+    if found.turned:
+        lines.append(f"photos with an EXIF orientation: {found.turned} (turned the way up viewers and annotation "
+                     f"tools show them, for training, evaluation and detect.py alike)")
     summary = source.problems.summary()
     if summary:
-        lines.append("dropped or changed while reading:")
-        lines += [f"  {line}" for line in summary]
-    lines.append(f"notices: {len(notices)}")
-    lines += [f"  {n}" for n in notices]
-    lines.append(f"problems: {len(problems)}")
-    lines += [f"  {p}" for p in problems]
+        lines += ["dropped or changed while reading:", *[f"  {line}" for line in summary]]
+    lines += [f"notices: {len(found.notices)}", *[f"  {n}" for n in found.notices]]
+    lines += [f"problems: {len(problems)}", *[f"  {p}" for p in problems]]
     return lines, len(problems), unreadable
 
 
@@ -103,7 +124,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.ERROR, format="%(message)s")
     cfg = resolve(flags_given(args))
     source = build_source(cfg, train=args.split == "train")
-    use_difficult = cfg.train_difficult if args.split == "train" else True
+    use_difficult = cfg.data.train_difficult if args.split == "train" else True
     lines, count, unreadable = check(source, decode=not args.no_decode, use_difficult=use_difficult)
     print("\n".join(lines))
     print("\n".join(prior_coverage(cfg, source, use_difficult, unreadable)))
@@ -114,7 +135,7 @@ def prior_coverage(cfg, source, use_difficult: bool, unreadable=()) -> list:
     """The coverage line train.py prints, the table per class and size, and what to do about it."""
     from engine.priors import coverage_line, coverage_table, describe_layout, finer_layouts, prior_report
 
-    if cfg.dataset in FILE_CLASSES:
+    if cfg.data.dataset in FILE_CLASSES:
         cfg = cfg.replace(class_names=tuple(source.class_names))
     report = prior_report(cfg, source, use_difficult, unreadable)
     lines = [coverage_line(cfg, report)] + coverage_table(cfg, report, source.class_names)
