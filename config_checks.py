@@ -11,8 +11,7 @@ MINIMUM = {"batch_size": 1, "max_iter": 1, "workers": 0, "warmup_iters": 0, "che
            "lr_reference_batch": 1, "neg_pos": 1, "threads": 0}
 
 
-def check(cfg: Config) -> Config:
-    """`cfg` if every setting is in range, else ConfigError naming the flag and the allowed values."""
+def check_ranges(cfg: Config):
     for key, lowest in MINIMUM.items():
         value = cfg.setting(key)
         if not isinstance(value, int) or value < lowest:
@@ -26,11 +25,17 @@ def check(cfg: Config) -> Config:
     for key in ("score_thresh", "nms_thresh", "overlap_thresh", "momentum", "gamma"):
         if not 0 <= cfg.setting(key) <= 1:
             raise ConfigError(f"{flag(key)} must be between 0 and 1 (got {cfg.setting(key)!r})")
+    if cfg.solver.weight_decay < 0:
+        raise ConfigError(f"--weight-decay must be >= 0 (got {cfg.solver.weight_decay!r})")
+
+
+def check(cfg: Config) -> Config:
+    """`cfg` if every setting is in range and they fit together, else ConfigError naming the flag and the allowed
+    values."""
+    check_ranges(cfg)
     if cfg.model.size not in BACKBONES[cfg.model.backbone].sizes:
         raise ConfigError(f"--size {cfg.model.size}: the {cfg.model.backbone} backbone is built for --size "
                           f"{' or '.join(map(str, BACKBONES[cfg.model.backbone].sizes))}")
-    if cfg.solver.weight_decay < 0:
-        raise ConfigError(f"--weight-decay must be >= 0 (got {cfg.solver.weight_decay!r})")
     if not cfg.model.class_names and cfg.data.dataset not in FILE_CLASSES:
         raise ConfigError("--class-names: give at least one class name")
     if len(set(cfg.model.class_names)) != len(cfg.model.class_names):

@@ -79,7 +79,7 @@ class ImageDetector:
             flags["score_thresh"] = draw_thresh
         loaded = load_detector(args.weights, self.device, flags, say=print)
         print(loaded.description)
-        self.cfg, self.detector = loaded.cfg, loaded.detector
+        self.cfg, self.batch_detector, self.runtime = loaded.cfg, loaded.detector, loaded.detector.runtime
         self.class_names = list(self.cfg.model.class_names)
         wanted = [self.class_name_of(name) for name in args.only_classes or []]
         self.keep = torch.tensor([self.class_names.index(c) for c in wanted]) if wanted else None
@@ -102,7 +102,7 @@ class ImageDetector:
     def __call__(self, images):
         batch, sizes = preprocess(images, self.cfg.model.size)
         results = []
-        for det in self.detector(batch, sizes):
+        for det in self.batch_detector(batch, sizes):
             mask = det["scores"] >= self.score_thresh
             if self.keep is not None:
                 mask &= torch.isin(det["labels"], self.keep.to(mask.device))
@@ -244,7 +244,7 @@ def detect_images(detector, images: list, args, report: dict) -> dict:
     if images:
         elapsed, done = time.perf_counter() - start, len(report)
         print(f"{done} image(s) in {elapsed:.1f} s ({elapsed / max(done, 1):.2f} s per image, "
-              f"{detector.detector.runtime} on {detector.device}, SSD{detector.cfg.model.size}); skipped "
+              f"{detector.runtime} on {detector.device}, SSD{detector.cfg.model.size}); skipped "
               f"(unreadable): {counts['unreadable']}"
               + (f"; {counts['renamed']} written as NAME_2... (another input has the same file name)"
                  if counts["renamed"] else "")

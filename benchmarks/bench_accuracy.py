@@ -360,18 +360,7 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
     eval_at = sorted({max(1, round(cfg.solver.max_iter * (k + 1) / args.evals)) for k in range(args.evals)})
     common = dict(seed=seed, images_seen=cfg.solver.max_iter * cfg.solver.batch_size, iterations=cfg.solver.max_iter,
                   batch_size=cfg.solver.batch_size, precision=trainer.amp)
-    name = f"ours ({cfg.model.backbone}{', ' + args.ablation if args.ablation else ''}{precision_note(trainer.amp)})"
-    setup = "+".join(s for s in ("a", "b") if s in args.setups) or "ours"
-    if earlier is None:
-        ours = dict(common, setup=setup, model=name, recipe=train_py_command(cfg), curve=[])
-    elif (earlier["model"], earlier["recipe"], earlier["images_seen"]) != (name, train_py_command(cfg),
-                                                                          common["images_seen"]):
-        raise ConfigError(f"--ours-from: seed {seed} was {earlier['model']}, {earlier['recipe']}, "
-                          f"{earlier['images_seen']} images; this run is {name}, {train_py_command(cfg)}, "
-                          f"{common['images_seen']} images")
-    else:
-        ours = dict(earlier, setup=setup)
-    rows = [ours]
+    rows = [ours_row(args, cfg, trainer.amp, common, earlier, seed)]
     tv_a = None
     if "a" in args.setups:
         tv_a = TorchvisionRun(args.arch, cfg.model.num_classes, seed, device, cfg.solver.lr_for(cfg.solver.batch_size),
@@ -379,55 +368,81 @@ def run_seed(args, seed: int, folder: str, device, earlier: dict = None) -> list
                               trainer.amp)
         rows.append(dict(common, setup="a", model=torchvision_name(args, trainer.amp),
                          recipe="ours (same batches, SGD settings and schedule)", curve=[]))
+    train_side_by_side(trainer, tv_a, rows, eval_at, source, device, retrain=earlier is None)
+    if "b" in args.setups:
+        rows.append(setup_b_row(args, trainer, common, eval_at, source, device))
+    for row in rows:
+        row.update(final=row["curve"][-1], train_img_s=row["images_seen"] / max(row["train_s"], 1e-9))
+    return rows
+
+
+def ours_row(args, cfg, amp: str, common: dict, earlier: dict, seed: int) -> dict:
+    """Our row, empty to be trained, or `earlier`'s when it was trained with the same recipe, data and budget."""
+    name = f"ours ({cfg.model.backbone}{', ' + args.ablation if args.ablation else ''}{precision_note(amp)})"
+    setup = "+".join(s for s in ("a", "b") if s in args.setups) or "ours"
+    if earlier is None:
+        return dict(common, setup=setup, model=name, recipe=train_py_command(cfg), curve=[])
+    if (earlier["model"], earlier["recipe"], earlier["images_seen"]) != (name, train_py_command(cfg),
+                                                                         common["images_seen"]):
+        raise ConfigError(f"--ours-from: seed {seed} was {earlier['model']}, {earlier['recipe']}, "
+                          f"{earlier['images_seen']} images; this run is {name}, {train_py_command(cfg)}, "
+                          f"{common['images_seen']} images")
+    return dict(earlier, setup=setup)
+
+
+def train_side_by_side(trainer, tv_a, rows: list, eval_at: list, source, device, retrain: bool):
+    """Our Trainer (unless `retrain` is off) and set-up (a), when chosen, on the very same batches, each scored at
+    the `eval_at` iterations into its row's curve; each row's training seconds exclude the other's steps."""
+    cfg, seed = trainer.cfg, trainer.cfg.run.seed
 
     def on_batch(iteration: int, batch):
         if tv_a is not None:
             tv_a.step(*to_torchvision(batch.images, batch.targets, device))
-        if iteration in eval_at:
-            if earlier is None:
-                point = score(trainer.model, cfg, source, device)
-                ours["curve"].append(dict(point, images_seen=iteration * cfg.solver.batch_size))
-                log.info("seed %d iteration %d: ours mAP %.4f", seed, iteration, point["mAP"])
-            if tv_a is not None:
-                point = score(tv_a.model, cfg, source, device, TorchvisionDetector(tv_a.model))
-                rows[1]["curve"].append(dict(point, images_seen=iteration * cfg.solver.batch_size))
-                log.info("seed %d iteration %d: torchvision (a) mAP %.4f", seed, iteration, point["mAP"])
+        if iteration not in eval_at:
+            return
+        if retrain:
+            point = score(trainer.model, cfg, source, device)
+            rows[0]["curve"].append(dict(point, images_seen=iteration * cfg.solver.batch_size))
+            log.info("seed %d iteration %d: ours mAP %.4f", seed, iteration, point["mAP"])
+        if tv_a is not None:
+            point = score(tv_a.model, cfg, source, device, TorchvisionDetector(tv_a.model))
+            rows[1]["curve"].append(dict(point, images_seen=iteration * cfg.solver.batch_size))
+            log.info("seed %d iteration %d: torchvision (a) mAP %.4f", seed, iteration, point["mAP"])
 
-    if earlier is None:
-        clock = {"last": None, "ours": 0.0}  # ours: from the end of one hook call to the start of the next
+    if retrain:
+        clock = {"last": None, "ours": 0.0, "start": time.perf_counter()}  # ours: between two hook calls
 
         def on_step(t, batch):
-            now = time.perf_counter()
-            clock["ours"] += now - (clock["last"] or clock["start"])
+            clock["ours"] += time.perf_counter() - (clock["last"] or clock["start"])
             on_batch(t.iteration, batch)
             clock["last"] = time.perf_counter()
 
-        clock["start"] = time.perf_counter()
         trainer.train(on_step=on_step)
-        ours["train_s"] = clock["ours"]
+        rows[0]["train_s"] = clock["ours"]
     elif tv_a is not None:
-        loader = train_loader(trainer.dataset, cfg.solver.batch_size, cfg.data.workers, cfg.run.seed, pin_memory=False)
+        loader = train_loader(trainer.dataset, cfg.solver.batch_size, cfg.data.workers, seed, pin_memory=False)
         for iteration, batch in zip(tqdm(range(1, cfg.solver.max_iter + 1), desc="torchvision (a)"), loader):
             on_batch(iteration, batch)
     if tv_a is not None:
         rows[1]["train_s"] = tv_a.seconds
-    if "b" in args.setups:
-        tv_b = dict(common, setup="b", model=torchvision_name(args, trainer.amp),
-                    recipe=f"torchvision reference ({TORCHVISION[args.arch]['augmentation']} augmentation, "
-                           f"{TORCHVISION[args.arch]['schedule']} LR)", curve=[])
 
-        def on_iteration(run, iteration):
-            if iteration in eval_at:
-                point = score(run.model, cfg, source, device, TorchvisionDetector(run.model))
-                tv_b["curve"].append(dict(point, images_seen=iteration * cfg.solver.batch_size))
-                log.info("seed %d iteration %d: torchvision (b) mAP %.4f", seed, iteration, point["mAP"])
 
-        run = train_torchvision_own(args, cfg, trainer.train_source, seed, device, trainer.amp, on_iteration)
-        tv_b["train_s"] = run.seconds
-        rows.append(tv_b)
-    for row in rows:
-        row.update(final=row["curve"][-1], train_img_s=row["images_seen"] / max(row["train_s"], 1e-9))
-    return rows
+def setup_b_row(args, trainer, common: dict, eval_at: list, source, device) -> dict:
+    """Set-up (b): torchvision's model with its own reference recipe on the same training images."""
+    cfg = trainer.cfg
+    row = dict(common, setup="b", model=torchvision_name(args, trainer.amp),
+               recipe=f"torchvision reference ({TORCHVISION[args.arch]['augmentation']} augmentation, "
+                      f"{TORCHVISION[args.arch]['schedule']} LR)", curve=[])
+
+    def on_iteration(run, iteration):
+        if iteration in eval_at:
+            point = score(run.model, cfg, source, device, TorchvisionDetector(run.model))
+            row["curve"].append(dict(point, images_seen=iteration * cfg.solver.batch_size))
+            log.info("seed %d iteration %d: torchvision (b) mAP %.4f", cfg.run.seed, iteration, point["mAP"])
+
+    row["train_s"] = train_torchvision_own(args, cfg, trainer.train_source, cfg.run.seed, device, trainer.amp,
+                                           on_iteration).seconds
+    return row
 
 
 # --- the table -----------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from config_resolve import config_for
 from data import build_source
 from engine import evaluate, load_model
 from engine.trainer import PRECISION_NAMES
-from models import SSD
+from models import VGGSSD
 from utils.distributed import resolve_device
 
 
@@ -36,7 +36,7 @@ def measure(args, device, settings: dict, amp: str) -> list:
         model, cfg = load_model(args.weights, device, settings)
     else:
         cfg = config_for(**settings)
-        model = SSD.from_config(cfg).to(device).eval()
+        model = VGGSSD.from_config(cfg).to(device).eval()
     start = time.perf_counter()
     source = build_source(cfg, train=False)
     parsed = time.perf_counter()

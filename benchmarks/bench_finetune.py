@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from benchmarks.record import device_name
+from benchmarks.common import device_name
 from config_flags import add_flags, flags_given
 from config_resolve import resolve
 from engine import Trainer

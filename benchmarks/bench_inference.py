@@ -30,7 +30,7 @@ from data import image_files, read_image
 from engine import Detector, OnnxDetector, autocast, export_onnx, load_model, preprocess
 from engine.deploy import onnxruntime_version, quantize_int8
 from layers import PostProcessor
-from models import SSD, build_model
+from models import VGGSSD, build_model
 from utils.distributed import resolve_device, usable_cores
 from utils.voc_eval import evaluate_detections
 
@@ -183,7 +183,7 @@ def main():
     eager_300 = None
     for size in args.size:
         torch.manual_seed(0)
-        model = SSD(size, 21).to(device).eval()
+        model = VGGSSD(size, 21).to(device).eval()
         images = torch.randint(0, 255, (args.batch_size, 3, size, size), dtype=torch.uint8, device=device)
         for mode in modes:
             rate, latency, fallbacks, split = bench_mode(model, mode, images, args)

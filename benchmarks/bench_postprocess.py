@@ -14,7 +14,7 @@ from torchvision.models.detection import ssd300_vgg16
 from benchmarks.common import device_name, seconds_per_call, step_parser
 from config_resolve import config_for
 from layers import PostProcessor, cxcywh_to_xyxy
-from models import SSD
+from models import VGGSSD
 from utils.distributed import resolve_device
 
 
@@ -31,7 +31,7 @@ def main():
     args = parser.parse_args()
     device = resolve_device(args.device)
     cfg = config_for("VOC")
-    model = SSD.from_config(cfg).to(device)
+    model = VGGSSD.from_config(cfg).to(device)
     ours = PostProcessor.from_config(cfg, model.box_coder)
     reference = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21).to(device)
     anchors = [cxcywh_to_xyxy(model.priors) * 300] * args.batch_size

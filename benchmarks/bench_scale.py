@@ -129,6 +129,23 @@ def worker_growth(source, workers: int, batch_size: int = 256) -> list:
     return [(uss - first, pss) for first, (uss, pss) in zip(start, end)]
 
 
+def epoch_rows(coco, voc, workers_tried: list, rows: list) -> float:
+    """One epoch of each set through the loader's workers, their memory growth as rows -> the worst growth."""
+    worst = 0.0
+    for workers in workers_tried:
+        start = time.perf_counter()
+        growth = worker_growth(coco, workers)
+        worst = max(worst, max(g for g, _ in growth))
+        rows.append((f"COCO epoch, {workers} workers, forced gc.collect() in each",
+                     f"{time.perf_counter() - start:.0f} s",
+                     "USS growth " + ", ".join(f"{g:.1f}" for g, _ in growth) + " MiB; PSS at the end "
+                     + ", ".join(f"{p:.0f}" for _, p in growth) + " MiB"))
+    growth = worker_growth(voc, workers_tried[0])
+    rows.append((f"VOC epoch, {workers_tried[0]} workers, forced gc.collect()", "-",
+                 "USS growth " + ", ".join(f"{g:.1f}" for g, _ in growth) + " MiB"))
+    return max(worst, max(g for g, _ in growth))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--coco-images", type=int, default=118287)
@@ -155,19 +172,7 @@ def main():
         voc = VOCSource(os.path.join(folder, "voc"), ["2007:trainval"], VOC_CLASSES)
         rows.append((f"VOC construction, {args.voc_images} XML files", f"{time.perf_counter() - start:.2f} s",
                      f"+{rss_mib() - before:.0f} MiB resident"))
-        worst = 0.0
-        for workers in args.workers:
-            start = time.perf_counter()
-            growth = worker_growth(coco, workers)
-            worst = max(worst, max(g for g, _ in growth))
-            rows.append((f"COCO epoch, {workers} workers, forced gc.collect() in each",
-                         f"{time.perf_counter() - start:.0f} s",
-                         "USS growth " + ", ".join(f"{g:.1f}" for g, _ in growth) + " MiB; PSS at the end "
-                         + ", ".join(f"{p:.0f}" for _, p in growth) + " MiB"))
-        growth = worker_growth(voc, args.workers[0])
-        rows.append((f"VOC epoch, {args.workers[0]} workers, forced gc.collect()", "-",
-                     "USS growth " + ", ".join(f"{g:.1f}" for g, _ in growth) + " MiB"))
-        worst = max(worst, max(g for g, _ in growth))
+        worst = epoch_rows(coco, voc, args.workers, rows)
     print(f"\nDatasets at scale; {os.cpu_count()} CPU cores, peak resident "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     print("| what | time | memory |\n|---|---|---|")

@@ -17,10 +17,10 @@ import time
 import torch
 import torchvision
 
-from benchmarks.common import device_name, step_parser, sync
+from benchmarks.common import device_name, step_parser
 from benchmarks.record import write_record
 from config_resolve import config_for
-from engine.detector import autocast
+from engine.detector import autocast, synchronize
 from engine.trainer import PRECISION_NAMES
 from layers import MultiBoxLoss
 from models import build_model
@@ -57,19 +57,19 @@ def ours_step(arch: str, amp: str, channels_last: bool, device, images, targets)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
 
     def step():
-        sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         with autocast(device, amp):
             loc, conf = model(images)
-        sync(device)
+        synchronize(device)
         t1 = time.perf_counter()
         terms = criterion((loc, conf), targets)
-        sync(device)
+        synchronize(device)
         t2 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
         optimizer.step()
-        sync(device)
+        synchronize(device)
         return (t1 - t0) + (time.perf_counter() - t2), t2 - t1
     return step
 
@@ -88,14 +88,14 @@ def torchvision_step(arch: str, amp: str, channels_last: bool, device, images, t
     tv_targets = [dict(boxes=t[:, :4] * size, labels=t[:, 4].long() + 1) for t in targets]
 
     def step():
-        sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         with autocast(device, amp):
             losses = model(tv_images, tv_targets)
         optimizer.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
         optimizer.step()
-        sync(device)
+        synchronize(device)
         return time.perf_counter() - t0
     return step
 

@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.record import device_name
+from benchmarks.common import device_name
 from config_resolve import resolve
 from data import build_source
 from data.label_files import LabelWriter
@@ -128,26 +128,30 @@ def main(argv=None):
         with open(os.path.join(root, "test.txt"), "w") as f:
             f.write("\n".join(truth))
         for seed in args.seeds:
-            out = os.path.join(root, f"found-{seed}.json")
-            env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False")
-            subprocess.run([python, "-c", TRAIN_AND_PREDICT, data_yaml, str(epochs), str(args.imgsz), str(seed),
-                            os.path.join(root, "runs"), os.path.join(root, "test.txt"), out], check=True, env=env)
-            found = json.load(open(out))
-            metrics = score(found["detections"], truth, cfg.model.class_names)
-            seen, seconds = epochs * train_count, found["train_seconds"]
-            final = {"mAP": metrics["mAP"], "AP": metrics["AP"], "images_seen": seen}
-            record["rows"].append({"seed": seed, "images_seen": seen, "iterations": epochs, "batch_size": 16,
-                                   "setup": f"yolo {args.images}", "model": "Ultralytics YOLOv8n (from scratch)",
-                                   "recipe": f"yolo train model=yolov8n.yaml pretrained=False imgsz={args.imgsz} "
-                                             f"epochs={epochs} seed={seed} (Ultralytics {args.ultralytics} "
-                                             f"defaults otherwise)",
-                                   "curve": [final], "final": final, "train_s": seconds,
-                                   "train_img_s": seen / seconds})
-            print(f"YOLOv8n seed {seed}: {epochs} epochs ({seen} images) mAP07 {metrics['mAP']:.4f} in "
-                  f"{seconds / 60:.1f} min", flush=True)
+            record["rows"].append(train_and_score(python, args, cfg, root, data_yaml, truth, seed,
+                                                  epochs, train_count))
             with open(args.out, "w") as f:
                 json.dump(record, f, indent=1)
 
+
+def train_and_score(python: str, args, cfg, root: str, data_yaml: str, truth: list, seed: int, epochs: int,
+                    train_count: int) -> dict:
+    """One seed of YOLOv8n in its own environment, its test detections scored by the devkit's rule -> a row."""
+    out = os.path.join(root, f"found-{seed}.json")
+    env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False")
+    subprocess.run([python, "-c", TRAIN_AND_PREDICT, data_yaml, str(epochs), str(args.imgsz), str(seed),
+                    os.path.join(root, "runs"), os.path.join(root, "test.txt"), out], check=True, env=env)
+    found = json.load(open(out))
+    metrics = score(found["detections"], truth, cfg.model.class_names)
+    seen, seconds = epochs * train_count, found["train_seconds"]
+    final = {"mAP": metrics["mAP"], "AP": metrics["AP"], "images_seen": seen}
+    print(f"YOLOv8n seed {seed}: {epochs} epochs ({seen} images) mAP07 {metrics['mAP']:.4f} in "
+          f"{seconds / 60:.1f} min", flush=True)
+    return {"seed": seed, "images_seen": seen, "iterations": epochs, "batch_size": 16,
+            "setup": f"yolo {args.images}", "model": "Ultralytics YOLOv8n (from scratch)",
+            "recipe": f"yolo train model=yolov8n.yaml pretrained=False imgsz={args.imgsz} epochs={epochs} "
+                      f"seed={seed} (Ultralytics {args.ultralytics} defaults otherwise)",
+            "curve": [final], "final": final, "train_s": seconds, "train_img_s": seen / seconds}
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 """What the benchmarks share: their command line, device set-up, timing sync and a VOC-sized test folder."""
 import argparse
 import os
+import platform
 import statistics
 import time
 
@@ -9,6 +10,8 @@ import numpy as np
 import torch
 
 from data.voc import write_voc_folder
+from engine.detector import cpu_has_native_bf16, synchronize
+from utils.distributed import usable_cores
 
 
 def step_parser(doc: str, batch_size: int, several_precisions: bool = False) -> argparse.ArgumentParser:
@@ -28,23 +31,26 @@ def step_parser(doc: str, batch_size: int, several_precisions: bool = False) -> 
     return parser
 
 
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
-
-
-def sync(device: torch.device):
+def device_name(device: torch.device = None) -> str:
+    """The GPU's name (of `device`, else the first), or the CPU's model name and the cores this process may use."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"CPU: {model}, {usable_cores()} cores{', native bfloat16' if cpu_has_native_bf16() else ''}"
 
 
 def seconds_per_call(fn, steps: int, warmup: int, device: torch.device) -> float:
     """The median seconds of `steps` calls of `fn` after `warmup` calls, the device synchronised around each."""
     times = []
     for index in range(warmup + steps):
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         fn()
-        sync(device)
+        synchronize(device)
         if index >= warmup:
             times.append(time.perf_counter() - start)
     return statistics.median(times)

@@ -6,24 +6,11 @@ printed (with the line above each as its title), plus the AP tables and mAP line
 import argparse
 import datetime
 import json
-import os
-import platform
 import re
 
 import torch
 
-
-def device_name() -> str:
-    """The GPU's name, or the CPU's model name and the cores this process may use."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    model = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-        model = names[0] if names else model
-    from engine.detector import cpu_has_native_bf16
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"CPU: {model}, {cores} cores{', native bfloat16' if cpu_has_native_bf16() else ''}"
+from benchmarks.common import device_name
 
 
 def parse_tables(text: str) -> list:

@@ -10,13 +10,14 @@ from .coco import COCOSource
 from .images import PHOTO_EXTENSIONS, decode_image, image_files, image_header_size, read_image
 from .loader import Batch, Sample, SSDDataset, as_model_input, collate, eval_loader, train_loader
 from .problems import DatasetError
+from .records import DataSource
 from .shapes import ShapesDataset
 from .transforms import ResizeTransform, SSDAugmentation
 from .voc import VOCSource, layout_sets, single_folder_sets, voc_layout
 from .yolo import YOLOSource
 
 
-def build_source(cfg, train: bool):
+def build_source(cfg, train: bool) -> DataSource:
     """The dataset source (images + annotations) for cfg.data.sets (train) or cfg.data.test_sets (evaluation)."""
     sets = cfg.data.sets if train else cfg.data.test_sets
     if cfg.data.dataset == "shapes":
@@ -57,7 +58,7 @@ def normalised_boxes(source, use_difficult: bool, shapes_images: int = 200, unre
     every object a run learns from, as the resize to S x S makes it (the prior coverage and fit see these), leaving
     out the images at the indices `unreadable` (training never sees them). The built-in shapes set is generated,
     so its first `shapes_images` images stand for it."""
-    table = getattr(source, "table", None)
+    table = source.table
     if table is None:
         count = min(len(source), shapes_images)
         boxes, labels = [np.zeros((0, 4), np.float32)], [np.zeros(0, np.int64)]
@@ -84,13 +85,13 @@ def normalised_boxes(source, use_difficult: bool, shapes_images: int = 200, unre
 
 def objects_for_training(source, use_difficult: bool) -> int:
     """Objects of the label list a training run would learn from (file-backed sources; shapes always has some)."""
-    table = getattr(source, "table", None)
+    table = source.table
     if table is None:
         return len(source)
     return int(len(table.labels) if use_difficult else (~table.difficult).sum())
 
 
-__all__ = ["Batch", "Sample", "build_source", "build_dataset", "VOCSource", "COCOSource", "YOLOSource", "ShapesDataset",
-           "SSDDataset", "SSDAugmentation", "ResizeTransform", "collate", "train_loader", "eval_loader",
-           "as_model_input", "DatasetError", "read_image", "decode_image", "image_files", "PHOTO_EXTENSIONS",
-           "objects_for_training", "normalised_boxes"]
+__all__ = ["Batch", "Sample", "DataSource", "build_source", "build_dataset", "VOCSource", "COCOSource", "YOLOSource",
+           "ShapesDataset", "SSDDataset", "SSDAugmentation", "ResizeTransform", "collate", "train_loader",
+           "eval_loader", "as_model_input", "DatasetError", "read_image", "decode_image", "image_files",
+           "PHOTO_EXTENSIONS", "objects_for_training", "normalised_boxes"]

@@ -130,12 +130,7 @@ class COCOSource(RecordSource):
         ids, paths, sizes, counts, boxes, labels_, difficult, coco_ids = columns
         self.table = RecordTable(ids, paths, sizes, np.concatenate([[0], np.cumsum(counts)]), boxes, labels_,
                                  difficult, coco_ids)
-        self.problems.report(name)
-        if not len(self.table):
-            raise DatasetError(f"{self.root}: COCO set(s) {list(image_sets)} hold no usable image"
-                               + (f" ({self.problems.dominant()})" if self.problems else ""))
-        log.info("%s %s: %d images, %d objects of %d classes: %s", name, list(image_sets), len(self.table),
-                 len(self.table.labels), len(self.class_names), ", ".join(self.class_names))
+        self.finish_reading(name, "COCO set(s)", image_sets)
 
     def _read_set(self, ann_file: str, folder: str, wanted, skip_empty: bool) -> tuple:
         """One annotation file -> columns (ids, paths, sizes, object counts, boxes, labels, difficult, coco ids)."""

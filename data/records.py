@@ -1,11 +1,13 @@
 """The annotations of a dataset as a few flat arrays (RecordTable, built by TableBuilder), and RecordSource, the
 base of the file-backed datasets (VOC, COCO, YOLO) that serves them by index."""
 import os
+from collections import Counter
+from typing import Protocol
 
 import numpy as np
 
 from .images import read_image
-from .problems import clean_boxes
+from .problems import DatasetError, Problems, clean_boxes, log
 
 
 class RecordTable:
@@ -62,15 +64,46 @@ def exists(path: str) -> bool:
     return os.path.isfile(path)
 
 
+class DataSource(Protocol):
+    """What training, evaluation and the checker read of a dataset. RecordSource (VOC, COCO and YOLO folders) and
+    data.shapes.ShapesDataset implement it."""
+    name: str
+    class_names: list
+    problems: Problems  # what reading dropped or changed, counted per kind
+    names_found: Counter  # every object name the annotations hold, of --class-names or not
+    notices: list  # what is worth a line without being a problem (categories merged, size mismatches)
+    layout: object  # the folder layout found (data.voc.VocLayout), or None
+    table: RecordTable | None  # the parsed annotations; None for a generated set
+
+    def __len__(self) -> int: ...
+    def image_id(self, index: int) -> str: ...
+    def image_path(self, index: int) -> str: ...
+    def image_size(self, index: int) -> tuple: ...
+    def annotation(self, index: int) -> tuple: ...
+    def load(self, index: int) -> tuple: ...
+
+
 class RecordSource:
-    """Base of the file-backed datasets: a RecordTable parsed up front, images decoded on demand."""
+    """Base of the file-backed datasets (a DataSource): a RecordTable parsed up front, images decoded on demand."""
 
     table: RecordTable
     class_names: list
     name: str
+    notices: list = ()
+    layout = None
 
     def __len__(self):
         return len(self.table)
+
+    def finish_reading(self, name: str, what: str, image_sets):
+        """After the table is built: what was dropped, one line per kind; a DatasetError when no image is usable;
+        then what was read."""
+        self.problems.report(name)
+        if not len(self.table):
+            raise DatasetError(f"{self.root}: {what} {list(image_sets)} hold no usable image"
+                               + (f" ({self.problems.dominant()})" if self.problems else ""))
+        log.info("%s %s: %d images, %d objects of %d classes: %s", name, list(image_sets), len(self.table),
+                 len(self.table.labels), len(self.class_names), ", ".join(self.class_names))
 
     def image_id(self, index: int) -> str:
         return str(self.table.image_ids[index])

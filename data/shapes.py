@@ -94,7 +94,11 @@ def generate(seed: int, split: str, index: int, class_names=SHAPES_CLASSES):
 
 
 class ShapesDataset:
-    """`ShapesDataset('train' | 'test', num_images, seed)`: the same source interface as the file datasets."""
+    """`ShapesDataset('train' | 'test', num_images, seed)`: a DataSource, as the file datasets, generated."""
+
+    table = None  # nothing parsed: every image holds objects of every class's kind
+    notices = ()
+    layout = None
 
     def __init__(self, split: str = "train", num_images: int = 20000, seed: int = 0):
         if split not in SPLIT_IDS:
@@ -124,3 +128,7 @@ class ShapesDataset:
     def annotation(self, index: int):
         _, boxes, labels, difficult = self.load(index)
         return boxes, labels, difficult
+
+    def image_size(self, index: int) -> tuple:
+        """(height, width) of the generated image."""
+        return tuple(self.load(index)[0].shape[:2])

@@ -21,7 +21,7 @@ from collections import Counter
 import numpy as np
 
 from .images import PHOTO_EXTENSIONS, image_header_size
-from .problems import DATA_YAML_NAMES, DatasetError, Problems, clean_boxes, format_hint, log
+from .problems import DATA_YAML_NAMES, DatasetError, Problems, clean_boxes, format_hint
 from .records import RecordSource, TableBuilder
 
 SET_ALIASES = {"valid": "val", "validation": "val"}
@@ -106,12 +106,7 @@ class YOLOSource(RecordSource):
                 self._add(builder, path, names, label_of, skip_empty)
             self._orphans(doc[key], base)
         self.table = builder.build()
-        self.problems.report(name)
-        if not len(self.table):
-            raise DatasetError(f"{self.root}: YOLO split(s) {list(image_sets)} hold no usable image"
-                               + (f" ({self.problems.dominant()})" if self.problems else ""))
-        log.info("%s %s: %d images, %d objects of %d classes: %s", name, list(image_sets), len(self.table),
-                 len(self.table.labels), len(self.class_names), ", ".join(self.class_names))
+        self.finish_reading(name, "YOLO split(s)", image_sets)
 
     def _split_paths(self, entry, base: str, key: str) -> list:
         """data.yaml's entry for a split -> existing folders or list files."""

@@ -1,6 +1,6 @@
 """The two loops beside the model: inference (loading weights, the batched detector, its ONNX Runtime twin, dataset
 evaluation) and training (`Trainer`)."""
-from .deploy import LoadedDetector, OnnxDetector, export_onnx, load_detector
+from .deploy import OnnxDetector, export_onnx
 from .detector import AMP_DTYPES, Detector, autocast, load_model, preprocess
 from .evaluate import (
     evaluate,
@@ -12,6 +12,7 @@ from .evaluate import (
     write_evaluation,
     write_metrics,
 )
+from .loading import LoadedDetector, load_detector
 from .runs import RUNS_ROOT, check_fresh_folder, default_output, find_resume, read_resume, run_checkpoint, run_finished
 from .trainer import Trainer
 

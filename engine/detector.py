@@ -81,7 +81,7 @@ def _is_channels_last(model) -> bool:
     return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
 
 
-def _sync(device):
+def synchronize(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -168,7 +168,7 @@ class Detector:
         else:
             loc, conf = self._network(images)
             if self.timing:
-                _sync(self.device)
+                synchronize(self.device)
                 middle = time.perf_counter()
                 self.seconds["network"] += middle - start
                 start = middle
@@ -177,7 +177,7 @@ class Detector:
             self.fallbacks += 1
             detections = self._postprocess(loc, conf, None)
         if self.timing:
-            _sync(self.device)
+            synchronize(self.device)
             self.seconds["graph" if self.cuda_graph else "postprocess"] += time.perf_counter() - start
         return detections
 

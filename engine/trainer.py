@@ -133,7 +133,7 @@ def check_training_objects(cfg: Config, source):
                            f"{' '.join(cfg.model.class_names)}"
                            + ("" if cfg.data.train_difficult else " (difficult ones excluded)")
                            + f"; its annotations name: {names}")
-    table = getattr(source, "table", None)  # file-backed sources; shapes always has every class
+    table = source.table  # None for the generated shapes set, which always has every class
     if table is not None:
         counts = np.bincount(table.labels, minlength=len(cfg.model.class_names))
         empty = [name for name, count in zip(cfg.model.class_names, counts) if count == 0]

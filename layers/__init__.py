@@ -1,15 +1,15 @@
 from .box_utils import BoxCoder, cxcywh_to_xyxy, decode, encode, pairwise_box_iou, xyxy_to_cxcywh
-from .detection import (
-                        PaddedDetections,
-                        PostProcessor,
-                        greedy_nms,
-                        postprocess,
-                        postprocess_padded,
-                        soft_nms,
-                        unpad_detections,
-)
 from .matching import match_priors, pad_targets
 from .multibox_loss import MultiBoxLoss
+from .postprocessing import (
+                          PaddedDetections,
+                          PostProcessor,
+                          greedy_nms,
+                          postprocess,
+                          postprocess_padded,
+                          soft_nms,
+                          unpad_detections,
+)
 from .prior_box import PriorBox
 
 __all__ = ["PriorBox", "BoxCoder", "MultiBoxLoss", "PostProcessor", "PaddedDetections", "postprocess", "soft_nms",

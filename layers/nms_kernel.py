@@ -1,6 +1,6 @@
 """The suppression mask of `greedy_nms` as one Triton kernel: IoU, threshold and bit packing fused, so no K x K
 float matrix is ever written (the eager form makes about 30 elementwise passes over G x K x K entries).
-Imported only on CUDA (layers/detection.py dispatches to it); its tests run it on a CPU under TRITON_INTERPRET=1.
+Imported only on CUDA (layers/postprocessing.py dispatches to it); its tests run it on a CPU under TRITON_INTERPRET=1.
 """
 import torch
 import triton

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from .ssd import SSDBase
+from .ssd import SSD
 
 EXTRA_CHANNELS = (512, 256, 256, 128)
 
@@ -89,7 +89,7 @@ def split_features(features: nn.Sequential) -> tuple:
     return head, tail, features[c4].block[0][0].out_channels, features[-1].out_channels
 
 
-class SSDLite(SSDBase):
+class SSDLite(SSD):
     """What the SSDLite detectors share: the backbone's stride-16 features (`stage4`) and stride-32 features
     (`stage5`), then the depthwise-separable extra blocks, each output a source map."""
 

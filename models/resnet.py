@@ -7,7 +7,7 @@ first three at stride 2, the last two unpadded), giving the same six maps as VGG
 import torch.nn as nn
 import torchvision
 
-from .ssd import SSDBase, init_new_layers
+from .ssd import SSD, init_new_layers
 
 EXTRAS = [(1024, 256, 512, 2, 1), (512, 256, 512, 2, 1), (512, 128, 256, 2, 1), (256, 128, 256, 1, 0),
           (256, 128, 256, 1, 0)]  # (in, 1x1 channels, out, 3x3 stride, 3x3 padding)
@@ -23,7 +23,7 @@ def resnet50_trunk() -> nn.Sequential:
                          resnet.layer3)
 
 
-class ResNetSSD(SSDBase):
+class ResNetSSD(SSD):
     """SSD300 with NVIDIA's ResNet-50 layout; `loc, conf = model(images)` as `SSD`."""
 
     backbone_name = "resnet50"

@@ -103,7 +103,7 @@ def init_new_layers(modules):
                     nn.init.zeros_(m.bias)
 
 
-class SSDBase(nn.Module):
+class SSD(nn.Module):
     """What every SSD shares, whatever its backbone: input normalisation, `features(images)` -> source feature maps
     (the subclass's), a loc and a conf head per map, and the box coder over the priors of `prior_layout`.
     `loc, conf = model(images)`: images BGR 0..255 [B, 3, S, S] -> loc [B, P, 4], conf [B, P, C] (logits).
@@ -140,7 +140,7 @@ class SSDBase(nn.Module):
         self.box_coder = BoxCoder(prior_box.forward(), self.prior_layout["variance"])
 
     @classmethod
-    def from_config(cls, cfg) -> "SSDBase":
+    def from_config(cls, cfg) -> "SSD":
         return cls(cfg.model.size, cfg.model.num_classes, cfg.model.prior_layout, cfg.model.pixel_format)
 
     @property
@@ -184,8 +184,8 @@ class SSDBase(nn.Module):
         return loc, conf
 
 
-class SSD(SSDBase):
-    """The paper's SSD300/SSD512 on VGG16 reduced-fc (optionally with BatchNorm); see `SSDBase`."""
+class VGGSSD(SSD):
+    """The paper's SSD300/SSD512 on VGG16 reduced-fc (optionally with BatchNorm); see `SSD`."""
 
     backbone_name = "vgg16"
     backbone_parts = ("vgg",)

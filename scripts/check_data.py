@@ -41,10 +41,10 @@ class Scan:
 
 
 def scan(source, decode: bool, use_difficult: bool) -> Scan:
-    found = Scan(list(source.problems), list(getattr(source, "notices", [])))
+    found = Scan(list(source.problems), list(source.notices))
     for i in tqdm(range(len(source)), desc=f"checking {source.name}", disable=not sys.stderr.isatty()):
         boxes, labels, difficult = source.annotation(i)
-        if decode and hasattr(source, "table") and not decoded(source, i, found):
+        if decode and source.table is not None and not decoded(source, i, found):
             found.unreadable.append(i)
             continue
         found.empty += len(labels) == 0
@@ -81,8 +81,7 @@ def check(source, decode: bool = True, use_difficult: bool = True):
     would learn from difficult objects."""
     found = scan(source, decode, use_difficult)
     objects, hard, problems, unreadable = found.objects, found.hard, found.problems, found.unreadable
-    layout = getattr(source, "layout", None)
-    told = [f"layout: {source.root}: {layout.describe(source.root)}"] if layout else []
+    told = [f"layout: {source.root}: {source.layout.describe(source.root)}"] if source.layout else []
     lines = [f"dataset: {source.name}", *told,
              f"images: {len(source) - len(unreadable)} readable ({found.empty} without objects)"
              + (f", {len(unreadable)} unreadable (their objects not counted below)" if unreadable else ""),
@@ -92,7 +91,7 @@ def check(source, decode: bool = True, use_difficult: bool = True):
         lines.append(f"  {name:<{width}} {objects[label]:>7}" + (f"  ({hard[label]} difficult)" if hard[label] else ""))
     missing = [n for label, n in enumerate(source.class_names) if objects[label] == 0]
     if missing:
-        names = getattr(source, "names_found", Counter())
+        names = source.names_found
         problems.append(f"{source.name}: no object at all of class(es) {missing}; the annotations name: "
                         + (", ".join(f"{n} ({c})" for n, c in names.most_common()) or "nothing"))
     if found.sizes:

@@ -13,7 +13,7 @@ import train
 from config import MODEL_KEYS, Config
 from config_flags import flags_given
 from engine import Detector, load_model, preprocess
-from models import SSD
+from models import VGGSSD
 from scripts import export_onnx
 from utils.checkpoint import read_state
 
@@ -43,7 +43,7 @@ def test_every_entry_point_rebuilds_the_trained_config_and_outputs(trained, tmp_
     m = cfg.model
     assert (m.size, m.batch_norm, m.class_names, m.pixel_format) == (512, True, ("dog", "cat"), "torchvision")
     assert cfg.model.min_sizes == (20, 50, 130, 210, 290, 370, 450)
-    reference = SSD.from_config(cfg).eval()
+    reference = VGGSSD.from_config(cfg).eval()
     reference.load_state_dict(saved["model"])
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     batch, _ = preprocess([image], 512)
@@ -78,7 +78,7 @@ def test_a_checkpoint_of_the_earlier_format_loads_with_the_same_outputs(tmp_path
                   "nms_thresh": 0.45, "top_k": 200, "save_folder": "weights/run", "device": "auto",
                   "lr_steps": [4000, 5200], "graph_nms_rounds": 12}
     torch.manual_seed(0)
-    model = SSD(300, 6, pixel_format="torchvision").eval()
+    model = VGGSSD(300, 6, pixel_format="torchvision").eval()
     torch.save({"config": old_config, "model": model.state_dict(), "iteration": 10, "best_map": -1.0},
                tmp_path / "final.pth")
     loaded, cfg = load_model(str(tmp_path / "final.pth"))

@@ -21,7 +21,7 @@ import train
 from config import CPU_CHECK, CPU_DEMO, Config
 from config_resolve import config_for, resolve
 from data import DatasetError, VOCSource
-from models import SSD
+from models import VGGSSD
 from scripts import export_onnx
 from scripts.export_onnx import main as export_main
 from utils.errors import ConfigError
@@ -38,7 +38,7 @@ def checkpoints(tmp_path_factory):
         cfg = config_for("shapes", size=size, batch_norm=False)
         path = folder / f"ssd{size}" / "final.pth"
         path.parent.mkdir()
-        torch.save({"config": cfg.to_dict(), "model": SSD(size, cfg.model.num_classes).state_dict()}, path)
+        torch.save({"config": cfg.to_dict(), "model": VGGSSD(size, cfg.model.num_classes).state_dict()}, path)
         paths[size] = str(path)
     data = open(paths[300], "rb").read()
     (folder / "corrupt.pth").write_bytes(data[: len(data) // 3])

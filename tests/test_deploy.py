@@ -14,7 +14,7 @@ import eval as eval_script
 from config_resolve import config_for
 from data import read_image
 from data.shapes import generate
-from engine import Detector, OnnxDetector, deploy, export_onnx, load_detector, preprocess
+from engine import Detector, OnnxDetector, deploy, export_onnx, load_detector, loading, preprocess
 from models import build_model
 from scripts import export_onnx as export_script
 from tests.helpers import assert_same_detections, lively_model
@@ -132,7 +132,7 @@ def test_runtime_choice_and_what_it_says(tmp_path, lively_checkpoint, monkeypatc
     threads = load_detector(lively_checkpoint, CPU, {"threads": 1})
     assert threads.detector.threads == 1 and "1 thread(s)" in threads.description
 
-    monkeypatch.setattr(deploy, "onnxruntime_version", lambda: None)  # a machine without onnxruntime
+    monkeypatch.setattr(loading, "onnxruntime_version", lambda: None)  # a machine without onnxruntime
     missing = load_detector(lively_checkpoint, CPU, {})
     assert missing.detector.runtime == "torch" and "onnxruntime (or onnx) is not installed" in missing.description
     monkeypatch.undo()
@@ -140,8 +140,8 @@ def test_runtime_choice_and_what_it_says(tmp_path, lively_checkpoint, monkeypatc
     def broken(*args, **kwargs):
         raise RuntimeError("exporter says no")
 
-    monkeypatch.setattr(deploy, "export_onnx", broken)
-    monkeypatch.setattr(deploy, "cached_export_path", lambda w, c: str(tmp_path / "never.onnx"))
+    monkeypatch.setattr(loading, "export_onnx", broken)
+    monkeypatch.setattr(loading, "cached_export_path", lambda w, c: str(tmp_path / "never.onnx"))
     fallback = load_detector(lively_checkpoint, CPU, {})
     assert fallback.detector.runtime == "torch"
     assert "auto: the ONNX export failed (RuntimeError: exporter says no)" in fallback.description
@@ -151,8 +151,8 @@ def test_runtime_choice_and_what_it_says(tmp_path, lively_checkpoint, monkeypatc
 
 def test_unwritable_weights_folder_caches_in_home(tmp_path, lively_checkpoint, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(deploy.os, "access", lambda path, mode: False)
-    path = deploy.cached_export_path(lively_checkpoint, config_for("shapes"))
+    monkeypatch.setattr(loading.os, "access", lambda path, mode: False)
+    path = loading.cached_export_path(lively_checkpoint, config_for("shapes"))
     assert path.startswith(str(tmp_path / "home" / ".cache" / "ssd" / "onnx"))
 
 

@@ -18,7 +18,7 @@ from data import DatasetError, SSDDataset, VOCSource, build_source
 from data.transforms import ResizeTransform
 from engine import evaluate, write_metrics
 from layers import BoxCoder, decode, postprocess
-from models import SSD
+from models import VGGSSD
 from utils.voc_eval import evaluate_detections, to_devkit, write_results
 
 
@@ -53,7 +53,7 @@ def test_evaluation_scores_every_image_once(tmp_path, capsys):
     dataset = SSDDataset(source, ResizeTransform(300), substitute=False)
     image, target, index, size = dataset[1]
     assert size == (0, 0) and index == 1 and target.shape == (0, 5)
-    model = SSD.from_config(cfg).eval()
+    model = VGGSSD.from_config(cfg).eval()
     with pytest.raises(DatasetError, match="t1.jpg: cannot be decoded.*--unreadable miss"):
         evaluate(model, cfg, source, torch.device("cpu"))
     metrics = evaluate(model, cfg.replace(unreadable="miss"), source, torch.device("cpu"),

@@ -8,7 +8,7 @@ import torch
 
 import detect as detect_script
 from engine import export_onnx, load_model
-from models import SSD
+from models import VGGSSD
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt")
     cfg = config_for("shapes", batch_norm=False)
     torch.manual_seed(0)
-    model = SSD(300, cfg.model.num_classes)
+    model = VGGSSD(300, cfg.model.num_classes)
     path = str(folder / "final.pth")
     torch.save({"config": cfg.to_dict(), "model": model.state_dict()}, path)
     return path

@@ -6,7 +6,7 @@ from helpers import assert_same_detections
 
 from engine import Detector
 from layers import MultiBoxLoss, PostProcessor
-from models import SSD
+from models import VGGSSD
 from utils.errors import ConfigError
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -14,11 +14,11 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 def test_channels_last_matches_contiguous_on_ssd300():
     torch.manual_seed(0)
-    model = SSD(300, 6).eval()
+    model = VGGSSD(300, 6).eval()
     images = torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8)
     with torch.no_grad():
         loc, conf = model(images)
-        fast = SSD(300, 6).eval()
+        fast = VGGSSD(300, 6).eval()
         fast.load_state_dict(model.state_dict())
         fast = fast.to(memory_format=torch.channels_last)
         loc_cl, conf_cl = fast(images.contiguous(memory_format=torch.channels_last))
@@ -39,7 +39,7 @@ def test_channels_last_matches_contiguous_on_ssd300():
 def bf16_agreement(device: str, autocast_network: bool):
     """Losses of an SSD300 whose network ran (or whose outputs were rounded) in bf16, against fp32."""
     torch.manual_seed(0)
-    model = SSD(300, 6, batch_norm=True, pixel_format="torchvision").to(device).eval()
+    model = VGGSSD(300, 6, batch_norm=True, pixel_format="torchvision").to(device).eval()
     images = torch.randint(0, 255, (1, 3, 300, 300), dtype=torch.uint8, device=device)
     targets = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 2.0], [0.55, 0.3, 0.95, 0.9, 4.0]], device=device)]
     criterion = MultiBoxLoss(6, model.box_coder)
@@ -68,7 +68,7 @@ def test_bf16_autocast_loss_matches_fp32_on_cuda():
 
 def test_fixed_nms_rounds_fall_back_to_the_exact_detections():
     torch.manual_seed(0)
-    model = SSD(300, 4).eval()
+    model = VGGSSD(300, 4).eval()
     images = torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8)
     sizes = torch.tensor([[375, 500], [300, 300]])
     post = PostProcessor(model.box_coder, top_k=50)
@@ -85,7 +85,7 @@ def test_fixed_nms_rounds_fall_back_to_the_exact_detections():
 
 
 def test_cuda_graph_needs_a_cuda_device():
-    model = SSD(300, 4)
+    model = VGGSSD(300, 4)
     with pytest.raises(ConfigError, match="CUDA graphs need the model on a CUDA device"):
         Detector(model, cuda_graph=True)
 
@@ -94,7 +94,7 @@ def test_cuda_graph_needs_a_cuda_device():
 @pytest.mark.parametrize("amp", ["off", "bf16"])
 def test_cuda_graph_replay_matches_eager(amp):
     torch.manual_seed(0)
-    model = SSD(300, 21).cuda().eval().to(memory_format=torch.channels_last)
+    model = VGGSSD(300, 21).cuda().eval().to(memory_format=torch.channels_last)
     post = PostProcessor(model.box_coder)
     eager = Detector(model, post, amp, channels_last=True)
     graphed = Detector(model, post, amp, channels_last=True, cuda_graph=True)
@@ -108,7 +108,7 @@ def test_cuda_graph_replay_matches_eager(amp):
 @cuda
 def test_compiled_network_matches_eager():
     torch.manual_seed(0)
-    model = SSD(300, 21).cuda().eval()
+    model = VGGSSD(300, 21).cuda().eval()
     images = torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8, device="cuda")
     post = PostProcessor(model.box_coder)
     assert_same_detections(Detector(model, post)(images), Detector(model, post, compile=True)(images),

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from models import SSD, WeightsError, load_basenet, load_ssd_weights
+from models import VGGSSD, WeightsError, load_basenet, load_ssd_weights
 from models.weights import KNOWN_FILES
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
@@ -50,21 +50,21 @@ def ssd_pytorch_ssd300_state(num_classes=21):
 @pytest.mark.parametrize("size,batch_norm,priors", [(300, False, 8732), (300, True, 8732), (512, False, 24564),
                                                     (512, True, 24564)])
 def test_output_shapes(size, batch_norm, priors):
-    model = SSD(size, 4, batch_norm).eval()
+    model = VGGSSD(size, 4, batch_norm).eval()
     with torch.no_grad():
         loc, conf = model(torch.randint(0, 255, (2, 3, size, size), dtype=torch.uint8))
     assert loc.shape == (2, priors, 4) and conf.shape == (2, priors, 4) and model.priors.shape == (priors, 4)
 
 
 def test_backbone_structure_matches_paper():
-    model = SSD(300, 21)
+    model = VGGSSD(300, 21)
     fc6, fc7 = model.vgg[31], model.vgg[33]
     assert fc6.dilation == (6, 6) and fc6.padding == (6, 6) and fc6.kernel_size == (3, 3)
     assert fc7.kernel_size == (1, 1) and fc7.out_channels == 1024
     assert model.vgg[16].ceil_mode and model.vgg[30].kernel_size == 3 and model.vgg[30].stride == 1
     assert torch.all(model.l2norm.weight == 20)
     assert model.extras[-1].kernel_size == (3, 3)
-    assert SSD(512, 21).extras[-1].kernel_size == (4, 4)
+    assert VGGSSD(512, 21).extras[-1].kernel_size == (4, 4)
 
 
 def test_load_ssd_pytorch_vgg16_reducedfc(tmp_path):
@@ -72,7 +72,7 @@ def test_load_ssd_pytorch_vgg16_reducedfc(tmp_path):
     path = tmp_path / "vgg16_reducedfc.pth"
     torch.save(state, path)
     for batch_norm in (False, True):
-        model = SSD(300, 21, batch_norm)
+        model = VGGSSD(300, 21, batch_norm)
         assert load_basenet(model, path) == "caffe"
         convs = [m for m in model.vgg if isinstance(m, torch.nn.Conv2d)]
         for conv, index in zip(convs, SSD_PYTORCH_VGG_CONVS):
@@ -85,7 +85,7 @@ def test_load_torchvision_vgg16_decimates_fc_layers(tmp_path):
     state = torchvision.models.vgg16(weights=None).state_dict()
     path = tmp_path / "vgg16-397923af.pth"
     torch.save(state, path)
-    model = SSD(300, 21)
+    model = VGGSSD(300, 21)
     assert load_basenet(model, path) == "torchvision"
     assert torch.equal(model.vgg[0].weight, state["features.0.weight"])
     assert torch.equal(model.vgg[28].weight, state["features.28.weight"])
@@ -99,7 +99,7 @@ def test_load_torchvision_vgg16_decimates_fc_layers(tmp_path):
     # the converter script writes the same tensors plus the input format they expect
     from scripts.convert_vgg16 import main as convert
     convert(["--input", str(path), "--output", str(tmp_path / "reduced.pth")])
-    other = SSD(300, 21)
+    other = VGGSSD(300, 21)
     assert load_basenet(other, tmp_path / "reduced.pth") == "torchvision"
     assert torch.equal(other.vgg[31].weight, model.vgg[31].weight)
 
@@ -108,7 +108,7 @@ def test_load_ssd_pytorch_checkpoint_same_outputs(tmp_path):
     state = ssd_pytorch_ssd300_state()
     path = tmp_path / "ssd300_mAP_77.43_v2.pth"
     torch.save(state, path)
-    model = SSD(300, 21).eval()
+    model = VGGSSD(300, 21).eval()
     load_ssd_weights(model, path)
     assert torch.equal(model.l2norm.weight, state["L2Norm.weight"])
     assert torch.equal(model.extras[7].weight, state["extras.7.weight"])
@@ -119,7 +119,7 @@ def test_load_ssd_pytorch_checkpoint_same_outputs(tmp_path):
     assert model.normalize(pixel).flatten().tolist() == [30 - 123, 20 - 117, 10 - 104]
     # and the same round trip through DataParallel-style keys
     torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "dp.pth")
-    other = SSD(300, 21).eval()
+    other = VGGSSD(300, 21).eval()
     load_ssd_weights(other, tmp_path / "dp.pth")
     x = torch.randint(0, 255, (1, 3, 300, 300), dtype=torch.uint8)
     with torch.no_grad():
@@ -129,30 +129,30 @@ def test_load_ssd_pytorch_checkpoint_same_outputs(tmp_path):
 def test_mismatched_weight_files_give_clear_errors(tmp_path):
     torch.save(ssd_pytorch_ssd300_state(num_classes=21), tmp_path / "voc.pth")
     with pytest.raises(WeightsError, match="21 classes.*model 4"):
-        load_ssd_weights(SSD(300, 4), tmp_path / "voc.pth")
+        load_ssd_weights(VGGSSD(300, 4), tmp_path / "voc.pth")
     with pytest.raises(WeightsError, match="BatchNorm"):
-        load_ssd_weights(SSD(300, 21, batch_norm=True), tmp_path / "voc.pth")
+        load_ssd_weights(VGGSSD(300, 21, batch_norm=True), tmp_path / "voc.pth")
     with pytest.raises(WeightsError, match="not a VGG16 backbone"):
-        load_basenet(SSD(300, 21), tmp_path / "voc.pth")
+        load_basenet(VGGSSD(300, 21), tmp_path / "voc.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="junk.pth: corrupt or truncated") as caught:
-        load_ssd_weights(SSD(300, 21), tmp_path / "junk.pth")
+        load_ssd_weights(VGGSSD(300, 21), tmp_path / "junk.pth")
     assert "weights_only" not in str(caught.value)
-    torch.save({"model": SSD(300, 4).state_dict(), "note": argparse.Namespace(a=1)}, tmp_path / "pickle.pth")
+    torch.save({"model": VGGSSD(300, 4).state_dict(), "note": argparse.Namespace(a=1)}, tmp_path / "pickle.pth")
     with pytest.raises(WeightsError, match="pickle.pth: holds Python objects") as caught:
-        load_ssd_weights(SSD(300, 21), tmp_path / "pickle.pth")
+        load_ssd_weights(VGGSSD(300, 21), tmp_path / "pickle.pth")
     assert "weights_only" not in str(caught.value)
     data = (tmp_path / "voc.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightsError, match="cut.pth: corrupt or truncated"):
-        load_ssd_weights(SSD(300, 21), tmp_path / "cut.pth")
+        load_ssd_weights(VGGSSD(300, 21), tmp_path / "cut.pth")
     with pytest.raises(WeightsError, match="not found.*--basenet none"):
-        load_basenet(SSD(300, 21), tmp_path / "missing.pth")
+        load_basenet(VGGSSD(300, 21), tmp_path / "missing.pth")
     bad = ssd_pytorch_vgg_state()
     bad["31.weight"] = torch.zeros(1024, 512, 7, 7)
     torch.save(bad, tmp_path / "bad_vgg.pth")
     with pytest.raises(WeightsError, match="conv layer 13"):
-        load_basenet(SSD(300, 21), tmp_path / "bad_vgg.pth")
+        load_basenet(VGGSSD(300, 21), tmp_path / "bad_vgg.pth")
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(SHARED, "vgg16_reducedfc.pth")),
@@ -161,4 +161,4 @@ def test_real_vgg16_reducedfc():
     path = os.path.join(SHARED, "vgg16_reducedfc.pth")
     digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
     assert digest == KNOWN_FILES["vgg16_reducedfc.pth"]
-    assert load_basenet(SSD(300, 21), path) == "caffe"
+    assert load_basenet(VGGSSD(300, 21), path) == "caffe"

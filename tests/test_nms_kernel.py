@@ -6,9 +6,9 @@ import torch
 pytest.importorskip("triton")  # without CUDA, conftest.py has chosen Triton's interpreter
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
-from layers.detection import greedy_nms, suppression_bits, suppression_bits_eager  # noqa: E402
 from layers.nms_kernel import suppression_bits_triton  # noqa: E402
-from models import SSD  # noqa: E402
+from layers.postprocessing import greedy_nms, suppression_bits, suppression_bits_eager  # noqa: E402
+from models import VGGSSD  # noqa: E402
 
 
 def random_boxes(groups, k, seed=0):
@@ -40,14 +40,14 @@ def test_kernel_equals_eager_on_crafted_boxes():
 
 def test_kernel_in_greedy_nms_on_ssd300_outputs(monkeypatch):
     torch.manual_seed(0)
-    model = SSD(300, 5).eval()
+    model = VGGSSD(300, 5).eval()
     with torch.no_grad():
         loc, conf = model(torch.randint(0, 255, (1, 3, 300, 300), dtype=torch.uint8))
         boxes = model.box_coder.decode(loc).clamp(0, 1)
         scores, index = conf.softmax(-1)[0, :, 1:].T.topk(400, dim=1)  # [4 classes, 400] sorted candidates
     candidates = boxes[0][index]  # [4, 400, 4]
     expected, _ = greedy_nms(candidates, scores >= 0.01, 0.45)
-    monkeypatch.setattr("layers.detection.suppression_bits_eager", suppression_bits_triton)
+    monkeypatch.setattr("layers.postprocessing.suppression_bits_eager", suppression_bits_triton)
     kept, converged = greedy_nms(candidates, scores >= 0.01, 0.45)
     assert bool(converged) and torch.equal(kept, expected)
 

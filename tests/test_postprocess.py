@@ -158,7 +158,7 @@ def test_postprocess_matches_per_class_torchvision_nms_at_ssd300_shapes():
 
 
 def test_cpu_sorted_nms_equals_the_fixed_shape_nms():
-    from layers.detection import sorted_greedy_nms
+    from layers.postprocessing import sorted_greedy_nms
     generator = torch.Generator().manual_seed(3)
     # random groups, crafted ties, identical and zero-area boxes, a group of 1 and one of the maximum size
     corners = torch.rand(6, 37, 2, generator=generator) * 0.6
@@ -175,9 +175,9 @@ def test_cpu_sorted_nms_equals_the_fixed_shape_nms():
 
 
 def test_cpu_postprocess_equals_the_fixed_shape_path_on_network_outputs():
-    from models import SSD
+    from models import VGGSSD
     torch.manual_seed(0)
-    model = SSD(300, 21).eval()
+    model = VGGSSD(300, 21).eval()
     with torch.no_grad():
         loc, conf = model(torch.randint(0, 255, (2, 3, 300, 300), dtype=torch.uint8))
     cpu = postprocess_padded(loc, conf, model.box_coder)  # sorted greedy NMS on a CPU

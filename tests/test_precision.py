@@ -9,8 +9,8 @@ import torch
 import train
 from config_resolve import config_for
 from engine import detector
-from engine.deploy import choose_runtime
 from engine.detector import Detector, choose_precision
+from engine.loading import choose_runtime
 from engine.trainer import Trainer
 from models import build_model
 from models.mobilenet import DepthwiseConv2d

@@ -11,7 +11,7 @@ from config import PRIORS, table_layout
 from config_checks import check_model_flags
 from config_resolve import config_for, resolve
 from engine import load_model
-from engine.deploy import cached_export_path
+from engine.loading import cached_export_path
 from layers import PriorBox, cxcywh_to_xyxy, pairwise_box_iou
 from layers.prior_fit import coverage_of, fit_layout
 from models.weights import read_state
