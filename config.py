@@ -289,8 +289,8 @@ class Config:
 
     def replace(self, **changes) -> Config:
         """A copy with settings (by name, whatever their group) changed."""
-        if "prior_layout" not in changes and {"size", "min_sizes", "dataset"} & set(changes):
-            changes["prior_layout"] = {}  # rebuilt from the table for the new size / sizes
+        if "prior_layout" not in changes and {"backbone", "size", "min_sizes", "dataset"} & set(changes):
+            changes["prior_layout"] = {}  # rebuilt from the table of the new backbone / size / sizes
         groups = {group: dataclasses.replace(getattr(self, group), **{k: v for k, v in changes.items()
                                                                         if GROUP_OF[k] == group})
                   for group in {GROUP_OF[k] for k in changes}}
@@ -315,14 +315,22 @@ def prior_table(backbone: str, dataset: str, size: int) -> tuple:
 
 
 def table_layout(table: tuple, min_sizes=()) -> dict:
-    """The prior layout PRIORS[table] as plain lists; `min_sizes` (pixels, one per map) replace its sizes, each
-    map's extra square prior reaching to the next map's size, as in every layout above."""
-    layout = {k: ([list(v) for v in value] if k == "aspect_ratios" else list(value))
-              if isinstance(value, (list, tuple)) else value for k, value in PRIORS[table].items()}
+    """The prior layout PRIORS[table] as plain lists, with `min_sizes` when given (see `with_sizes`)."""
+    return with_sizes(PRIORS[table], min_sizes)
+
+
+def with_sizes(layout: dict, min_sizes=(), aspect_ratios=None) -> dict:
+    """A copy of `layout` as plain lists; `min_sizes` (pixels, one per map) replace its sizes, each map's extra
+    square prior reaching to the next map's size and the last to the layout's largest, as in every table of
+    PRIORS; `aspect_ratios` (one list per map) replace its ratios."""
+    out = {k: ([list(v) for v in value] if k == "aspect_ratios" else list(value))
+           if isinstance(value, (list, tuple)) else value for k, value in layout.items()}
     if min_sizes:
-        layout.update(min_sizes=[float(v) for v in min_sizes],
-                      max_sizes=[float(v) for v in min_sizes[1:]] + [layout["max_sizes"][-1]])
-    return layout
+        out["min_sizes"] = [float(s) for s in min_sizes]
+        out["max_sizes"] = out["min_sizes"][1:] + [float(layout["max_sizes"][-1])]
+    if aspect_ratios is not None:
+        out["aspect_ratios"] = [list(r) for r in aspect_ratios]
+    return out
 
 
 # Keys renamed since checkpoints were first written: old name -> new name.

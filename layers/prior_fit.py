@@ -18,6 +18,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from config import with_sizes
+
 from .prior_box import PriorBox
 
 # Size buckets by the box's side sqrt(w * h) in input pixels (COCO's small / medium / large, at the input size).
@@ -54,17 +56,6 @@ def breakdown(best_iou: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor,
     rows = [(name, summarize(best_iou[labels == label], thresh)) for label, name in enumerate(class_names)]
     rows += [(name, summarize(best_iou[(side >= low) & (side < high)], thresh)) for name, low, high in SIZE_BUCKETS]
     return rows
-
-
-def with_sizes(layout: dict, min_sizes, aspect_ratios=None) -> dict:
-    """`layout` with per-map prior sizes in input pixels, each map's extra square prior reaching to the next map's
-    size and the last to the layout's largest, as in every table of config.PRIORS."""
-    out = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in layout.items()}
-    out["min_sizes"] = [float(s) for s in min_sizes]
-    out["max_sizes"] = out["min_sizes"][1:] + [float(layout["max_sizes"][-1])]
-    if aspect_ratios is not None:
-        out["aspect_ratios"] = [list(r) for r in aspect_ratios]
-    return out
 
 
 class NearestCells:

@@ -205,3 +205,10 @@ def test_threads_beyond_the_cores_are_capped(tmp_path, capsys):
     loaded = load_detector(path, torch.device("cpu"), {"threads": 1000, "runtime": "torch"})
     assert loaded.cfg.test.threads == usable_cores() and torch.get_num_threads() == usable_cores()
     assert f"note: --threads 1000 capped to {usable_cores()}" in capsys.readouterr().out
+
+
+def test_changing_the_backbone_rebuilds_the_prior_layout_from_its_table():
+    mobilenet = config_for("VOC", backbone="mobilenet_v3", basenet="none")
+    assert mobilenet.model.prior_layout == table_layout(("ssdlite", 320))
+    assert mobilenet.replace(backbone="efficientnet_lite0").model.prior_layout == \
+        table_layout(("ssdlite-stride8", 320))
