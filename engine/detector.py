@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from config import Config, TestConfig
+from config import BACKBONES, Config, TestConfig
 from config_checks import check_model_flags
 from config_resolve import resolve
 from data import ResizeTransform, as_model_input
@@ -28,10 +28,10 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def choose_precision(amp: str, device: torch.device, training: bool) -> tuple:
+def choose_precision(amp: str, device: torch.device, training: bool, backbone: str = "vgg16") -> tuple:
     """`--amp` -> (off, bf16 or fp16; why). auto: bfloat16 autocast for training on a GPU with bfloat16 and on a
-    CPU that computes it natively (docs/speed.md; weights, loss and post-processing stay float32),
-    float32 elsewhere and for inference."""
+    CPU that computes it natively where it speeds the backbone's step there (docs/speed.md; weights, loss and
+    post-processing stay float32), float32 elsewhere and for inference."""
     if amp != "auto":
         return amp, f"--amp {amp}"
     if not training:
@@ -40,6 +40,8 @@ def choose_precision(amp: str, device: torch.device, training: bool) -> tuple:
         if torch.cuda.is_bf16_supported():
             return "bf16", "auto: this GPU computes bfloat16"
         return "off", "auto: float32, this GPU has no bfloat16"
+    if not BACKBONES[backbone].cpu_bf16:
+        return "off", f"auto: float32, bfloat16 does not speed {backbone}'s training on a CPU"
     if cpu_has_native_bf16():
         return "bf16", "auto: this CPU computes bfloat16 natively, AVX512-BF16 or AMX"
     return "off", "auto: float32, this CPU has no native bfloat16"

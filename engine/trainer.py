@@ -195,7 +195,8 @@ class Trainer:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.optimizer = build_optimizer(self.model, cfg.solver, cfg.solver.batch_size * self.world_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(cfg, it))
-        self.amp, why = choose_precision(cfg.run.amp, device, training=True)  # cfg keeps what was asked (auto)
+        # cfg keeps what was asked (auto)
+        self.amp, why = choose_precision(cfg.run.amp, device, training=True, backbone=cfg.model.backbone)
         if self.main:
             log.info("precision: %s (%s)%s", PRECISION_NAMES[self.amp], why,
                      "; --amp off for float32" if cfg.run.amp == "auto" and self.amp != "off" else "")
