@@ -27,7 +27,7 @@ else
     INFER="--batch-size 4 --steps 3 --warmup 1"; THREADS="1 2"
     RUNTIMES="--batch-size 4 --steps 10 --warmup 3 --int8 --backbones vgg16 mobilenet_v3 resnet50"
     LITE="--batch-size 4 --steps 10 --warmup 3 --int8 --backbones efficientnet_lite0 mobilenet_v3"
-    CHECK="--amp auto --examples docs/cpu_main_command.jpg"; DATA="--images 400 --workers 1 2"
+    CHECK="--amp bf16 auto --examples docs/cpu_main_command.jpg"; DATA="--images 400 --workers 1 2"
     POST="--steps 3 --warmup 1"; EVAL="--images 32 --batch-size 8 --workers 1"; SCALE=""
 fi
 

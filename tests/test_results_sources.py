@@ -33,7 +33,7 @@ def expand(pattern: str) -> list:
 
 def derived_numbers(paths: list) -> set:
     """Every number the records support, as text at 1-4 decimals: an accuracy record's final mAPs and training
-    minutes, each as the mean and range over the seeds of one set-up and model."""
+    minutes, each as the mean and range over the seeds of one set-up and model; every number of any other record."""
     values = []
     groups, minutes = defaultdict(list), defaultdict(list)
     for path in paths:
@@ -41,7 +41,7 @@ def derived_numbers(paths: list) -> set:
         if record is not None and "tables" in record:  # a suite step's record: every number of its tables
             cells = [cell for table in record["tables"] for row in table["rows"] for cell in row]
             values += [float(v) for cell in cells for v in re.findall(r"\d+\.\d+", cell)]
-        elif record is not None:
+        elif record is not None and "rows" in record:
             for row in record["rows"]:
                 groups[(row["setup"], row["model"])].append(row["curve"][-1]["mAP"])
                 if "train_s" in row:
