@@ -18,42 +18,35 @@ from config_flags import add_flags, flags_given
 from config_resolve import resolve
 from data import build_source
 from utils.cli import Parser
-from utils.voc_eval import evaluate_class, read_results, to_devkit
+from utils.voc_eval import evaluate_class, ground_truth_by_class, read_results, to_devkit
 
 KEYS = ("dataset", "dataset_root", "sets", "test_sets", "class_names")
 
 
 def boxes_by_class(source) -> list:
     """-> per class, {image_id: (devkit boxes [n, 4], difficult [n])} of the images holding that class."""
-    per_class = [dict() for _ in source.class_names]
+    by_image = {}
     for index in range(len(source)):
         boxes, labels, difficult = source.annotation(index)
-        for c in set(np.asarray(labels).tolist()):
-            mask = np.asarray(labels) == c
-            per_class[c][source.image_id(index)] = (to_devkit(boxes)[mask], np.asarray(difficult, bool)[mask])
-    return per_class
-
-
-def confident_unmatched(columns: tuple, ground_truth: dict, score: float) -> tuple:
-    """-> (detections scoring >= score, how many of them match no box) under the devkit's rule."""
-    _, recall, precision = evaluate_class(columns, ground_truth)
-    confident = int((columns[1] >= score).sum())
-    if confident == 0:
-        return 0, 0
-    hits = round(recall[confident - 1] * sum(int((~d).sum()) for _, d in ground_truth.values()))
-    return confident, confident - hits
+        by_image[source.image_id(index)] = (to_devkit(boxes), labels, difficult)
+    return ground_truth_by_class(by_image, len(source.class_names))
 
 
 def class_row(name: str, columns: tuple, ground_truth: dict, test_ids: list, score: float) -> dict:
+    """One class of one run: its AP on all test images and on those with a box of it, and its confident
+    detections that the devkit's rule counts as false positives (precision x count of the first `confident`
+    detections by score are hits)."""
     annotated = sorted(ground_truth)
     without = sorted(set(test_ids) - set(annotated))
     inside = np.isin(columns[0], annotated)
-    confident, unmatched = confident_unmatched(columns, ground_truth, score)
+    ap, _, precision = evaluate_class(columns, ground_truth)
+    confident = int((columns[1] >= score).sum())
+    unmatched = confident - round(precision[confident - 1] * confident) if confident else 0
     on_without = int(((columns[1] >= score) & ~inside).sum())
     return {"class": name, "test_images_without_a_box": len(without), "first_without": without[:5],
-            "ap_all_test_images": evaluate_class(columns, ground_truth)[0],
+            "ap_all_test_images": ap,
             "ap_test_images_with_a_box": evaluate_class(tuple(c[inside] for c in columns), ground_truth)[0],
-            "confident": confident, "confident_matching_no_box": unmatched,
+            "confident": confident, "confident_matching_no_box": int(unmatched),
             "confident_on_images_without_a_box": on_without}
 
 

@@ -108,19 +108,26 @@ def evaluate_class(detections: tuple, ground_truth: dict, iou_thresh: float = 0.
     return voc_ap(recall, precision, metric), recall, precision
 
 
+def ground_truth_by_class(ground_truth_by_image: dict, num_classes: int) -> list:
+    """{image_id: (devkit boxes [n, 4], labels [n], difficult [n])} -> per class, {image_id: (boxes, difficult)} of
+    the images holding that class (what `evaluate_class` takes)."""
+    per_class = [dict() for _ in range(num_classes)]
+    for image_id, (boxes, labels, difficult) in ground_truth_by_image.items():
+        boxes, labels, difficult = np.asarray(boxes), np.asarray(labels), np.asarray(difficult, bool)
+        for c in range(num_classes):
+            mask = labels == c
+            if mask.any():
+                per_class[c][image_id] = (boxes[mask], difficult[mask])
+    return per_class
+
+
 def evaluate_detections(detections_by_class: dict, ground_truth_by_image: dict, class_names,
                         metric: str = "voc07", iou_thresh: float = 0.5) -> dict:
     """detections_by_class: {class name: (image_ids [D], scores [D], devkit boxes [D, 4])} (`detection_columns`);
     ground_truth_by_image: {image_id: (devkit boxes [n, 4], labels [n], difficult [n])}.
     -> {"metric", "mAP", "AP": {class: ap}, "curves": {class: (recall, precision)}}. mAP averages the classes
     that have ground truth (a class without any is reported as NaN and left out, as in devkit practice)."""
-    per_class_gt = [dict() for _ in class_names]
-    for image_id, (boxes, labels, difficult) in ground_truth_by_image.items():
-        boxes, labels, difficult = np.asarray(boxes), np.asarray(labels), np.asarray(difficult, bool)
-        for c in range(len(class_names)):
-            mask = labels == c
-            if mask.any():
-                per_class_gt[c][image_id] = (boxes[mask], difficult[mask])
+    per_class_gt = ground_truth_by_class(ground_truth_by_image, len(class_names))
     aps, curves = {}, {}
     for c, name in enumerate(class_names):
         ap, recall, precision = evaluate_class(detections_by_class.get(name, detection_columns()), per_class_gt[c],
